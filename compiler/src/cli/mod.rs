@@ -1,0 +1,34 @@
+//! The command line: one file per subcommand.
+
+mod conformance;
+mod opt;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// kiln: an ahead-of-time compiler for mixture-of-experts and attention models.
+///
+/// ONNX in; IR dumps, reference runs and (later) deployable artifacts out.
+#[derive(Parser)]
+#[command(name = "kiln", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Opt(opt::OptArgs),
+    Run(run::RunArgs),
+    Conformance(conformance::ConformanceArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Opt(a) => opt::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Conformance(a) => conformance::run(a),
+    }
+}

@@ -1,0 +1,3 @@
+//! Frontends: model formats in, kiln IR out.
+
+pub mod onnx;

@@ -1,0 +1,3 @@
+use crate::ops::OpSpec;
+
+pub const SPECS: &[OpSpec] = &[];

@@ -1,0 +1,1 @@
+//! kiln-runtime: loads and runs .kiln artifacts (later issues).

@@ -1,0 +1,1 @@
+//! kiln-targets: code generation for the CPU and Ascend targets (later issues).

@@ -1,0 +1,1 @@
+//! Shared helpers for kiln's integration tests live in the test files themselves.
