@@ -1,1 +1,3 @@
-//! kiln-runtime: loads and runs .kiln artifacts (later issues).
+//! kiln-runtime: loads a .kiln artifact and runs it. It depends on no other kiln crate.
+
+pub mod cpu;
