@@ -4,13 +4,29 @@
 
 use half::{bf16, f16};
 
+use crate::attr::{Attr, Attrs};
+use crate::bail;
 use crate::dtype::DType;
-use crate::ops::OpSpec;
+use crate::ops::{OpResult, OpSpec};
 use crate::tensor::Tensor;
 
 mod resize;
 
 pub const SPECS: &[OpSpec] = &[OpSpec::new("Resize", resize::infer, resize::eval)];
+
+/// A dtype attribute, given as a dtype or as an ONNX `TensorProto.DataType` code; code 0
+/// (ONNX's "undefined") counts as absent.
+pub(crate) fn dtype_attr(attrs: &Attrs, name: &str) -> OpResult<Option<DType>> {
+    match attrs.get(name) {
+        None | Some(Attr::Int(0)) => Ok(None),
+        Some(Attr::DType(d)) => Ok(Some(*d)),
+        Some(Attr::Int(c)) => match i32::try_from(*c).ok().and_then(DType::from_onnx_code) {
+            Some(d) => Ok(Some(d)),
+            None => bail!("attribute `{name}`: ONNX dtype code {c} is not supported"),
+        },
+        Some(a) => bail!("attribute `{name}` must be a dtype, got {a:?}"),
+    }
+}
 
 /// The range of an integer dtype, as f64.
 pub(crate) fn int_range(dtype: DType) -> (f64, f64) {
