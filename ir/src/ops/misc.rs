@@ -10,9 +10,22 @@ use crate::dtype::DType;
 use crate::ops::{OpResult, OpSpec};
 use crate::tensor::Tensor;
 
+mod grid;
 mod resize;
 
-pub const SPECS: &[OpSpec] = &[OpSpec::new("Resize", resize::infer, resize::eval)];
+pub const SPECS: &[OpSpec] = &[
+    OpSpec::new("Resize", resize::infer, resize::eval),
+    OpSpec::new(
+        "GridSample",
+        grid::infer_grid_sample,
+        grid::eval_grid_sample,
+    ),
+    OpSpec::new(
+        "AffineGrid",
+        grid::infer_affine_grid,
+        grid::eval_affine_grid,
+    ),
+];
 
 /// A dtype attribute, given as a dtype or as an ONNX `TensorProto.DataType` code; code 0
 /// (ONNX's "undefined") counts as absent.
@@ -25,6 +38,17 @@ pub(crate) fn dtype_attr(attrs: &Attrs, name: &str) -> OpResult<Option<DType>> {
             None => bail!("attribute `{name}`: ONNX dtype code {c} is not supported"),
         },
         Some(a) => bail!("attribute `{name}` must be a dtype, got {a:?}"),
+    }
+}
+
+/// Rounds `x` to the precision of a float dtype (other dtypes: unchanged).
+pub(crate) fn round_to(dtype: DType, x: f64) -> f64 {
+    match dtype {
+        DType::F32 => x as f32 as f64,
+        DType::F16 => f16::from_f64(x).to_f64(),
+        DType::BF16 => bf16::from_f64(x).to_f64(),
+        d if d.is_fp8() => crate::fp8::decode(d, crate::fp8::encode(d, x as f32, true)) as f64,
+        _ => x,
     }
 }
 

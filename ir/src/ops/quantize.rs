@@ -6,13 +6,11 @@
 //! of DequantizeLinear to f32 and then to the output dtype. Integer results round half to
 //! even and saturate to the target range; fp8 results saturate unless `saturate = 0`.
 
-use half::{bf16, f16};
-
 use crate::attr::{Attrs, AttrsExt};
 use crate::bail;
 use crate::dim::Dim;
 use crate::dtype::DType;
-use crate::ops::misc::{dtype_attr, int_range};
+use crate::ops::misc::{dtype_attr, int_range, round_to};
 use crate::ops::util::{axis as norm_axis, one};
 use crate::ops::{EvalCtx, InferCtx, OpResult, OpSpec};
 use crate::tensor::{numel, Tensor};
@@ -28,16 +26,6 @@ pub const SPECS: &[OpSpec] = &[
     ),
     OpSpec::new("QLinearMatMul", infer_qlinear_matmul, eval_qlinear_matmul),
 ];
-
-/// Rounds `x` to the precision of a float dtype (other dtypes: unchanged).
-fn round_to(dtype: DType, x: f64) -> f64 {
-    match dtype {
-        DType::F32 => x as f32 as f64,
-        DType::F16 => f16::from_f64(x).to_f64(),
-        DType::BF16 => bf16::from_f64(x).to_f64(),
-        _ => x,
-    }
-}
 
 /// Whether `dtype` is a type QuantizeLinear can produce here.
 fn is_quant_type(dtype: DType) -> bool {
