@@ -10,6 +10,7 @@ use crate::dtype::DType;
 use crate::ops::{OpResult, OpSpec};
 use crate::tensor::Tensor;
 
+mod detect;
 mod grid;
 mod resize;
 
@@ -25,6 +26,8 @@ pub const SPECS: &[OpSpec] = &[
         grid::infer_affine_grid,
         grid::eval_affine_grid,
     ),
+    OpSpec::new("RoiAlign", detect::infer_roi_align, detect::eval_roi_align),
+    OpSpec::new("NonMaxSuppression", detect::infer_nms, detect::eval_nms),
 ];
 
 /// A dtype attribute, given as a dtype or as an ONNX `TensorProto.DataType` code; code 0
