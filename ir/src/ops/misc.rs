@@ -13,6 +13,7 @@ use crate::tensor::Tensor;
 mod detect;
 mod grid;
 mod resize;
+mod signal;
 
 pub const SPECS: &[OpSpec] = &[
     OpSpec::new("Resize", resize::infer, resize::eval),
@@ -28,6 +29,16 @@ pub const SPECS: &[OpSpec] = &[
     ),
     OpSpec::new("RoiAlign", detect::infer_roi_align, detect::eval_roi_align),
     OpSpec::new("NonMaxSuppression", detect::infer_nms, detect::eval_nms),
+    OpSpec::new("DFT", signal::infer_dft, signal::eval_dft),
+    OpSpec::new("STFT", signal::infer_stft, signal::eval_stft),
+    OpSpec::new("HannWindow", signal::infer_window, signal::eval_hann),
+    OpSpec::new("HammingWindow", signal::infer_window, signal::eval_hamming),
+    OpSpec::new(
+        "BlackmanWindow",
+        signal::infer_window,
+        signal::eval_blackman,
+    ),
+    OpSpec::new("MelWeightMatrix", signal::infer_mel, signal::eval_mel),
 ];
 
 /// A dtype attribute, given as a dtype or as an ONNX `TensorProto.DataType` code; code 0
