@@ -14,6 +14,7 @@ mod detect;
 mod grid;
 mod resize;
 mod signal;
+mod simple;
 
 pub const SPECS: &[OpSpec] = &[
     OpSpec::new("Resize", resize::infer, resize::eval),
@@ -39,6 +40,8 @@ pub const SPECS: &[OpSpec] = &[
         signal::eval_blackman,
     ),
     OpSpec::new("MelWeightMatrix", signal::infer_mel, signal::eval_mel),
+    OpSpec::new("Dropout", simple::infer_dropout, simple::eval_dropout),
+    OpSpec::new("BitCast", simple::infer_bitcast, simple::eval_bitcast),
 ];
 
 /// A dtype attribute, given as a dtype or as an ONNX `TensorProto.DataType` code; code 0
