@@ -12,6 +12,7 @@ use crate::tensor::Tensor;
 
 mod detect;
 mod grid;
+mod recurrent;
 mod resize;
 mod signal;
 mod simple;
@@ -42,6 +43,16 @@ pub const SPECS: &[OpSpec] = &[
     OpSpec::new("MelWeightMatrix", signal::infer_mel, signal::eval_mel),
     OpSpec::new("Dropout", simple::infer_dropout, simple::eval_dropout),
     OpSpec::new("BitCast", simple::infer_bitcast, simple::eval_bitcast),
+    OpSpec::new(
+        "LinearAttention",
+        recurrent::infer_linear_attention,
+        recurrent::eval_linear_attention,
+    ),
+    OpSpec::new(
+        "CausalConvWithState",
+        recurrent::infer_causal_conv,
+        recurrent::eval_causal_conv,
+    ),
 ];
 
 /// A dtype attribute, given as a dtype or as an ONNX `TensorProto.DataType` code; code 0
