@@ -851,3 +851,64 @@ fn import_bytes_decodes_and_reports_garbage() {
         .to_string();
     assert!(e.starts_with("/nonexistent/m.onnx: "), "{e}");
 }
+
+#[test]
+fn resize_11_empty_roi_and_scales_become_absent() {
+    let g = graph(
+        vec![node(
+            "Resize",
+            &["x", "roi", "scales", "sizes"],
+            &["y"],
+            vec![a_str("mode", "nearest")],
+        )],
+        vec![vi("x", 1, &[D::V(1), D::V(2)])],
+        &["y"],
+        vec![
+            tp("roi", 1, &[0], |_| {}),
+            tp("scales", 1, &[0], |_| {}),
+            tp("sizes", 7, &[2], |t| t.int64_data = vec![1, 4]),
+        ],
+    );
+    let g = import(&model(11, g)).unwrap();
+    let r = g.node(g.outputs()[0].1.node);
+    assert_eq!(r.inputs()[1], None);
+    assert_eq!(r.inputs()[2], None);
+    assert!(r.inputs()[3].is_some());
+    let y = run(&g, &[("x", f32s(vec![1, 2], vec![1., 2.]))]);
+    assert_eq!(y[0].shape(), &[1, 4]);
+}
+
+#[test]
+fn microsoft_ops_are_prefixed() {
+    let mut n = node("NoSuchContribOp", &["x"], &["y"], vec![]);
+    n.domain = "com.microsoft".into();
+    let g = graph(vec![n], vec![vi("x", 1, &[D::V(1)])], &["y"], vec![]);
+    assert_eq!(
+        err(&model_with(&[("", 18), ("com.microsoft", 1)], g)),
+        "unsupported op NoSuchContribOp (domain com.microsoft, opset 1) at node \"NoSuchContribOp_y\""
+    );
+    let mut n = node("Identity", &["x"], &["y"], vec![]);
+    n.domain = "com.example".into();
+    let g = graph(vec![n], vec![vi("x", 1, &[D::V(1)])], &["y"], vec![]);
+    assert_eq!(
+        err(&model(18, g)),
+        "unsupported op Identity (domain com.example, opset ?): the model imports no opset for this domain at node \"Identity_y\""
+    );
+}
+
+#[test]
+fn node_origin_is_the_onnx_name_or_first_output() {
+    let mut a = node("Identity", &["x"], &["y"], vec![]);
+    a.name = "my/node".into();
+    let mut b = node("Identity", &["y"], &["z"], vec![]);
+    b.name = String::new();
+    let g = graph(
+        vec![a, b],
+        vec![vi("x", 1, &[D::V(1)])],
+        &["y", "z"],
+        vec![],
+    );
+    let g = import(&model(18, g)).unwrap();
+    assert_eq!(g.node(g.outputs()[0].1.node).origin, "my/node");
+    assert_eq!(g.node(g.outputs()[1].1.node).origin, "z");
+}
