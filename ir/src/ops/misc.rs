@@ -12,8 +12,10 @@ use crate::tensor::Tensor;
 
 mod detect;
 mod grid;
+mod recurrent;
 mod resize;
 mod signal;
+mod simple;
 
 pub const SPECS: &[OpSpec] = &[
     OpSpec::new("Resize", resize::infer, resize::eval),
@@ -39,6 +41,18 @@ pub const SPECS: &[OpSpec] = &[
         signal::eval_blackman,
     ),
     OpSpec::new("MelWeightMatrix", signal::infer_mel, signal::eval_mel),
+    OpSpec::new("Dropout", simple::infer_dropout, simple::eval_dropout),
+    OpSpec::new("BitCast", simple::infer_bitcast, simple::eval_bitcast),
+    OpSpec::new(
+        "LinearAttention",
+        recurrent::infer_linear_attention,
+        recurrent::eval_linear_attention,
+    ),
+    OpSpec::new(
+        "CausalConvWithState",
+        recurrent::infer_causal_conv,
+        recurrent::eval_causal_conv,
+    ),
 ];
 
 /// A dtype attribute, given as a dtype or as an ONNX `TensorProto.DataType` code; code 0

@@ -358,6 +358,9 @@ fn eval_qlinear_matmul(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
         ctx.input(6)?,
         ctx.input(7)?,
     );
+    if a.rank() == 0 || b.rank() == 0 {
+        bail!("QLinearMatMul inputs must have rank >= 1");
+    }
     let out_dt = y_z.dtype();
     if !(matches!(out_dt, DType::I8 | DType::U8) || out_dt.is_fp8()) {
         bail!("QLinearMatMul cannot produce {out_dt}");

@@ -807,6 +807,40 @@ mod tests {
     }
 
     #[test]
+    fn infer_keeps_symbolic_dims() {
+        use crate::dim::Dim;
+        use crate::graph::WeightStore;
+        use crate::ops::{lookup, InferCtx};
+        use crate::types::ValueType;
+        let x = ValueType::new(
+            crate::dtype::DType::F32,
+            vec![Dim::sym("batch"), Dim::sym("seq"), Dim::from(4i64)],
+        );
+        let w = ValueType::of(crate::dtype::DType::F32, &[2, 12, 4]);
+        let r = ValueType::of(crate::dtype::DType::F32, &[2, 12, 3]);
+        let a = attrs(&[
+            ("direction", Attr::Str("bidirectional".into())),
+            ("layout", Attr::Int(1)),
+        ]);
+        let weights = WeightStore::default();
+        let fresh = || Dim::sym("fresh");
+        let ctx = InferCtx {
+            attrs: &a,
+            inputs: vec![Some(&x), Some(&w), Some(&r)],
+            known: vec![None, None, None],
+            num_outputs: 3,
+            weights: &weights,
+            previous: None,
+            fresh: &fresh,
+        };
+        let t = (lookup("LSTM").unwrap().infer)(&ctx).unwrap();
+        assert_eq!(
+            format!("{:?}", t),
+            "[f32[batch, seq, 2, 3], f32[batch, 2, 3], f32[batch, 2, 3]]"
+        );
+    }
+
+    #[test]
     fn clip_bounds_gate_inputs() {
         let x = f32s(&[1, 1, 1], &[10.0]);
         let w = f32s(&[1, 1, 1], &[1.0]);

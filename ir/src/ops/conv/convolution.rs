@@ -362,6 +362,11 @@ pub fn infer_conv_transpose(ctx: &InferCtx) -> OpResult<Vec<ValueType>> {
         bail!("the weight {w} must have the input's rank {}", x.rank());
     }
     let group = group_attr(ctx.attrs)? as i64;
+    if let (Some(c), Some(wc)) = (x.shape[1].as_const(), w.shape[0].as_const()) {
+        if c != wc || c % group != 0 {
+            bail!("input channels {c} must equal the weight's dim 0 ({wc}) and divide by group {group}");
+        }
+    }
     let spatial = match kernel_shape(ctx.attrs, &w.shape[2..])? {
         Some(k) => transpose_geometry(ctx.attrs, &x.shape[2..], &k)?.0,
         None => (0..n).map(|a| ctx.data_dim(0, 2 + a)).collect(),
@@ -570,6 +575,94 @@ pub fn eval_deform_conv(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
     )])
 }
 
+// ---- CausalConvWithState ----
+// Inputs: input [B, C, L], weight [C, 1, k], bias [C], past_state [B, C, k-1].
+// Outputs: output [B, C, L], present_state [B, C, k-1].
+
+pub fn infer_causal_conv(ctx: &InferCtx) -> OpResult<Vec<ValueType>> {
+    let x = ctx.input(0)?;
+    let w = ctx.input(1)?;
+    if x.rank() != 3 || w.rank() != 3 {
+        bail!("input {x} and weight {w} must be [B, C, L] and [C, 1, k]");
+    }
+    causal_activation(ctx.attrs)?;
+    let state = vec![
+        x.shape[0].clone(),
+        x.shape[1].clone(),
+        w.shape[2].sub(&Dim::from(1i64)),
+    ];
+    let mut out = vec![x.clone()];
+    if ctx.num_outputs > 1 {
+        out.push(ValueType::new(x.dtype, state));
+    }
+    Ok(out)
+}
+
+/// Whether the fused activation is SiLU.
+fn causal_activation(attrs: &crate::attr::Attrs) -> OpResult<bool> {
+    match attrs.str_or("activation", "none")? {
+        "none" => Ok(false),
+        "silu" | "swish" => Ok(true),
+        a => bail!("activation \"{a}\" is not one of none, silu, swish"),
+    }
+}
+
+pub fn eval_causal_conv(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
+    let (x, w) = (ctx.input(0)?, ctx.input(1)?);
+    let silu = causal_activation(ctx.attrs)?;
+    let (xs, ws) = (x.shape(), w.shape());
+    if xs.len() != 3 || ws.len() != 3 || ws[0] != xs[1] || ws[1] != 1 || ws[2] == 0 {
+        bail!("input {xs:?} and weight {ws:?} must be [B, C, L] and [C, 1, k] with k >= 1");
+    }
+    let (nb, c, len, k) = (xs[0], xs[1], xs[2], ws[2]);
+    let past = match ctx.opt_input(3) {
+        Some(p) if p.shape() == [nb, c, k - 1] => Some(p.to_f64()),
+        Some(p) => bail!(
+            "past_state has shape {:?}, expected [{nb}, {c}, {}]",
+            p.shape(),
+            k - 1
+        ),
+        None => None,
+    };
+    let bias = bias_f64(ctx.opt_input(2), c)?;
+    let (xv, wv) = (x.to_f64(), w.to_f64());
+    let plen = len + k - 1;
+    let mut y = vec![0.0; nb * c * len];
+    let mut state = vec![0.0; nb * c * (k - 1)];
+    let mut padded = vec![0.0; plen];
+    for b in 0..nb {
+        for ch in 0..c {
+            let row = b * c + ch;
+            match &past {
+                Some(p) => padded[..k - 1].copy_from_slice(&p[row * (k - 1)..][..k - 1]),
+                None => padded[..k - 1].iter_mut().for_each(|v| *v = 0.0),
+            }
+            padded[k - 1..].copy_from_slice(&xv[row * len..][..len]);
+            let wk = &wv[ch * k..][..k];
+            for t in 0..len {
+                let acc: f64 = wk.iter().zip(&padded[t..t + k]).map(|(a, b)| a * b).sum();
+                y[row * len + t] = acc + bias.as_ref().map_or(0.0, |b| b[ch]);
+            }
+            state[row * (k - 1)..][..k - 1].copy_from_slice(&padded[plen - (k - 1)..]);
+        }
+    }
+    let mut out = Tensor::from_f64(x.dtype(), xs.to_vec(), &y);
+    if silu {
+        // SiLU of the convolution as rounded to the dtype.
+        let v: Vec<f64> = out
+            .to_f64()
+            .iter()
+            .map(|&a| a / (1.0 + (-a).exp()))
+            .collect();
+        out = Tensor::from_f64(x.dtype(), xs.to_vec(), &v);
+    }
+    let mut outs = vec![out];
+    if ctx.num_outputs > 1 {
+        outs.push(Tensor::from_f64(x.dtype(), vec![nb, c, k - 1], &state));
+    }
+    Ok(outs)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::attr::Attr;
@@ -604,6 +697,51 @@ mod tests {
         let y = run("Conv", &a, vec![Some(x), Some(w)], 1).unwrap();
         assert_eq!(y[0].shape(), &[1, 1, 4, 2]);
         close(&y[0], &[21., 33., 99., 117., 189., 207., 171., 183.], 0.0);
+    }
+
+    #[test]
+    fn infer_symbolic_spatial_dims() {
+        use crate::dim::Dim;
+        use crate::graph::WeightStore;
+        use crate::ops::{lookup, InferCtx};
+        use crate::types::ValueType;
+        let x = ValueType::new(
+            DType::F32,
+            vec![Dim::sym("n"), Dim::from(2i64), Dim::sym("h"), Dim::sym("w")],
+        );
+        let infer = |op: &str, a: &crate::attr::Attrs, w: &[usize]| {
+            let w = ValueType::of(DType::F32, w);
+            let weights = WeightStore::default();
+            let fresh = || Dim::sym("fresh");
+            let ctx = InferCtx {
+                attrs: a,
+                inputs: vec![Some(&x), Some(&w)],
+                known: vec![None, None],
+                num_outputs: 1,
+                weights: &weights,
+                previous: None,
+                fresh: &fresh,
+            };
+            (lookup(op).unwrap().infer)(&ctx).unwrap()[0].clone()
+        };
+        let a = attrs(&[("strides", ints(&[2, 1])), ("pads", ints(&[1, 0, 1, 0]))]);
+        let t = infer("Conv", &a, &[4, 2, 3, 3]);
+        let two = Dim::from(2i64);
+        let h = Dim::sym("h")
+            .sub(&Dim::from(1i64))
+            .floor_div(&two)
+            .add(&Dim::from(1i64));
+        let wd = Dim::sym("w").sub(&two);
+        assert_eq!(t.shape, vec![Dim::sym("n"), Dim::from(4i64), h, wd]);
+        // ConvTranspose: 2*(h-1) + 1 + 3 and 2*(w-1) + 3; channels from the weight's dim 1.
+        let a = attrs(&[
+            ("strides", ints(&[2, 2])),
+            ("output_padding", ints(&[1, 0])),
+        ]);
+        let t = infer("ConvTranspose", &a, &[2, 1, 3, 3]);
+        let h = Dim::sym("h").mul(&two).add(&two);
+        let wd = Dim::sym("w").mul(&two).add(&Dim::from(1i64));
+        assert_eq!(t.shape, vec![Dim::sym("n"), Dim::from(1i64), h, wd]);
     }
 
     #[test]
@@ -751,5 +889,36 @@ mod tests {
         // Window (0,0) samples rows 0.5 and 1.5 at cols 0,1: 1.5+2.5+4.5+5.5 = 14; window
         // (1,0) samples rows 1.5 and 2.5, half of row 2.5 outside: 4.5+5.5+3+3.5 = 16.5.
         close(&y[0], &[1. + 7., 1. + 9., 1. + 8.25, 1. + 9.75], 1e-9);
+    }
+
+    #[test]
+    fn causal_conv_with_state_carries_the_last_positions() {
+        // k = 3; channel 0 weights [1, 10, 100]; past state [1, 2]; input [3, 4].
+        let x = f32s(&[1, 1, 2], &[3., 4.]);
+        let w = f32s(&[1, 1, 3], &[1., 10., 100.]);
+        let past = f32s(&[1, 1, 2], &[1., 2.]);
+        let y = run(
+            "CausalConvWithState",
+            &attrs(&[]),
+            vec![Some(x.clone()), Some(w.clone()), None, Some(past)],
+            2,
+        )
+        .unwrap();
+        // padded [1, 2, 3, 4]: 1 + 20 + 300, 2 + 30 + 400; state [3, 4].
+        close(&y[0], &[321., 432.], 0.0);
+        close(&y[1], &[3., 4.], 0.0);
+        // No state: zeros before; SiLU; bias.
+        let b = f32s(&[1], &[-300.]);
+        let a = attrs(&[("activation", Attr::Str("silu".into()))]);
+        let y = run(
+            "CausalConvWithState",
+            &a,
+            vec![Some(x), Some(w), Some(b)],
+            2,
+        )
+        .unwrap();
+        let silu = |v: f64| v / (1.0 + (-v).exp());
+        close(&y[0], &[silu(0.0), silu(30.0 - 300.0 + 400.0)], 1e-6);
+        close(&y[1], &[3., 4.], 0.0);
     }
 }

@@ -1,5 +1,5 @@
 //! Convolutions and pools over `[N, C, spatial...]` tensors (1-D, 2-D, 3-D, any rank):
-//! Conv, ConvTranspose, ConvInteger, QLinearConv, DeformConv; AveragePool, MaxPool, LpPool,
+//! Conv, ConvTranspose, ConvInteger, QLinearConv, DeformConv, CausalConvWithState; AveragePool, MaxPool, LpPool,
 //! their Global forms, MaxUnpool; Col2Im. Every one shares the window geometry of
 //! [`window`]: output dims (symbolic in `infer`) and the taps each window reads.
 
@@ -33,6 +33,11 @@ pub const SPECS: &[OpSpec] = &[
         "DeformConv",
         convolution::infer_deform_conv,
         convolution::eval_deform_conv,
+    ),
+    OpSpec::new(
+        "CausalConvWithState",
+        convolution::infer_causal_conv,
+        convolution::eval_causal_conv,
     ),
     OpSpec::new("AveragePool", pool::infer_pool, pool::eval_average_pool),
     OpSpec::new("MaxPool", pool::infer_max_pool, pool::eval_max_pool),

@@ -395,6 +395,42 @@ mod tests {
     }
 
     #[test]
+    fn symbolic_dims_agree_with_concrete_ones() {
+        let b = |x: i64| [("x".to_string(), x)].into_iter().collect();
+        for ceil in [0, 1] {
+            for auto in ["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"] {
+                for (k, s, d, pb, pe) in [
+                    (3, 2, 1, 1, 1),
+                    (2, 3, 2, 0, 1),
+                    (3, 1, 1, 2, 0),
+                    (1, 2, 1, 0, 0),
+                    (4, 3, 1, 2, 3),
+                ] {
+                    let a = attrs(&[
+                        ("strides", Attr::Ints(vec![s])),
+                        ("dilations", Attr::Ints(vec![d])),
+                        ("pads", Attr::Ints(vec![pb, pe])),
+                        ("auto_pad", Attr::Str(auto.into())),
+                        ("ceil_mode", Attr::Int(ceil)),
+                    ]);
+                    let w = Window::from_attrs(&a, vec![k]).unwrap();
+                    let sym = w.out_dims(&[Dim::sym("x")]).unwrap();
+                    for x in 1..12i64 {
+                        if let Ok(g) = w.resolve(&[x as usize]) {
+                            assert_eq!(
+                                sym[0].eval(&b(x)).unwrap(),
+                                g.out[0] as i64,
+                                "{auto} ceil {ceil} k {k} s {s} d {d} pads {pb},{pe} x {x}: {}",
+                                sym[0]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn taps_2d() {
         let a = attrs(&[("pads", Attr::Ints(vec![1, 0, 0, 0]))]);
         let g = Window::from_attrs(&a, vec![2, 2])

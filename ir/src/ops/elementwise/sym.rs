@@ -60,16 +60,18 @@ pub fn mul(ctx: &InferCtx) -> Option<Vec<Dim>> {
     int_op(ctx, |r| Some(r[0].mul(r[1])))
 }
 
-/// Constants divide exactly as ONNX does (truncating); symbols are taken as non-negative
-/// shape values, for which truncation is floor division.
+/// Constants divide exactly as ONNX does (truncating). Otherwise both sides are taken as
+/// shape values (non-negative, the divisor positive), for which truncation is floor division.
 pub fn div(ctx: &InferCtx) -> Option<Vec<Dim>> {
-    int_op(ctx, |r| match (r[0].as_const(), r[1].as_const()?) {
-        (_, 0) => None,
-        (Some(a), b) => Some(Dim::from(a.wrapping_div(b))),
-        (None, _) => Some(r[0].floor_div(r[1])),
+    int_op(ctx, |r| match (r[0].as_const(), r[1].as_const()) {
+        (_, Some(0)) => None,
+        (Some(a), Some(b)) => Some(Dim::from(a.wrapping_div(b))),
+        (_, Some(b)) if b < 0 => None,
+        _ => Some(r[0].floor_div(r[1])),
     })
 }
 
+/// Like [`div`]: exact on constants; on shape values both `fmod` conventions agree.
 pub fn modulo(ctx: &InferCtx) -> Option<Vec<Dim>> {
     let fmod = ctx.attrs.int_or("fmod", 0).ok()? != 0;
     int_op(ctx, |r| match (r[0].as_const(), r[1].as_const()) {
@@ -77,6 +79,7 @@ pub fn modulo(ctx: &InferCtx) -> Option<Vec<Dim>> {
         (Some(a), Some(b)) => super::binary::int_mod(a.into(), b.into(), fmod)
             .ok()
             .map(|m| Dim::from(m as i64)),
+        (_, Some(b)) if b < 0 => None,
         _ => Some(r[0].modulo(r[1])),
     })
 }
@@ -231,6 +234,15 @@ mod tests {
             Some(vec![Dim::from(-3i64)])
         );
         assert_eq!(sym("Div", &none, vec![v.clone(), scalar(0)]), None);
+        assert_eq!(sym("Div", &none, vec![v.clone(), scalar(-2)]), None);
+        assert_eq!(
+            sym(
+                "Div",
+                &none,
+                vec![dims(&[seq.clone()]), dims(&[seq.clone()])]
+            ),
+            Some(vec![Dim::from(1i64)])
+        );
         assert_eq!(
             sym("Mod", &none, vec![scalar(-7), scalar(2)]),
             Some(vec![Dim::from(1i64)])

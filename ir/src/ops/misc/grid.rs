@@ -105,6 +105,9 @@ pub fn eval_grid_sample(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
     let r = xs.len() - 2;
     let (n, c) = (xs[0], xs[1]);
     let dims = &xs[2..];
+    if dims.contains(&0) && numel(gs) > 0 {
+        bail!("GridSample cannot sample the empty input {xs:?}");
+    }
     let spatial: usize = numel(dims);
     let out_sp = &gs[1..gs.len() - 1];
     let npts: usize = numel(out_sp);

@@ -327,7 +327,10 @@ mod tests {
             div_exact(&[c(1), seq.clone(), c(2048)], &[c(1), seq.clone(), c(64)]),
             c(32)
         );
-        assert_eq!(div_exact(&[seq.mul(&c(4))], std::slice::from_ref(&seq)), c(4));
+        assert_eq!(
+            div_exact(&[seq.mul(&c(4))], std::slice::from_ref(&seq)),
+            c(4)
+        );
         assert_eq!(div_exact(&[c(1), seq.clone(), c(64)], &[c(64)]), seq);
         let b = Dim::sym("batch");
         assert_eq!(
