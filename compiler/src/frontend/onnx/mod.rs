@@ -146,12 +146,15 @@ pub(crate) struct Importer {
     inits: Vec<Init>,
 }
 
+/// A tensor type's elem type code and its dims, if it has a shape.
+type TensorTypeParts = (i32, Option<Vec<dimension::Value>>);
+
 /// The elem type and shape of a tensor type, or an "unsupported type" error naming `what`.
 fn check_value_type(
     tp: Option<&TypeProto>,
     what: &str,
     need_tensor: bool,
-) -> Result<Option<(i32, Option<Vec<dimension::Value>>)>, CompileError> {
+) -> Result<Option<TensorTypeParts>, CompileError> {
     let Some(tp) = tp else {
         if need_tensor {
             return Err(CompileError::Invalid(format!("{what} has no type")));
