@@ -311,3 +311,221 @@ fn a_verifier_failure_names_the_pass() {
         "the IR does not verify after pass `breaker`: invalid graph: graph output \"y\" refers to a value that does not exist"
     );
 }
+
+// ----- constant-fold (ONNX ops) -----
+
+#[test]
+fn constant_fold_evaluates_constant_subgraphs() {
+    insta::assert_snapshot!(run(
+        "constant-fold",
+        r#"graph @g(%x: f32[2]) -> (a: f32[2], b: i64[32], c: f32[2], d: f32[2], e: i64[2], f: i64[1]) {
+  %0 = constant {value = dense<f32[2]>[1.0, 2.0]} : f32[2]
+  %1 = constant {value = dense<f32[]>[0.5]} : f32[]
+  %2 = Mul(%0, %1) : f32[2]
+  %3 = Add(%2, %1) : f32[2]
+  %4 = constant {value = dense<i64[]>[0]} : i64[]
+  %5 = constant {value = dense<i64[]>[32]} : i64[]
+  %6 = constant {value = dense<i64[]>[1]} : i64[]
+  %7 = Range(%4, %5, %6) : i64[32]
+  %8 = constant {value = dense<i64[4]>[4, 1, 3, 2]} : i64[4]
+  %9 = constant {value = dense<i64[1]>[2]} : i64[1]
+  %10, %11 = TopK(%8, %9) {axis = -1, largest = 1, sorted = 1} : i64[2], i64[2]
+  %12 = Clip(%3, _, %1) : f32[2]
+  %17 = constant {value = dense<i64[2]>[2, 2]} : i64[2]
+  %13, %14 = Split(%8, %17) {axis = 0} : i64[2], i64[2]
+  %15 = Mul(%3, %x) : f32[2]
+  %16 = Shape(%14) : i64[1]
+  return %3, %7, %12, %15, %11, %16
+}
+"#
+    ));
+}
+
+#[test]
+fn constant_fold_leaves_what_it_must_not_fold() {
+    // Not folded: a non-constant input; a weight without data; a result over 1M elements
+    // (ConstantOfShape 2048x1024); an op whose evaluation fails (integer division by zero).
+    let text = r#"graph @g(%x: f32[2]) -> (a: f32[2], b: f32[2], c: f32[2048, 1024], d: i64[2]) {
+  %0 = constant {value = dense<f32[2]>[1.0, 2.0]} : f32[2]
+  %1 = Add(%0, %x) : f32[2]
+  %2 = constant {value = @weight("absent")} : f32[2]
+  %3 = Add(%0, %2) : f32[2]
+  %4 = constant {value = dense<i64[2]>[2048, 1024]} : i64[2]
+  %5 = ConstantOfShape(%4) {value = dense<f32[1]>[1.0]} : f32[2048, 1024]
+  %6 = constant {value = dense<i64[2]>[7, 0]} : i64[2]
+  %7 = Div(%6, %6) : i64[2]
+  return %1, %3, %5, %7
+}
+"#;
+    unchanged("constant-fold", text);
+}
+
+#[test]
+fn constant_fold_makes_weights_of_large_results() {
+    let mut g = parse(
+        r#"graph @g() -> (a: f32[4, 8]) {
+  %0 = constant {value = dense<i64[2]>[4, 8]} : i64[2]
+  %1 = ConstantOfShape(%0) {value = dense<f32[1]>[2.5]} : f32[4, 8]
+  return %1
+}
+"#,
+    )
+    .unwrap();
+    PassManager::parse("constant-fold")
+        .unwrap()
+        .run(&mut g, &mut PassContext::new())
+        .unwrap();
+    assert_eq!(
+        print(&g),
+        "graph @g() -> (a: f32[4, 8]) {\n  %0 = constant {value = dense<i64[2]>[4, 8]} : i64[2]\n  %1 = constant {value = @weight(\"ConstantOfShape\")} : f32[4, 8]\n  return %1\n}\n"
+    );
+    let w = g.weights.get("ConstantOfShape").unwrap();
+    assert_eq!(w.shape(), [4, 8]);
+    assert!(w.to_f64().iter().all(|&x| x == 2.5));
+}
+
+// ----- shape-propagation (ONNX ops) -----
+
+/// What torch's dynamo exporter writes to split heads: the shape is computed from the
+/// input's shape at run time.
+const DYNAMO_RESHAPE: &str = r#"graph @g(%x: f32[1, seq, 64]) -> (y: f32[1, seq, 4, 16]) {
+  %0 = Shape(%x) : i64[3]
+  %1 = constant {value = dense<i64[]>[0]} : i64[]
+  %2 = Gather(%0, %1) {axis = 0} : i64[]
+  %3 = constant {value = dense<i64[]>[1]} : i64[]
+  %4 = Gather(%0, %3) {axis = 0} : i64[]
+  %5 = constant {value = dense<i64[1]>[0]} : i64[1]
+  %6 = Unsqueeze(%2, %5) : i64[1]
+  %7 = Unsqueeze(%4, %5) : i64[1]
+  %8 = constant {value = dense<i64[1]>[4]} : i64[1]
+  %9 = constant {value = dense<i64[1]>[16]} : i64[1]
+  %10 = Concat(%6, %7, %8, %9) {axis = 0} : i64[4]
+  %11 = Reshape(%x, %10) {allowzero = 0} : f32[1, seq, 4, 16]
+  return %11
+}
+"#;
+
+#[test]
+fn shape_propagation_folds_dynamo_shape_chains() {
+    insta::assert_snapshot!(run("shape-propagation", DYNAMO_RESHAPE));
+}
+
+#[test]
+fn shape_propagation_keeps_data_dependent_shapes() {
+    // NonZero's output size is known only when it runs: a `dims` node holding it could run
+    // before it.
+    unchanged(
+        "shape-propagation",
+        r#"graph @g(%x: f32[seq]) -> (y: i64[2]) {
+  %0 = NonZero(%x) : i64[1, u0]
+  %1 = Shape(%0) : i64[2]
+  return %1
+}
+"#,
+    );
+}
+
+// ----- simplify -----
+
+#[test]
+fn simplify_removes_exporter_noise() {
+    insta::assert_snapshot!(run(
+        "simplify",
+        r#"graph @g(%x: f32[2, 3, 4], %m: i64[2, 3, 4]) -> (a: f32[2, 3, 4], b: f32[2, 3, 4], c: f32[2, 3, 4], d: f32[4, 6], e: f32[2, 3, 4], f: f32[2, 3, 4], g: f32[4, 3, 2], h: f32[2, 3, 4], i: f32[2, 3, 4]) {
+  %0 = Identity(%x) : f32[2, 3, 4]
+  %1 = Cast(%0) {to = f32} : f32[2, 3, 4]
+  %2 = CastLike(%1, %x) : f32[2, 3, 4]
+  %3 = constant {value = dense<i64[2]>[6, 4]} : i64[2]
+  %4 = Reshape(%x, %3) {allowzero = 0} : f32[6, 4]
+  %5 = constant {value = dense<i64[2]>[4, -1]} : i64[2]
+  %6 = Reshape(%4, %5) {allowzero = 0} : f32[4, 6]
+  %7 = constant {value = dense<i64[3]>[2, 3, 4]} : i64[3]
+  %8 = Reshape(%x, %7) {allowzero = 0} : f32[2, 3, 4]
+  %9 = Transpose(%x) {perm = [0, 1, 2]} : f32[2, 3, 4]
+  %10 = Transpose(%x) {perm = [1, 0, 2]} : f32[3, 2, 4]
+  %11 = Transpose(%10) {perm = [1, 0, 2]} : f32[2, 3, 4]
+  %12 = Transpose(%10) {perm = [2, 0, 1]} : f32[4, 3, 2]
+  %13 = Dropout(%x) {seed = 0} : f32[2, 3, 4]
+  %14 = constant {value = dense<bool[]>[false]} : bool[]
+  %15, %16 = Dropout(%x, _, %14) : f32[2, 3, 4], bool[2, 3, 4]
+  return %2, %8, %9, %6, %11, %13, %12, %15, %0
+}
+"#
+    ));
+}
+
+#[test]
+fn simplify_leaves_near_misses() {
+    // A real Cast; a Reshape of a Reshape whose shape copies a dim (0); a real Transpose;
+    // a training-mode Dropout; a Dropout whose mask is used.
+    unchanged(
+        "simplify",
+        r#"graph @g(%x: f32[2, 3, 4]) -> (a: f16[2, 3, 4], b: f32[6, 2, 2], c: f32[3, 2, 4], d: f32[2, 3, 4], e: f32[2, 3, 4], f: bool[2, 3, 4]) {
+  %0 = Cast(%x) {to = f16} : f16[2, 3, 4]
+  %1 = constant {value = dense<i64[2]>[6, 4]} : i64[2]
+  %2 = Reshape(%x, %1) {allowzero = 0} : f32[6, 4]
+  %3 = constant {value = dense<i64[3]>[0, 2, -1]} : i64[3]
+  %4 = Reshape(%2, %3) {allowzero = 0} : f32[6, 2, 2]
+  %5 = Transpose(%x) {perm = [1, 0, 2]} : f32[3, 2, 4]
+  %6 = constant {value = dense<bool[]>[true]} : bool[]
+  %7 = Dropout(%x, _, %6) : f32[2, 3, 4]
+  %8, %9 = Dropout(%x) : f32[2, 3, 4], bool[2, 3, 4]
+  return %0, %4, %5, %7, %8, %9
+}
+"#,
+    );
+}
+
+// ----- cse (ONNX ops) -----
+
+#[test]
+fn cse_merges_onnx_nodes_not_lookalikes() {
+    insta::assert_snapshot!(run(
+        "cse",
+        r#"graph @g(%x: f32[2], %y: f32[2]) -> (a: f32[2], b: f32[2], c: f32[2], d: f32[], e: f32[], f: f32[]) {
+  %0 = Add(%x, %y) : f32[2]
+  %1 = Add(%x, %y) : f32[2]
+  %2 = Add(%y, %x) : f32[2]
+  %3 = constant {value = dense<i64[1]>[0]} : i64[1]
+  %4 = ReduceSum(%0, %3) {keepdims = 0} : f32[]
+  %5 = ReduceSum(%1, %3) {keepdims = 0} : f32[]
+  %6 = ReduceSum(%1, %3) {keepdims = 0, noop_with_empty_axes = 1} : f32[]
+  return %0, %1, %2, %4, %5, %6
+}
+"#
+    ));
+}
+
+// ----- canonicalize (ONNX ops) -----
+
+#[test]
+fn canonicalize_cleans_a_dynamo_block() {
+    let text = r#"graph @g(%x: f32[1, seq, 64]) -> (y: f32[1, 4, seq, 16]) {
+  %0 = Shape(%x) : i64[3]
+  %1 = constant {value = dense<i64[]>[1]} : i64[]
+  %2 = Gather(%0, %1) {axis = 0} : i64[]
+  %3 = constant {value = dense<i64[1]>[0]} : i64[1]
+  %4 = Unsqueeze(%2, %3) : i64[1]
+  %5 = constant {value = dense<i64[1]>[1]} : i64[1]
+  %6 = constant {value = dense<i64[1]>[4]} : i64[1]
+  %7 = constant {value = dense<i64[1]>[16]} : i64[1]
+  %8 = Concat(%5, %4, %6, %7) {axis = 0} : i64[4]
+  %9 = Identity(%x) : f32[1, seq, 64]
+  %10 = Reshape(%9, %8) {allowzero = 0} : f32[1, seq, 4, 16]
+  %11 = Transpose(%10) {perm = [0, 2, 1, 3]} : f32[1, 4, seq, 16]
+  %12 = constant {value = dense<f32[]>[2.0]} : f32[]
+  %13 = constant {value = dense<f32[]>[0.5]} : f32[]
+  %14 = Mul(%12, %13) : f32[]
+  %15 = Mul(%11, %14) : f32[1, 4, seq, 16]
+  %16 = Cast(%15) {to = f32} : f32[1, 4, seq, 16]
+  return %16
+}
+"#;
+    insta::assert_snapshot!(run("canonicalize", text));
+    let mut g = parse(text).unwrap();
+    PassManager::parse("canonicalize")
+        .unwrap()
+        .run(&mut g, &mut PassContext::new())
+        .unwrap();
+    unchanged("canonicalize", &print(&g));
+}

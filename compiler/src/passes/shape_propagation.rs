@@ -3,6 +3,10 @@
 //! known by a `dims` node, or by a constant when every element is a number. Torch's
 //! `Shape -> Gather -> Unsqueeze -> Concat -> Reshape` chains become
 //! `Reshape(%x, dims<[1, seq, 4, 16]>)`; the chain itself is left to `dce`.
+//!
+//! Only contents over the graph inputs' symbols are materialized: a `dims` node has no
+//! inputs, so it may run before the node whose output gives a data-dependent symbol its
+//! value (`Shape(NonZero(x))` stays as it is).
 
 use std::sync::Arc;
 
@@ -10,13 +14,14 @@ use kiln_ir::graph::INPUT_OP;
 use kiln_ir::ops::Known;
 use kiln_ir::{Attr, Attrs, DType, Dim, Graph, NodeId, Tensor, Value, ValueType};
 
+use super::constant_fold::MAX_INLINE_ELEMENTS;
 use super::{rewrite_in_place, Pass, PassContext};
 use crate::error::CompileError;
 
 pub struct ShapePropagation;
 
-/// Contents longer than this are left alone (they are not shapes).
-pub const MAX_ELEMENTS: usize = 1024;
+/// Symbolic contents longer than this are left alone (they are not shapes).
+pub const MAX_ELEMENTS: usize = 64;
 
 /// A `constant` node (all numbers) or a `dims` node holding `dims`, for a value of type `ty`:
 /// its op, attributes and type. `None` if `ty` cannot be such a node's type.
@@ -40,6 +45,8 @@ fn materialize(dims: &[Dim], ty: &ValueType) -> Option<(&'static str, Attrs, Val
     let mut attrs = Attrs::new();
     let consts: Option<Vec<i64>> = dims.iter().map(|d| d.as_const()).collect();
     let (op, out) = match consts {
+        // Longer constants are constant-fold's (which makes weights of them).
+        Some(values) if values.len() > MAX_INLINE_ELEMENTS => return None,
         Some(values) => {
             let t = Tensor::from_i64(ty.dtype, shape.clone(), &values);
             // Values the dtype cannot hold would change: leave the computation alone.
@@ -82,6 +89,12 @@ impl Pass for ShapePropagation {
         let Some(order) = g.topo_order() else {
             return Ok(changed);
         };
+        let mut input_symbols = Vec::new();
+        for &v in g.inputs() {
+            for d in &g.value_type(v).shape {
+                d.symbols(&mut input_symbols);
+            }
+        }
         for id in order {
             let node = g.node(id);
             let v = Value {
@@ -98,6 +111,14 @@ impl Pass for ShapePropagation {
                 _ => true,
             };
             if !replace || (g.users(v).is_empty() && !g.is_output(v)) {
+                continue;
+            }
+            let mut symbols = Vec::new();
+            for d in dims {
+                d.symbols(&mut symbols);
+            }
+            if symbols.iter().any(|s| !input_symbols.contains(s)) {
+                ctx.record("shape-propagation", "data-dependent", false);
                 continue;
             }
             let ty = node.outputs[0].clone();
