@@ -70,7 +70,11 @@ fn npy_files(dir: &Path) -> Vec<(String, Tensor)> {
     files
         .into_iter()
         .map(|p| {
-            let name = p.file_stem().unwrap_or_default().to_string_lossy().to_string();
+            let name = p
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
             let t = npy::read(&p).unwrap_or_else(|e| panic!("{e}"));
             (name, t)
         })
@@ -100,12 +104,20 @@ pub fn model_cases() -> Vec<ModelCase> {
                 .unwrap_or_else(|| panic!("{}: info.json has no {k}", dir.display()))
         };
         cases.push(ModelCase {
-            name: dir.file_name().unwrap_or_default().to_string_lossy().to_string(),
+            name: dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string(),
             atol: tol("atol"),
             rtol: tol("rtol"),
             dir,
         });
     }
-    assert!(!cases.is_empty(), "{}: no model cases in it", root.display());
+    assert!(
+        !cases.is_empty(),
+        "{}: no model cases in it",
+        root.display()
+    );
     cases
 }

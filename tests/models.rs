@@ -32,6 +32,11 @@ fn every_model_matches_its_reference_on_the_interpreter() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     eprintln!("{} model cases match their references", cases.len());
 }
