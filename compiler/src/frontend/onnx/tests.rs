@@ -681,6 +681,7 @@ fn if_with_a_known_condition_is_inlined() {
         let y = run(&g, &[("x", f32s(vec![1], vec![1.0]))]);
         assert_eq!(y[0], f32s(vec![1], vec![want]));
     }
+    // A condition known only at run time: both branches, joined by Where.
     let g = graph(
         vec![node(
             "If",
@@ -691,13 +692,79 @@ fn if_with_a_known_condition_is_inlined() {
                 a_graph("else_branch", branch(2.0)),
             ],
         )],
+        vec![vi("x", 1, &[D::V(1)]), vi("c", 9, &[D::V(1)])],
+        &["y"],
+        vec![],
+    );
+    let g = import(&model(18, g)).unwrap();
+    for (c, want) in [(true, 11.0), (false, 12.0)] {
+        let y = run(
+            &g,
+            &[
+                ("x", f32s(vec![1], vec![10.0])),
+                ("c", Tensor::from_bools(vec![1], vec![c]).unwrap()),
+            ],
+        );
+        assert_eq!(y[0], f32s(vec![1], vec![want]));
+    }
+    // ... unless the branches' types differ.
+    let other = graph(
+        vec![node(
+            "Constant",
+            &[],
+            &["r"],
+            vec![a_ints("value_ints", &[1, 2])],
+        )],
+        vec![],
+        &["r"],
+        vec![],
+    );
+    let g = graph(
+        vec![node(
+            "If",
+            &["c"],
+            &["y"],
+            vec![
+                a_graph("then_branch", branch(1.0)),
+                a_graph("else_branch", other),
+            ],
+        )],
         vec![vi("x", 1, &[D::V(1)]), vi("c", 9, &[])],
         &["y"],
         vec![],
     );
     assert_eq!(
         err(&model(18, g)),
-        "unsupported op If (domain ai.onnx, opset 18): its condition is not known at import time at node \"If_y\""
+        "unsupported op If (domain ai.onnx, opset 18): its condition is not known at import time and output 0 is f32[1] in then_branch, i64[2] in else_branch at node \"If_y\""
+    );
+}
+
+#[test]
+fn errors_inside_if_branches_name_the_inner_node() {
+    let inner = graph(
+        vec![node("Loop", &["x"], &["r"], vec![])],
+        vec![],
+        &["r"],
+        vec![],
+    );
+    let c = tp("c", 9, &[], |t| t.int32_data = vec![1]);
+    let g = graph(
+        vec![node(
+            "If",
+            &["c"],
+            &["y"],
+            vec![
+                a_graph("then_branch", inner.clone()),
+                a_graph("else_branch", inner),
+            ],
+        )],
+        vec![vi("x", 1, &[D::V(1)])],
+        &["y"],
+        vec![c],
+    );
+    assert_eq!(
+        err(&model(18, g)),
+        "unsupported op Loop (domain ai.onnx, opset 18) at node \"Loop_r\""
     );
 }
 
