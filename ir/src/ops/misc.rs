@@ -199,6 +199,46 @@ pub(crate) mod testutil {
         Ok(out)
     }
 
+    /// Infers `op` on symbolic input types; `known` gives constant contents per input.
+    pub fn infer_types(
+        op: &str,
+        attrs: &Attrs,
+        types: Vec<Option<ValueType>>,
+        known: Vec<Option<Tensor>>,
+        num_outputs: usize,
+    ) -> OpResult<Vec<ValueType>> {
+        let spec = lookup(op).expect("op is registered");
+        let weights = WeightStore::default();
+        let counter = std::cell::Cell::new(0);
+        let fresh = || {
+            counter.set(counter.get() + 1);
+            Dim::sym(&format!("d{}", counter.get()))
+        };
+        let mut known: Vec<Option<Known>> = known
+            .into_iter()
+            .map(|t| t.map(|t| Known::Tensor(Arc::new(t))))
+            .collect();
+        known.resize(types.len(), None);
+        let ctx = InferCtx {
+            attrs,
+            inputs: types.iter().map(|t| t.as_ref()).collect(),
+            known,
+            num_outputs,
+            weights: &weights,
+            previous: None,
+            fresh: &fresh,
+        };
+        (spec.infer)(&ctx)
+    }
+
+    /// A type from a dtype and dims written as text (`"n"`, `"4"`).
+    pub fn ty(dtype: crate::dtype::DType, dims: &[&str]) -> Option<ValueType> {
+        Some(ValueType::new(
+            dtype,
+            dims.iter().map(|d| Dim::parse(d).unwrap()).collect(),
+        ))
+    }
+
     /// Asserts two float vectors agree to `tol`.
     pub fn close(got: &[f64], want: &[f64], tol: f64) {
         assert_eq!(got.len(), want.len(), "lengths differ: {got:?} vs {want:?}");
