@@ -681,6 +681,7 @@ fn if_with_a_known_condition_is_inlined() {
         let y = run(&g, &[("x", f32s(vec![1], vec![1.0]))]);
         assert_eq!(y[0], f32s(vec![1], vec![want]));
     }
+    // A condition known only at run time: both branches, joined by Where.
     let g = graph(
         vec![node(
             "If",
@@ -691,13 +692,79 @@ fn if_with_a_known_condition_is_inlined() {
                 a_graph("else_branch", branch(2.0)),
             ],
         )],
+        vec![vi("x", 1, &[D::V(1)]), vi("c", 9, &[D::V(1)])],
+        &["y"],
+        vec![],
+    );
+    let g = import(&model(18, g)).unwrap();
+    for (c, want) in [(true, 11.0), (false, 12.0)] {
+        let y = run(
+            &g,
+            &[
+                ("x", f32s(vec![1], vec![10.0])),
+                ("c", Tensor::from_bools(vec![1], vec![c]).unwrap()),
+            ],
+        );
+        assert_eq!(y[0], f32s(vec![1], vec![want]));
+    }
+    // ... unless the branches' types differ.
+    let other = graph(
+        vec![node(
+            "Constant",
+            &[],
+            &["r"],
+            vec![a_ints("value_ints", &[1, 2])],
+        )],
+        vec![],
+        &["r"],
+        vec![],
+    );
+    let g = graph(
+        vec![node(
+            "If",
+            &["c"],
+            &["y"],
+            vec![
+                a_graph("then_branch", branch(1.0)),
+                a_graph("else_branch", other),
+            ],
+        )],
         vec![vi("x", 1, &[D::V(1)]), vi("c", 9, &[])],
         &["y"],
         vec![],
     );
     assert_eq!(
         err(&model(18, g)),
-        "unsupported op If (domain ai.onnx, opset 18): its condition is not known at import time at node \"If_y\""
+        "unsupported op If (domain ai.onnx, opset 18): its condition is not known at import time and output 0 is f32[1] in then_branch, i64[2] in else_branch at node \"If_y\""
+    );
+}
+
+#[test]
+fn errors_inside_if_branches_name_the_inner_node() {
+    let inner = graph(
+        vec![node("Loop", &["x"], &["r"], vec![])],
+        vec![],
+        &["r"],
+        vec![],
+    );
+    let c = tp("c", 9, &[], |t| t.int32_data = vec![1]);
+    let g = graph(
+        vec![node(
+            "If",
+            &["c"],
+            &["y"],
+            vec![
+                a_graph("then_branch", inner.clone()),
+                a_graph("else_branch", inner),
+            ],
+        )],
+        vec![vi("x", 1, &[D::V(1)])],
+        &["y"],
+        vec![c],
+    );
+    assert_eq!(
+        err(&model(18, g)),
+        "unsupported op Loop (domain ai.onnx, opset 18) at node \"Loop_r\""
     );
 }
 
@@ -911,4 +978,67 @@ fn node_origin_is_the_onnx_name_or_first_output() {
     let g = import(&model(18, g)).unwrap();
     assert_eq!(g.node(g.outputs()[0].1.node).origin, "my/node");
     assert_eq!(g.node(g.outputs()[1].1.node).origin, "z");
+}
+
+#[test]
+fn malformed_bytes_never_panic() {
+    // A model touching many paths: initializers, attributes, a subgraph, symbolic dims.
+    let g = graph(
+        vec![
+            node("Add", &["x", "w"], &["a"], vec![]),
+            node(
+                "ReduceSum",
+                &["a"],
+                &["s"],
+                vec![a_ints("axes", &[1]), a_int("keepdims", 0)],
+            ),
+            node("Cast", &["s"], &["c"], vec![a_int("to", 11)]),
+            node(
+                "Constant",
+                &[],
+                &["k"],
+                vec![a_tensor("value", f32_raw("", &[2], &[1.0, 2.0]))],
+            ),
+            node(
+                "If",
+                &["b"],
+                &["y"],
+                vec![
+                    a_graph("then_branch", branch(1.0)),
+                    a_graph("else_branch", branch(2.0)),
+                ],
+            ),
+        ],
+        vec![vi("x", 1, &[D::P("n"), D::V(3)])],
+        &["c", "k", "y"],
+        vec![
+            f32_raw("w", &[3], &[1.0, 2.0, 3.0]),
+            tp("b", 9, &[], |t| t.int32_data = vec![1]),
+        ],
+    );
+    let bytes = model(11, g).write_to_bytes().unwrap();
+    assert!(import_bytes(&bytes, None).is_ok());
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..3000 {
+        let mut b = bytes.clone();
+        for _ in 0..(1 + next() % 4) {
+            let i = (next() % b.len() as u64) as usize;
+            match next() % 3 {
+                0 => b[i] = next() as u8,
+                1 => b[i] ^= 1 << (next() % 8),
+                _ => b.truncate(i),
+            }
+            if b.is_empty() {
+                break;
+            }
+        }
+        let r = std::panic::catch_unwind(|| import_bytes(&b, None));
+        assert!(r.is_ok(), "import panicked on {b:?}");
+    }
 }
