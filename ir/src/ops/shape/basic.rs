@@ -162,7 +162,24 @@ pub fn infer_squeeze(ctx: &InferCtx) -> OpResult<Vec<ValueType>> {
     want_int(ctx, 1, "Squeeze axes")?;
     let shape = if ctx.has_input(1) {
         let Some(axes) = const_ints(ctx, 1) else {
-            bail!("Squeeze axes must be constant");
+            // Unknown axes: the dims that are not 1 stay; if they alone fill the output
+            // rank, they are the output.
+            let n = vec_len(ctx, 1, "Squeeze axes")?;
+            let Some(rank) = x.rank().checked_sub(n) else {
+                bail!("Squeeze has {n} axes for {x}");
+            };
+            let kept: Vec<Dim> = x
+                .shape
+                .iter()
+                .filter(|d| d.as_const().is_some_and(|c| c != 1))
+                .cloned()
+                .collect();
+            let shape = if kept.len() == rank {
+                kept
+            } else {
+                ctx.data_shape(0, rank)
+            };
+            return one(x.dtype, shape);
         };
         let axes = norm_axes(&axes, x.rank())?;
         for &a in &axes {
@@ -231,7 +248,9 @@ pub fn infer_unsqueeze(ctx: &InferCtx) -> OpResult<Vec<ValueType>> {
     let x = ctx.input(0)?;
     want_int(ctx, 1, "Unsqueeze axes")?;
     let Some(axes) = const_ints(ctx, 1) else {
-        bail!("Unsqueeze axes must be constant");
+        // Unknown axes: only the rank is known.
+        let n = vec_len(ctx, 1, "Unsqueeze axes")?;
+        return one(x.dtype, ctx.data_shape(0, x.rank() + n));
     };
     one(x.dtype, unsqueeze_dims(&x.shape, &axes, Dim::from(1i64))?)
 }

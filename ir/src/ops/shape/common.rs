@@ -24,17 +24,14 @@ pub(crate) fn nonneg(d: &Dim) -> bool {
     }
 }
 
-/// True when `a <= b` provably (given dims are sizes below [`HUGE`]).
+/// True when `a <= b` provably (symbolic values are taken to lie strictly between
+/// `-HUGE` and [`HUGE`]).
 pub(crate) fn le(a: &Dim, b: &Dim) -> bool {
-    if let Some(c) = a.as_const() {
-        if c <= -HUGE && nonneg(b) {
-            return true;
-        }
-    }
-    if let Some(c) = b.as_const() {
-        if c >= HUGE && (nonneg(a) || a.as_const().is_none()) {
-            return true;
-        }
+    match (a.as_const(), b.as_const()) {
+        (Some(x), Some(y)) => return x <= y,
+        (Some(x), None) if x <= -HUGE => return true,
+        (None, Some(y)) if y >= HUGE => return true,
+        _ => {}
     }
     nonneg(&b.sub(a))
 }
@@ -317,6 +314,10 @@ mod tests {
         assert_eq!(smin(&seq, &Dim::from(i64::MAX)), seq);
         assert_eq!(smax(&seq.sub(&one), &seq), seq);
         assert_eq!(smax(&seq, &Dim::from(0i64)), seq);
+        assert_eq!(
+            smin(&Dim::from(i64::MAX), &Dim::from(HUGE)),
+            Dim::from(HUGE)
+        );
     }
 
     #[test]

@@ -312,8 +312,15 @@ pub fn sym_range(ctx: &InferCtx) -> Option<Vec<Dim>> {
 // ---------------------------------------------------------------------------------------
 // EyeLike / Trilu
 
+/// EyeLike's `dtype` (a dtype, or an ONNX dtype code), else the input's.
 fn eye_dtype(attrs: &crate::attr::Attrs, input: DType) -> OpResult<DType> {
-    Ok(attrs.dtype("dtype")?.unwrap_or(input))
+    match attrs.get("dtype") {
+        Some(crate::attr::Attr::Int(code)) => match DType::from_onnx_code(*code as i32) {
+            Some(d) => Ok(d),
+            None => bail!("EyeLike dtype code {code} is not supported"),
+        },
+        _ => Ok(attrs.dtype("dtype")?.unwrap_or(input)),
+    }
 }
 
 pub fn infer_eye_like(ctx: &InferCtx) -> OpResult<Vec<ValueType>> {

@@ -172,3 +172,114 @@ pub(crate) mod testutil {
         Ok(out)
     }
 }
+
+/// Shape chains as exporters write them, inferred over a whole graph and then run.
+#[cfg(test)]
+mod chain_tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use crate::attr::{Attr, Attrs};
+    use crate::dtype::DType;
+    use crate::graph::{Graph, Value};
+    use crate::infer::{add_inferred, infer_graph};
+    use crate::interp::run;
+    use crate::tensor::Tensor;
+    use crate::types::ValueType;
+
+    fn node(g: &mut Graph, op: &str, attrs: &[(&str, Attr)], inputs: &[Value]) -> Value {
+        let a: Attrs = attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        let id = add_inferred(g, op, a, inputs.iter().map(|&v| Some(v)).collect(), 1, "").unwrap();
+        Value {
+            node: id,
+            output: 0,
+        }
+    }
+
+    fn ints(g: &mut Graph, v: &[i64]) -> Value {
+        let t = Tensor::from_i64s(vec![v.len()], v.to_vec()).unwrap();
+        node(g, "constant", &[("value", Attr::Tensor(Arc::new(t)))], &[])
+    }
+
+    fn scalar(g: &mut Graph, v: i64) -> Value {
+        node(
+            g,
+            "constant",
+            &[("value", Attr::Tensor(Arc::new(Tensor::scalar_i64(v))))],
+            &[],
+        )
+    }
+
+    #[test]
+    fn shape_gather_concat_reshape_chain() {
+        let mut g = Graph::new("chain");
+        let ty = ValueType::new(
+            DType::F32,
+            vec![1i64.into(), crate::dim::Dim::sym("seq"), 64i64.into()],
+        );
+        let x = g.add_input("x", ty);
+        let s = node(
+            &mut g,
+            "Shape",
+            &[("start", Attr::Int(1)), ("end", Attr::Int(2))],
+            &[x],
+        );
+        let seq = node(&mut g, "Squeeze", &[], &[s]);
+        let (zero, one) = (scalar(&mut g, 0), scalar(&mut g, 1));
+        let r = node(&mut g, "Range", &[], &[zero, seq, one]);
+        let ax0 = ints(&mut g, &[0]);
+        let u = node(&mut g, "Unsqueeze", &[], &[seq, ax0]);
+        let (c1, c4, cm1) = (ints(&mut g, &[1]), ints(&mut g, &[4]), ints(&mut g, &[-1]));
+        let shape = node(
+            &mut g,
+            "Concat",
+            &[("axis", Attr::Int(0))],
+            &[c1, u, c4, cm1],
+        );
+        let y = node(&mut g, "Reshape", &[], &[x, shape]);
+        let t = node(
+            &mut g,
+            "Transpose",
+            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+            &[y],
+        );
+        let (st, en, ax) = (
+            ints(&mut g, &[8]),
+            ints(&mut g, &[i64::MAX]),
+            ints(&mut g, &[3]),
+        );
+        let half = node(&mut g, "Slice", &[], &[t, st, en, ax]);
+        let full = node(&mut g, "Shape", &[], &[x]);
+        let idx = scalar(&mut g, -2);
+        let seq2 = node(&mut g, "Gather", &[], &[full, idx]);
+        let seq2 = node(&mut g, "Unsqueeze", &[], &[seq2, ax0]);
+        let c2 = ints(&mut g, &[2]);
+        let eshape = node(&mut g, "Concat", &[("axis", Attr::Int(0))], &[c2, seq2]);
+        let r2 = node(&mut g, "Unsqueeze", &[], &[r, ax0]);
+        let e = node(&mut g, "Expand", &[], &[r2, eshape]);
+        let cshape = node(&mut g, "Concat", &[("axis", Attr::Int(0))], &[u, c2]);
+        let z = node(&mut g, "ConstantOfShape", &[], &[cshape]);
+        for (name, v) in [("half", half), ("e", e), ("z", z)] {
+            g.add_output(name, v);
+        }
+        infer_graph(&mut g).unwrap();
+        let ty = |v: Value| g.value_type(v).to_string();
+        assert_eq!(ty(r), "i64[seq]");
+        assert_eq!(ty(y), "f32[1, seq, 4, 16]");
+        assert_eq!(ty(half), "f32[1, 4, seq, 8]");
+        assert_eq!(ty(e), "i64[2, seq]");
+        assert_eq!(ty(z), "f32[seq, 2]");
+
+        let input =
+            Tensor::from_f32s(vec![1, 5, 64], (0..320).map(|v| v as f32).collect()).unwrap();
+        let out = run(&g, &HashMap::from([("x".to_string(), input)])).unwrap();
+        assert_eq!(out[0].1.shape(), &[1, 4, 5, 8]);
+        // half[0, 1, 2, 0] = y[0, 2, 1, 8] = x[0, 2, 16 + 8].
+        assert_eq!(out[0].1.to_f64()[(5 + 2) * 8], (2 * 64 + 24) as f64);
+        assert_eq!(out[1].1.to_i64(), vec![0, 1, 2, 3, 4, 0, 1, 2, 3, 4]);
+        assert_eq!(out[2].1.shape(), &[5, 2]);
+    }
+}
