@@ -1042,3 +1042,49 @@ fn malformed_bytes_never_panic() {
         assert!(r.is_ok(), "import panicked on {b:?}");
     }
 }
+
+#[test]
+fn local_functions_are_inlined() {
+    // custom.ScaleAdd(a, b) = a * alpha + b, alpha an attribute with a default of 2.
+    let mut f = onnx_protobuf::FunctionProto::new();
+    f.domain = "custom".into();
+    f.name = "ScaleAdd".into();
+    f.input = vec!["a".into(), "b".into()];
+    f.output = vec!["r".into()];
+    f.attribute_proto.push(a_float("alpha", 2.0));
+    let mut c = node("Constant", &[], &["k"], vec![]);
+    c.attribute
+        .push(attr("value_float", AttributeType::FLOAT, |a| {
+            a.ref_attr_name = "alpha".into()
+        }));
+    f.node = vec![
+        c,
+        node("Mul", &["a", "k"], &["m"], vec![]),
+        node("Add", &["m", "b"], &["r"], vec![]),
+    ];
+    let mut o = OperatorSetIdProto::new();
+    o.version = 18;
+    f.opset_import.push(o);
+    let mut call1 = node("ScaleAdd", &["x", "x"], &["y"], vec![]);
+    call1.domain = "custom".into();
+    let mut call2 = node(
+        "ScaleAdd",
+        &["y", "x"],
+        &["z"],
+        vec![a_float("alpha", 10.0)],
+    );
+    call2.domain = "custom".into();
+    let g = graph(
+        vec![call1, call2],
+        vec![vi("x", 1, &[D::V(1)])],
+        &["y", "z"],
+        vec![],
+    );
+    let mut m = model_with(&[("", 18), ("custom", 1)], g);
+    m.functions.push(f);
+    let g = import(&m).unwrap();
+    let y = run(&g, &[("x", f32s(vec![1], vec![1.0]))]);
+    assert_eq!(y[0], f32s(vec![1], vec![3.0]));
+    assert_eq!(y[1], f32s(vec![1], vec![31.0]));
+    assert_eq!(g.node(g.outputs()[1].1.node).origin, "ScaleAdd_z/Add_r");
+}
