@@ -529,3 +529,21 @@ fn canonicalize_cleans_a_dynamo_block() {
         .unwrap();
     unchanged("canonicalize", &print(&g));
 }
+
+#[test]
+fn constant_fold_treats_training_dropout_as_random() {
+    // Inference Dropout is the identity: folded. Training Dropout draws a mask: not folded,
+    // and two of them are not merged either.
+    insta::assert_snapshot!(run(
+        "constant-fold,cse,dce",
+        r#"graph @g() -> (a: f32[2], b: f32[2], c: f32[2]) {
+  %0 = constant {value = dense<f32[2]>[1.0, 2.0]} : f32[2]
+  %1 = Dropout(%0) : f32[2]
+  %2 = constant {value = dense<bool[]>[true]} : bool[]
+  %3 = Dropout(%0, _, %2) : f32[2]
+  %4 = Dropout(%0, _, %2) : f32[2]
+  return %1, %3, %4
+}
+"#
+    ));
+}

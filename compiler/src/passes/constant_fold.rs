@@ -70,7 +70,7 @@ impl Pass for ConstantFold {
             // Nodes without inputs are constants already (or random, or graph inputs).
             if node.inputs().is_empty()
                 || matches!(node.op.as_str(), INPUT_OP | "constant" | "dims")
-                || is_random(&node.op)
+                || is_random(g, id)
             {
                 continue;
             }

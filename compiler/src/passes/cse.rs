@@ -6,15 +6,15 @@ use std::collections::HashMap;
 
 use kiln_ir::graph::INPUT_OP;
 use kiln_ir::text::attrs_to_string;
-use kiln_ir::{Graph, Value};
+use kiln_ir::{Graph, NodeId, Value};
 
 use super::{Pass, PassContext};
 use crate::error::CompileError;
 
 pub struct Cse;
 
-/// Ops whose every application gives new values: never merged.
-pub fn is_random(op: &str) -> bool {
+/// Ops whose every application gives new values.
+pub fn is_random_op(op: &str) -> bool {
     matches!(
         op,
         "RandomNormal"
@@ -23,8 +23,20 @@ pub fn is_random(op: &str) -> bool {
             | "RandomUniformLike"
             | "Multinomial"
             | "Bernoulli"
-            | "Dropout"
     )
+}
+
+/// True if node `id` may give different values each time it runs: a random op, or a
+/// Dropout whose `training_mode` is not a constant false.
+pub fn is_random(g: &Graph, id: NodeId) -> bool {
+    let n = g.node(id);
+    if n.op == "Dropout" {
+        return match n.input(2) {
+            None => false,
+            Some(t) => g.const_of(t).is_none_or(|t| t.to_bool().iter().any(|&b| b)),
+        };
+    }
+    is_random_op(&n.op)
 }
 
 impl Pass for Cse {
@@ -42,7 +54,7 @@ impl Pass for Cse {
         let mut changed = false;
         for id in order {
             let node = g.node(id);
-            if node.op == INPUT_OP || is_random(&node.op) || node.outputs.is_empty() {
+            if node.op == INPUT_OP || is_random(g, id) || node.outputs.is_empty() {
                 continue;
             }
             let inputs: Vec<String> = node

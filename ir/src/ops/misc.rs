@@ -1,6 +1,7 @@
 //! Assorted ONNX ops: image resampling (Resize, GridSample, AffineGrid, RoiAlign), detection
 //! (NonMaxSuppression), signal processing (DFT, STFT, windows, MelWeightMatrix), Dropout,
-//! BitCast, and the recurrent-state ops LinearAttention and CausalConvWithState.
+//! BitCast, the recurrent-state ops LinearAttention and CausalConvWithState, and
+//! TfIdfVectorizer.
 
 use half::{bf16, f16};
 
@@ -16,6 +17,7 @@ mod recurrent;
 mod resize;
 mod signal;
 mod simple;
+mod tfidf;
 
 pub const SPECS: &[OpSpec] = &[
     OpSpec::new("Resize", resize::infer, resize::eval),
@@ -53,6 +55,7 @@ pub const SPECS: &[OpSpec] = &[
         recurrent::infer_causal_conv,
         recurrent::eval_causal_conv,
     ),
+    OpSpec::new("TfIdfVectorizer", tfidf::infer_tfidf, tfidf::eval_tfidf),
 ];
 
 /// A dtype attribute, given as a dtype or as an ONNX `TensorProto.DataType` code; code 0
