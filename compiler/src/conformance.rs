@@ -272,14 +272,11 @@ pub fn compare(want: &Tensor, got: &Tensor, rtol: f64, atol: f64) -> Result<(), 
         let (w, g) = (want.to_i64(), got.to_i64());
         let bad: Vec<usize> = (0..w.len()).filter(|&i| w[i] != g[i]).collect();
         if let Some(&i) = bad.first() {
-            let show = |t: &Tensor, v: i64| -> String {
+            let show = |v: i64| -> String {
                 match dtype {
                     DType::Bool => (v != 0).to_string(),
                     DType::U64 => (v as u64).to_string(),
-                    _ => {
-                        let _ = t;
-                        v.to_string()
-                    }
+                    _ => v.to_string(),
                 }
             };
             return Err(format!(
@@ -287,8 +284,8 @@ pub fn compare(want: &Tensor, got: &Tensor, rtol: f64, atol: f64) -> Result<(), 
                 bad.len(),
                 w.len(),
                 multi_index(i, want.shape()),
-                show(want, w[i]),
-                show(got, g[i])
+                show(w[i]),
+                show(g[i])
             ));
         }
         return Ok(());
