@@ -1088,3 +1088,71 @@ fn local_functions_are_inlined() {
     assert_eq!(y[1], f32s(vec![1], vec![31.0]));
     assert_eq!(g.node(g.outputs()[1].1.node).origin, "ScaleAdd_z/Add_r");
 }
+
+#[test]
+fn dropout_batchnorm_gridsample_old_forms() {
+    let g = graph(
+        vec![node(
+            "Dropout",
+            &["x"],
+            &["y"],
+            vec![a_float("ratio", 0.3), a_int("is_test", 1)],
+        )],
+        vec![vi("x", 1, &[D::V(2)])],
+        &["y"],
+        vec![],
+    );
+    let g = import(&model(6, g)).unwrap();
+    let d = g.node(g.outputs()[0].1.node);
+    assert!(d.attrs.is_empty());
+    assert_eq!(
+        g.const_of(d.inputs()[1].unwrap()).unwrap().to_f64(),
+        vec![0.3f32 as f64]
+    );
+    let y = run(&g, &[("x", f32s(vec![2], vec![1.0, 2.0]))]);
+    assert_eq!(y[0], f32s(vec![2], vec![1.0, 2.0]));
+
+    let bn = |spatial: i64| {
+        let p = |n: &str, v: f32| f32_raw(n, &[1], &[v]);
+        graph(
+            vec![node(
+                "BatchNormalization",
+                &["x", "s", "b", "m", "v"],
+                &["y"],
+                vec![
+                    a_int("spatial", spatial),
+                    a_int("is_test", 1),
+                    a_float("epsilon", 0.0),
+                ],
+            )],
+            vec![vi("x", 1, &[D::V(1), D::V(1), D::V(2)])],
+            &["y"],
+            vec![p("s", 2.0), p("b", 1.0), p("m", 0.5), p("v", 1.0)],
+        )
+    };
+    let g = import(&model(7, bn(1))).unwrap();
+    let y = run(&g, &[("x", f32s(vec![1, 1, 2], vec![0.5, 1.5]))]);
+    assert_eq!(y[0], f32s(vec![1, 1, 2], vec![1.0, 3.0]));
+    assert_eq!(
+        err(&model(7, bn(0))),
+        "unsupported BatchNormalization with spatial = 0 at node \"BatchNormalization_y\""
+    );
+
+    let g = graph(
+        vec![node(
+            "GridSample",
+            &["x", "grid"],
+            &["y"],
+            vec![a_str("mode", "bilinear")],
+        )],
+        vec![
+            vi("x", 1, &[D::V(1), D::V(1), D::V(2), D::V(2)]),
+            vi("grid", 1, &[D::V(1), D::V(1), D::V(1), D::V(2)]),
+        ],
+        &["y"],
+        vec![],
+    );
+    let g = import(&model(16, g)).unwrap();
+    let gs = g.node(g.outputs()[0].1.node);
+    assert_eq!(gs.attrs.get("mode"), Some(&Attr::Str("linear".into())));
+}
