@@ -1156,3 +1156,26 @@ fn dropout_batchnorm_gridsample_old_forms() {
     let gs = g.node(g.outputs()[0].1.node);
     assert_eq!(gs.attrs.get("mode"), Some(&Attr::Str("linear".into())));
 }
+
+#[test]
+fn dft_17_axis_attribute_becomes_input_2() {
+    // A length-2 real signal on axis 1 of [1, 2, 1]: DFT [x0 + x1, x0 - x1].
+    let g = graph(
+        vec![node("DFT", &["x"], &["y"], vec![])],
+        vec![vi("x", 1, &[D::V(1), D::V(2), D::V(1)])],
+        &["y"],
+        vec![],
+    );
+    let g = import(&model(17, g)).unwrap();
+    let dft = g.node(g.outputs()[0].1.node);
+    assert_eq!(
+        g.const_of(dft.inputs()[2].unwrap()).unwrap().to_i64(),
+        vec![1]
+    );
+    let y = run(&g, &[("x", f32s(vec![1, 2, 1], vec![3.0, 1.0]))]);
+    let want = f32s(vec![1, 2, 2], vec![4.0, 0.0, 2.0, 0.0]);
+    assert_eq!(
+        crate::conformance::compare(&want, &y[0], 0.0, 1e-12),
+        Ok(())
+    );
+}

@@ -223,6 +223,7 @@ pub(crate) const REWRITES: &[Rewrite] = &[
         "mode bilinear/bicubic -> linear/cubic",
         grid_sample_mode
     ),
+    rw!("DFT", 20, "axis attribute (default 1) -> input 2", dft_axis),
 ];
 
 /// The rewrite table as (op type, before opset, what it does), for documentation and tests.
@@ -595,5 +596,25 @@ fn grid_sample_mode(_: &mut Importer, d: &mut Draft) -> Result<Outcome, CompileE
             _ => {}
         }
     }
+    Ok(Outcome::Node)
+}
+
+fn dft_axis(imp: &mut Importer, d: &mut Draft) -> Result<Outcome, CompileError> {
+    // DFT-17's axis defaults to 1; DFT-20's axis input defaults to -2: always pass it.
+    let axis = match d.attrs.remove("axis") {
+        None => 1,
+        Some(Attr::Int(a)) => a,
+        Some(a) => {
+            return Err(CompileError::Invalid(format!(
+                "DFT.axis must be an int, got {a:?}"
+            )))
+        }
+    };
+    let c = imp.konst(
+        Tensor::scalar_i64(axis),
+        &format!("{}.axis", d.origin),
+        &d.origin,
+    )?;
+    set_input(d, 2, Some(c));
     Ok(Outcome::Node)
 }
