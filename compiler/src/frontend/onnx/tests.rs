@@ -893,6 +893,28 @@ fn upsample_becomes_resize() {
     assert_eq!(r.op, "Resize");
     let y = run(&g, &[("x", f32s(vec![1, 2], vec![1., 2.]))]);
     assert_eq!(y[0], f32s(vec![1, 4], vec![1., 1., 2., 2.]));
+    // Upsample-7: scales attribute; Upsample-1: height/width scales of NCHW.
+    for (opset, attrs) in [
+        (7, vec![a_floats("scales", &[1.0, 1.0, 1.0, 2.0])]),
+        (
+            1,
+            vec![a_float("height_scale", 1.0), a_float("width_scale", 2.0)],
+        ),
+    ] {
+        let g = graph(
+            vec![node("Upsample", &["x"], &["y"], attrs)],
+            vec![vi("x", 1, &[D::V(1), D::V(1), D::V(1), D::V(2)])],
+            &["y"],
+            vec![],
+        );
+        let g = import(&model(opset, g)).unwrap();
+        let y = run(&g, &[("x", f32s(vec![1, 1, 1, 2], vec![1., 2.]))]);
+        assert_eq!(
+            y[0],
+            f32s(vec![1, 1, 1, 4], vec![1., 1., 2., 2.]),
+            "opset {opset}"
+        );
+    }
 }
 
 #[test]
