@@ -60,7 +60,7 @@ impl CodeBlob {
                 func: name.to_string(),
                 msg: format!("{:?}", e.inner),
             })?;
-        while self.code.len() % FUNCTION_ALIGN != 0 {
+        while !self.code.len().is_multiple_of(FUNCTION_ALIGN) {
             self.code.push(0xCC); // int3 between functions
         }
         let offset = self.code.len();
