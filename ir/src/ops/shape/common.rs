@@ -14,8 +14,9 @@ use crate::types::Shape;
 /// it is taken to exceed every dim.
 pub(crate) const HUGE: i64 = i32::MAX as i64;
 
-/// True when `d` is provably non-negative, taking every symbol to be at least 1 (a size:
-/// the convention of exporters, whose dynamic dims are never 0).
+/// True when `d` is provably non-negative, taking every symbol to be a size of at least 1
+/// (the convention of exporters, whose dynamic dims are never 0) except the fresh symbols of
+/// data-dependent dims (`u0`, `u1`, ...: a NonZero count may well be 0), which are >= 0.
 pub(crate) fn nonneg(d: &Dim) -> bool {
     nonneg_within(d, 4)
 }
@@ -27,11 +28,15 @@ fn sign_free(d: &Dim) -> bool {
     let mut syms = Vec::new();
     d.symbols(&mut syms);
     let shifted = d.substitute(&|s| {
-        syms.iter()
-            .any(|x| &**x == s)
+        (syms.iter().any(|x| &**x == s) && !is_fresh(s))
             .then(|| Dim::sym(&format!("{s}_")).add(&Dim::from(1i64)))
     });
     !shifted.to_string().contains('-')
+}
+
+/// Whether `s` is a fresh symbol of a data-dependent dim (see `infer::FreshSymbols`).
+fn is_fresh(s: &str) -> bool {
+    s.len() > 1 && s.starts_with('u') && s[1..].bytes().all(|c| c.is_ascii_digit())
 }
 
 /// [`nonneg`] with up to `depth` rewrites of one term by a bound: `c*floordiv(x, k)` by
@@ -399,6 +404,9 @@ mod tests {
         assert!(le(&m, &seq) && le(&m, &Dim::from(512i64)));
         assert!(!le(&seq, &m));
         assert!(le(&seq.modulo(&four), &Dim::from(3i64)));
+        // Data-dependent counts may be 0.
+        assert!(!le(&one, &Dim::sym("u0")));
+        assert!(le(&Dim::from(0i64), &Dim::sym("u0")));
         assert_eq!(smin(&seq, &Dim::from(i64::MAX)), seq);
         assert_eq!(smax(&seq.sub(&one), &seq), seq);
         assert_eq!(smax(&seq, &Dim::from(0i64)), seq);
