@@ -322,13 +322,33 @@ pub fn compare(want: &Tensor, got: &Tensor, rtol: f64, atol: f64) -> Result<(), 
             "{count} of {} elements differ, first at {}: expected {}, got {} (max abs error {:.3e}, max rel error {:.3e}; rtol {rtol:e}, atol {atol:e})",
             w.len(),
             multi_index(i, want.shape()),
-            w[i],
-            g[i],
+            show_float(w[i], dtype),
+            show_float(g[i], dtype),
             max_abs,
             max_rel
         ));
     }
     Ok(())
+}
+
+/// A float for messages: shortest round-trip text at the dtype's precision, with an
+/// exponent when very small or large.
+fn show_float(x: f64, dtype: DType) -> String {
+    let small = x != 0.0 && (x.abs() < 1e-4 || x.abs() >= 1e7);
+    if dtype == DType::F64 {
+        if small {
+            format!("{x:e}")
+        } else {
+            format!("{x}")
+        }
+    } else {
+        let y = x as f32;
+        if small {
+            format!("{y:e}")
+        } else {
+            format!("{y}")
+        }
+    }
 }
 
 /// The reason class of a failure, for expected-failure lists.
@@ -620,7 +640,9 @@ mod tests {
         let got = f32s(vec![3], vec![1.002, f32::NAN, f32::INFINITY]);
         let e = compare(&want, &got, RTOL, ATOL).unwrap_err();
         assert!(
-            e.starts_with("1 of 3 elements differ, first at [0]: expected 1, got 1.00199"),
+            e.starts_with(
+                "1 of 3 elements differ, first at [0]: expected 1, got 1.002 (max abs error"
+            ),
             "{e}"
         );
         let got = f32s(vec![3], vec![1.0, 0.0, f32::INFINITY]);
@@ -630,7 +652,8 @@ mod tests {
         // atol around zero.
         let z = f32s(vec![1], vec![0.0]);
         assert!(compare(&z, &f32s(vec![1], vec![5e-8]), RTOL, ATOL).is_ok());
-        assert!(compare(&z, &f32s(vec![1], vec![2e-7]), RTOL, ATOL).is_err());
+        let e = compare(&z, &f32s(vec![1], vec![2e-7]), RTOL, ATOL).unwrap_err();
+        assert!(e.contains("expected 0, got 2e-7 "), "{e}");
     }
 
     #[test]

@@ -14,18 +14,16 @@ pub enum RuntimeError {
     Corrupt(String),
     #[error("the artifact needs CPU features this machine lacks: {missing}")]
     CpuFeatures { missing: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    /// Not `#[source]`: the message already carries the I/O error, once.
+    #[error("{path}: {err}")]
+    Io { path: String, err: std::io::Error },
 }
 
 impl RuntimeError {
     pub fn io(path: &Path, source: std::io::Error) -> RuntimeError {
         RuntimeError::Io {
             path: path.display().to_string(),
-            source,
+            err: source,
         }
     }
 }

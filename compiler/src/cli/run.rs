@@ -92,3 +92,93 @@ mod tests {
         assert_eq!(sanitize_file_name(""), "_");
     }
 }
+
+#[cfg(test)]
+mod run_tests {
+    use super::*;
+    use kiln_ir::Tensor;
+    use onnx_protobuf::{
+        tensor_shape_proto, type_proto, GraphProto, Message, ModelProto, NodeProto,
+        OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    };
+
+    fn input(name: &str, dims: &[tensor_shape_proto::dimension::Value]) -> ValueInfoProto {
+        let mut shape = TensorShapeProto::new();
+        for d in dims {
+            let mut dim = tensor_shape_proto::Dimension::new();
+            dim.value = Some(d.clone());
+            shape.dim.push(dim);
+        }
+        let mut t = type_proto::Tensor::new();
+        t.elem_type = 1;
+        t.shape = Some(shape).into();
+        let mut tp = TypeProto::new();
+        tp.value = Some(type_proto::Value::TensorType(t));
+        let mut v = ValueInfoProto::new();
+        v.name = name.into();
+        v.type_ = Some(tp).into();
+        v
+    }
+
+    /// `out/y = x + x` with x: f32[seq].
+    fn write_model(dir: &Path) -> PathBuf {
+        let mut n = NodeProto::new();
+        n.op_type = "Add".into();
+        n.input = vec!["x".into(), "x".into()];
+        n.output = vec!["out/y".into()];
+        let mut g = GraphProto::new();
+        g.node.push(n);
+        g.input.push(input(
+            "x",
+            &[tensor_shape_proto::dimension::Value::DimParam("seq".into())],
+        ));
+        let mut o = ValueInfoProto::new();
+        o.name = "out/y".into();
+        g.output.push(o);
+        let mut m = ModelProto::new();
+        let mut op = OperatorSetIdProto::new();
+        op.version = 18;
+        m.opset_import.push(op);
+        m.graph = Some(g).into();
+        let path = dir.join("m.onnx");
+        std::fs::write(&path, m.write_to_bytes().unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn runs_a_model_and_writes_npy_outputs() {
+        let dir = std::env::temp_dir().join(format!("kiln-run-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let model = write_model(&dir);
+        let x = Tensor::from_f32s(vec![3], vec![1.0, 2.0, 3.5]).unwrap();
+        npy::write(&dir.join("x.npy"), &x).unwrap();
+        let args = |inputs: Vec<String>| RunArgs {
+            input: model.clone(),
+            inputs,
+            output_dir: dir.join("out"),
+        };
+        let x_arg = format!("x={}", dir.join("x.npy").display());
+        run(args(vec![x_arg.clone()])).unwrap();
+        let y = npy::read(&dir.join("out/out_y.npy")).unwrap();
+        assert_eq!(y, Tensor::from_f32s(vec![3], vec![2.0, 4.0, 7.0]).unwrap());
+
+        let e = run(args(vec![])).unwrap_err().to_string();
+        assert_eq!(e, "input \"x\" is missing (f32[seq])");
+        let e = run(args(vec![
+            x_arg.clone(),
+            format!("z={}", dir.join("x.npy").display()),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, "the graph has no input named \"z\" (its inputs: x)");
+        let e = run(args(vec!["x".into()])).unwrap_err().to_string();
+        assert_eq!(e, "--input x: expected NAME=FILE.npy");
+        let i = Tensor::from_i64s(vec![1], vec![1]).unwrap();
+        npy::write(&dir.join("i.npy"), &i).unwrap();
+        let e = run(args(vec![format!("x={}", dir.join("i.npy").display())]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "input \"x\" has dtype i64, the graph expects f32");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,6 +1,7 @@
 //! Assorted ONNX ops: image resampling (Resize, GridSample, AffineGrid, RoiAlign), detection
 //! (NonMaxSuppression), signal processing (DFT, STFT, windows, MelWeightMatrix), Dropout,
-//! BitCast, and the recurrent-state ops LinearAttention and CausalConvWithState.
+//! BitCast, the recurrent-state ops LinearAttention and CausalConvWithState, and
+//! TfIdfVectorizer.
 
 use half::{bf16, f16};
 
@@ -16,6 +17,7 @@ mod recurrent;
 mod resize;
 mod signal;
 mod simple;
+mod tfidf;
 
 pub const SPECS: &[OpSpec] = &[
     OpSpec::new("Resize", resize::infer, resize::eval),
@@ -53,6 +55,7 @@ pub const SPECS: &[OpSpec] = &[
         recurrent::infer_causal_conv,
         recurrent::eval_causal_conv,
     ),
+    OpSpec::new("TfIdfVectorizer", tfidf::infer_tfidf, tfidf::eval_tfidf),
 ];
 
 /// A dtype attribute, given as a dtype or as an ONNX `TensorProto.DataType` code; code 0
@@ -197,6 +200,46 @@ pub(crate) mod testutil {
             }
         }
         Ok(out)
+    }
+
+    /// Infers `op` on symbolic input types; `known` gives constant contents per input.
+    pub fn infer_types(
+        op: &str,
+        attrs: &Attrs,
+        types: Vec<Option<ValueType>>,
+        known: Vec<Option<Tensor>>,
+        num_outputs: usize,
+    ) -> OpResult<Vec<ValueType>> {
+        let spec = lookup(op).expect("op is registered");
+        let weights = WeightStore::default();
+        let counter = std::cell::Cell::new(0);
+        let fresh = || {
+            counter.set(counter.get() + 1);
+            Dim::sym(&format!("d{}", counter.get()))
+        };
+        let mut known: Vec<Option<Known>> = known
+            .into_iter()
+            .map(|t| t.map(|t| Known::Tensor(Arc::new(t))))
+            .collect();
+        known.resize(types.len(), None);
+        let ctx = InferCtx {
+            attrs,
+            inputs: types.iter().map(|t| t.as_ref()).collect(),
+            known,
+            num_outputs,
+            weights: &weights,
+            previous: None,
+            fresh: &fresh,
+        };
+        (spec.infer)(&ctx)
+    }
+
+    /// A type from a dtype and dims written as text (`"n"`, `"4"`).
+    pub fn ty(dtype: crate::dtype::DType, dims: &[&str]) -> Option<ValueType> {
+        Some(ValueType::new(
+            dtype,
+            dims.iter().map(|d| Dim::parse(d).unwrap()).collect(),
+        ))
     }
 
     /// Asserts two float vectors agree to `tol`.

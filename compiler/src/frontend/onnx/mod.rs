@@ -146,12 +146,15 @@ pub(crate) struct Importer {
     inits: Vec<Init>,
 }
 
+/// A tensor type's elem type code and its dims, if it has a shape.
+type TensorTypeParts = (i32, Option<Vec<dimension::Value>>);
+
 /// The elem type and shape of a tensor type, or an "unsupported type" error naming `what`.
 fn check_value_type(
     tp: Option<&TypeProto>,
     what: &str,
     need_tensor: bool,
-) -> Result<Option<(i32, Option<Vec<dimension::Value>>)>, CompileError> {
+) -> Result<Option<TensorTypeParts>, CompileError> {
     let Some(tp) = tp else {
         if need_tensor {
             return Err(CompileError::Invalid(format!("{what} has no type")));
@@ -316,12 +319,49 @@ fn add_initializers(
 /// Appends ` at node "..."` to frontend errors raised while importing a node.
 fn at_node(e: CompileError, origin: &str) -> CompileError {
     match e {
+        // Already placed (a node inside an inlined If branch).
+        CompileError::Unsupported(m) | CompileError::Invalid(m) if m.contains(" at node \"") => {
+            if m.starts_with("unsupported") {
+                CompileError::Unsupported(m)
+            } else {
+                CompileError::Invalid(m)
+            }
+        }
         CompileError::Unsupported(m) => {
             CompileError::Unsupported(format!("{m} at node \"{origin}\""))
         }
         CompileError::Invalid(m) => CompileError::Invalid(format!("{m} at node \"{origin}\"")),
         e => e,
     }
+}
+
+fn branch_graph<'a>(n: &'a NodeProto, which: &str) -> Result<&'a GraphProto, CompileError> {
+    n.attribute
+        .iter()
+        .find(|a| a.name == which)
+        .and_then(|a| a.g.as_ref())
+        .ok_or_else(|| CompileError::Invalid(format!("If has no {which} graph")))
+}
+
+fn bind_if_outputs(
+    outs: &[&str],
+    values: Vec<Value>,
+    what: &str,
+    scope: &mut Scope,
+) -> Result<(), CompileError> {
+    if values.len() < outs.len() {
+        return Err(CompileError::Invalid(format!(
+            "If has {} outputs, its {what} give {}",
+            outs.len(),
+            values.len()
+        )));
+    }
+    for (name, v) in outs.iter().zip(values) {
+        if !name.is_empty() {
+            scope.insert(name.to_string(), Binding::Value(v));
+        }
+    }
+    Ok(())
 }
 
 impl Importer {
@@ -671,7 +711,7 @@ impl Importer {
             .resolve(scope, cond_name)?
             .ok_or_else(|| CompileError::Invalid("If needs a condition".into()))?;
         let Some(t) = self.try_eval(cond, 32) else {
-            return Err(unsupported(": its condition is not known at import time"));
+            return self.import_if_as_where(n, outs, scope, origin, cond, unsupported);
         };
         if t.len() != 1 {
             return Err(CompileError::Invalid(format!(
@@ -684,27 +724,59 @@ impl Importer {
         } else {
             "else_branch"
         };
-        let branch = n
-            .attribute
-            .iter()
-            .find(|a| a.name == taken)
-            .and_then(|a| a.g.as_ref())
-            .ok_or_else(|| CompileError::Invalid(format!("If has no {taken} graph")))?;
-        let values = self.import_branch(branch, scope)?;
-        if values.len() < outs.len() {
-            return Err(CompileError::Invalid(format!(
-                "If has {} outputs, its {taken} gives {}",
-                outs.len(),
-                values.len()
+        let values = self.import_branch(branch_graph(n, taken)?, scope)?;
+        bind_if_outputs(outs, values, taken, scope)
+    }
+
+    /// An If whose condition is only known at run time: both branches are imported and each
+    /// output selects between them with `Where`, which is exact when both branches have the
+    /// same output types (ONNX branches are pure).
+    fn import_if_as_where(
+        &mut self,
+        n: &NodeProto,
+        outs: &[&str],
+        scope: &mut Scope,
+        origin: &str,
+        cond: Value,
+        unsupported: &dyn Fn(&str) -> CompileError,
+    ) -> Result<(), CompileError> {
+        let then_v = self.import_branch(branch_graph(n, "then_branch")?, scope)?;
+        let else_v = self.import_branch(branch_graph(n, "else_branch")?, scope)?;
+        let cty = self.ty(cond).clone();
+        if cty.dtype != DType::Bool || cty.shape.iter().any(|d| d.as_const() != Some(1)) {
+            return Err(unsupported(&format!(
+                ": its condition is not known at import time and is {cty}, not one bool"
             )));
         }
-        let _ = origin;
-        for (name, v) in outs.iter().zip(values) {
-            if !name.is_empty() {
-                scope.insert(name.to_string(), Binding::Value(v));
-            }
+        let mut cond = cond;
+        if !cty.shape.is_empty() {
+            let empty = Tensor::from_i64s(vec![0], vec![]).map_err(IrError::from)?;
+            let shape = self.konst(empty, &format!("{origin}.scalar_shape"), origin)?;
+            cond = self.add1(
+                "Reshape",
+                Attrs::new(),
+                vec![Some(cond), Some(shape)],
+                origin,
+            )?;
         }
-        Ok(())
+        let mut values = Vec::new();
+        for (k, (t, e)) in then_v.iter().zip(&else_v).enumerate().take(outs.len()) {
+            if self.ty(*t) != self.ty(*e) {
+                return Err(unsupported(&format!(
+                    ": its condition is not known at import time and output {k} is {} in then_branch, {} in else_branch",
+                    self.ty(*t),
+                    self.ty(*e)
+                )));
+            }
+            let v = self.add1(
+                "Where",
+                Attrs::new(),
+                vec![Some(cond), Some(*t), Some(*e)],
+                origin,
+            )?;
+            values.push(v);
+        }
+        bind_if_outputs(outs, values, "branches", scope)
     }
 
     /// Imports a subgraph's nodes in a scope that sees the outer names; returns its outputs.

@@ -678,6 +678,43 @@ mod tests {
     }
 
     #[test]
+    fn symbolic_output_dims() {
+        use crate::dtype::DType;
+        use crate::ops::misc::testutil::{infer_types, ty};
+        let x = ty(DType::F32, &["n", "c", "h", "w"]);
+        let scales = f32t(&[4], &[1., 1., 2., 0.5]);
+        let t = infer_types(
+            "Resize",
+            &attrs(&[]),
+            vec![x.clone(), None, ty(DType::F32, &["4"]), None],
+            vec![None, None, scales],
+            1,
+        )
+        .unwrap();
+        assert_eq!(format!("{}", t[0]), "f32[n, c, h*2, floordiv(w, 2)]");
+        // Unknown scales: the resized dims are data-dependent, the others kept.
+        let t = infer_types(
+            "Resize",
+            &attrs(&[("axes", Attr::Ints(vec![-1]))]),
+            vec![x.clone(), None, ty(DType::F32, &["1"]), None],
+            vec![],
+            1,
+        )
+        .unwrap();
+        assert_eq!(format!("{}", t[0]), "f32[n, c, h, d1]");
+        // Known sizes give the dims directly.
+        let t = infer_types(
+            "Resize",
+            &attrs(&[("axes", Attr::Ints(vec![2, 3]))]),
+            vec![x, None, None, ty(DType::I64, &["2"])],
+            vec![None, None, None, i64t(&[2], &[7, 9])],
+            1,
+        )
+        .unwrap();
+        assert_eq!(format!("{}", t[0]), "f32[n, c, 7, 9]");
+    }
+
+    #[test]
     fn integer_input_rounds_and_saturates() {
         let x = Some(crate::tensor::Tensor::from_i64(
             crate::dtype::DType::U8,

@@ -519,6 +519,31 @@ mod tests {
     }
 
     #[test]
+    fn symbolic_shapes() {
+        use crate::ops::misc::testutil::{infer_types, ty};
+        let x = ty(DType::F32, &["b", "n", "1"]);
+        let a = attrs(&[("onesided", Attr::Int(1))]);
+        let t = infer_types(
+            "DFT",
+            &a,
+            vec![x.clone(), None, ty(DType::I64, &[])],
+            vec![None, None, i64t(&[], &[1])],
+            1,
+        )
+        .unwrap();
+        assert_eq!(format!("{}", t[0]), "f32[b, floordiv(n, 2)+1, 2]");
+        let t = infer_types(
+            "STFT",
+            &attrs(&[]),
+            vec![x, ty(DType::I64, &[]), None, ty(DType::I64, &[])],
+            vec![None, i64t(&[], &[4]), None, i64t(&[], &[16])],
+            1,
+        )
+        .unwrap();
+        assert_eq!(format!("{}", t[0]), "f32[b, floordiv(n-16, 4)+1, 9, 2]");
+    }
+
+    #[test]
     fn stft_frames() {
         let x = f32t(&[1, 6, 1], &[1., 2., 3., 4., 5., 6.]);
         let out = run_op(
