@@ -21,18 +21,16 @@ pub enum CompileError {
     Pass(String),
     #[error(transparent)]
     Ir(#[from] IrError),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    /// Not `#[source]`: the message already carries the I/O error, once.
+    #[error("{path}: {err}")]
+    Io { path: String, err: std::io::Error },
 }
 
 impl CompileError {
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> CompileError {
         CompileError::Io {
             path: path.as_ref().display().to_string(),
-            source,
+            err: source,
         }
     }
 }

@@ -1,1 +1,7 @@
-//! kiln-runtime: loads and runs .kiln artifacts (later issues).
+//! kiln-runtime: loads a .kiln artifact and runs it. It depends on no other kiln crate.
+
+pub mod artifact;
+pub mod cpu;
+pub mod error;
+
+pub use error::RuntimeError;

@@ -24,6 +24,7 @@ pub mod core;
 pub mod elementwise;
 pub mod indexing;
 pub mod linalg;
+pub mod loss;
 pub mod microsoft;
 pub mod misc;
 pub mod normalization;
@@ -198,7 +199,7 @@ impl OpSpec {
 }
 
 /// Every op family's specs.
-fn families() -> [&'static [OpSpec]; 14] {
+fn families() -> [&'static [OpSpec]; 15] {
     [
         core::SPECS,
         elementwise::SPECS,
@@ -214,6 +215,7 @@ fn families() -> [&'static [OpSpec]; 14] {
         quantize::SPECS,
         attention::SPECS,
         microsoft::SPECS,
+        loss::SPECS,
     ]
 }
 

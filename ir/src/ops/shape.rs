@@ -1,3 +1,0 @@
-use crate::ops::OpSpec;
-
-pub const SPECS: &[OpSpec] = &[];

@@ -1,0 +1,4 @@
+//! The CPU executor's pieces.
+
+pub mod gemm;
+pub mod peak;

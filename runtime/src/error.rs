@@ -1,0 +1,29 @@
+//! kiln-runtime's error type.
+
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("not a kiln artifact (bad magic)")]
+    NotAnArtifact,
+    #[error(
+        "artifact format version {found} is not supported (this runtime reads version {supported})"
+    )]
+    Version { found: u32, supported: u32 },
+    #[error("corrupt artifact: {0}")]
+    Corrupt(String),
+    #[error("the artifact needs CPU features this machine lacks: {missing}")]
+    CpuFeatures { missing: String },
+    /// Not `#[source]`: the message already carries the I/O error, once.
+    #[error("{path}: {err}")]
+    Io { path: String, err: std::io::Error },
+}
+
+impl RuntimeError {
+    pub fn io(path: &Path, source: std::io::Error) -> RuntimeError {
+        RuntimeError::Io {
+            path: path.display().to_string(),
+            err: source,
+        }
+    }
+}
