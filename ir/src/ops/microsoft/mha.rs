@@ -10,7 +10,7 @@
 //!   heads); present = concat(past, K or V).
 //! - Scores are `scale * q.k` (default scale `1/sqrt(H)`) plus the key padding mask, which adds
 //!   `mask_filter_value` (default -10000) where a key is padding: a `(B)` mask gives each
-//!   entry's key count, `(2B)` also the first valid key, `(B, T)` and `(B, S, T)` are 0/1; with
+//!   entry's key count, `(B, T)` and `(B, S, T)` masks are 0/1; with
 //!   `unidirectional`, keys after `P + s` add the lowest f32 instead. Then attention_bias.
 //! - `qk` holds these scores, before the softmax.
 //!
@@ -217,20 +217,12 @@ pub(crate) fn eval(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
         let mv = m.to_i64();
         let ms = m.shape();
         match ms.len() {
-            1 if ms[0] == b || ms[0] == 2 * b => {
+            1 if ms[0] == b => {
                 for bi in 0..b {
                     let end = mv[bi].max(0) as usize;
-                    let start = if ms[0] == 2 * b {
-                        (mv[b + bi].max(0) as usize).min(t)
-                    } else {
-                        0
-                    };
                     for si in 0..s {
-                        let row = &mut mask[(bi * s + si) * t..(bi * s + si + 1) * t];
-                        for (j, x) in row.iter_mut().enumerate() {
-                            if j >= end || j < start {
-                                *x = filter;
-                            }
+                        for x in &mut mask[(bi * s + si) * t + end.min(t)..(bi * s + si + 1) * t] {
+                            *x = filter;
                         }
                     }
                 }
@@ -253,7 +245,7 @@ pub(crate) fn eval(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
                     }
                 }
             }
-            _ => bail!("key_padding_mask {ms:?} is not (B), (2B), (B, T) or (B, S, T) with B = {b}, S = {s}, T = {t}"),
+            _ => bail!("key_padding_mask {ms:?} is not (B), (B, T) or (B, S, T) with B = {b}, S = {s}, T = {t}"),
         }
     }
     if causal {
