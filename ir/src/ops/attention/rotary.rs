@@ -5,7 +5,7 @@
 //! are rotated, pairwise as halves or interleaved; the rest pass through. With `position_ids`
 //! `(batch, seq)` the caches are `(max_position + 1, rotary_dim / 2)` tables indexed by
 //! position; without, they hold the values per token directly: `(batch, seq, rotary_dim / 2)`
-//! (or `(seq, rotary_dim / 2)`, shared by the batch).
+//! (a batch of 1 is shared by every entry).
 
 use crate::attr::AttrsExt;
 use crate::bail;
@@ -93,15 +93,10 @@ pub(crate) fn eval(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
             })
         }
         None => {
-            let ok = if cos_t.rank() == 3 {
-                (cs[0] == b || cs[0] == 1) && cs[1] == seq
-            } else {
-                cs[0] == seq
-            };
-            if !ok {
+            if cos_t.rank() != 3 || (cs[0] != b && cs[0] != 1) || cs[1] != seq {
                 bail!("without position_ids the caches must be ({b}, {seq}, {half}), got {cs:?}");
             }
-            let per_batch = cos_t.rank() == 3 && cs[0] != 1;
+            let per_batch = cs[0] != 1;
             Box::new(move |bi, si| Ok(if per_batch { bi * seq + si } else { si }))
         }
     };

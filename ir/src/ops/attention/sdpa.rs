@@ -16,7 +16,8 @@
 //! - scores = `softcap(scale * q.k)`; probabilities = softmax(scores + bias); a row whose bias is
 //!   -inf everywhere gives zero probabilities (and a zero output row).
 //! - `qk_matmul_output_mode`: 0 the scaled scores, 1 after softcap, 2 after adding the bias,
-//!   3 the probabilities.
+//!   3 the probabilities. (Mode 0 is the raw scores even with a softcap, as the operator spec
+//!   and ONNX Runtime have it; ONNX's Python reference returns the softcapped scores there.)
 //!
 //! Everything is computed in f64 and rounded once to the output dtype (`softmax_precision` is
 //! accepted and has nothing left to change).
