@@ -17,6 +17,7 @@ use crate::ops::{EvalCtx, InferCtx, OpResult, OpSpec};
 use crate::tensor::Tensor;
 use crate::types::{broadcast_concrete, broadcast_shapes, ValueType};
 
+pub mod attention;
 pub mod layer_norm;
 pub mod rms_norm;
 pub mod rope;
@@ -27,6 +28,7 @@ pub const SPECS: &[OpSpec] = &[
     OpSpec::new("layer_norm", layer_norm::infer, layer_norm::eval),
     OpSpec::new("swiglu", swiglu::infer, swiglu::eval),
     OpSpec::new("rope", rope::infer, rope::eval),
+    OpSpec::new("attention", attention::infer, attention::eval),
 ];
 
 /// The type of input `i`, which must be a float tensor.
