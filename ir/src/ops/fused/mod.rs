@@ -8,6 +8,7 @@
 //! | `swiglu(gate, up) {alpha = 1.0, beta = 0.0, limit?}` | [`swiglu`] |
 //! | `rope(x, cos, sin) {interleaved = 0, rotary_dim?}` | [`rope`] |
 //! | `attention(q, k, v, mask?, past_k?, past_v?, sinks?) {scale?, causal = 0, window = 0, softcap = 0.0}` | [`attention`] |
+//! | `moe(x, router_logits, w1, b1?, w2, b2?, w3?, b3?, selection_bias?, hash_table?, token_ids?, shared_w1?, shared_w2?, shared_w3?, shared_gate?)` | [`moe`] |
 //!
 //! Every op computes in f64 and returns its main input's dtype. `gelu` is not a fused op:
 //! ONNX's `Gelu {approximate = "none" | "tanh"}` (opset 20) already is exactly that op.
@@ -19,6 +20,7 @@ use crate::types::{broadcast_concrete, broadcast_shapes, ValueType};
 
 pub mod attention;
 pub mod layer_norm;
+pub mod moe;
 pub mod rms_norm;
 pub mod rope;
 pub mod swiglu;
@@ -29,6 +31,7 @@ pub const SPECS: &[OpSpec] = &[
     OpSpec::new("swiglu", swiglu::infer, swiglu::eval),
     OpSpec::new("rope", rope::infer, rope::eval),
     OpSpec::new("attention", attention::infer, attention::eval),
+    OpSpec::new("moe", moe::infer, moe::eval),
 ];
 
 /// The type of input `i`, which must be a float tensor.
