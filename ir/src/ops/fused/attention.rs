@@ -373,6 +373,34 @@ mod tests {
     }
 
     #[test]
+    fn softcap_bounds_the_logits() {
+        // Logits [0, 2] capped at 1 become [0, tanh 2]; values 0, 1.
+        let q = f32s(&[1, 1, 1, 1], &[1.0]);
+        let k = f32s(&[1, 1, 2, 1], &[0.0, 2.0]);
+        let v = f32s(&[1, 1, 2, 1], &[0.0, 1.0]);
+        let a = attrs(&[("scale", Attr::Float(1.0)), ("softcap", Attr::Float(1.0))]);
+        let y = run1("attention", &a, &[Some(q), Some(k), Some(v)]).unwrap();
+        let w = 1.0 / (1.0 + (-(2f64.tanh())).exp());
+        assert_close(&y, &[1, 1, 1, 1], &[w], 1e-6);
+    }
+
+    /// The text IR prints the fused op under its own name and parses it back.
+    #[test]
+    fn text_round_trip() {
+        let q = f32s(&[1, 2, 3, 4], &[0.5; 24]);
+        let k = f32s(&[1, 1, 3, 4], &[0.25; 12]);
+        let mut g = G::new();
+        let (vq, vk) = (g.input("q", &q), g.input("k", &k));
+        let a = attrs(&[("causal", Attr::Int(1)), ("window", Attr::Int(2))]);
+        let o = g.op("attention", a, &[Some(vq), Some(vk), Some(vk)]);
+        g.g.add_output("o", o);
+        let text = crate::text::print(&g.g);
+        assert!(text.contains("attention("), "{text}");
+        let back = crate::text::parse(&text).expect("parses");
+        assert_eq!(crate::text::print(&back), text);
+    }
+
+    #[test]
     fn gqa_cache_causal_window() {
         // Two query heads share one kv head; all logits 0, so each query averages the
         // values it may see. Cache holds 1 position (value 1); new values 2, 4.
