@@ -459,6 +459,63 @@ mod tests {
         assert!(run1("attention", &attrs(&[]), &ins).is_err());
     }
 
+    /// causal + window over a cache == the ONNX spelling on Concat(past, new) with the
+    /// equivalent additive mask (0 where j <= P + i and j > P + i - window, else -inf).
+    #[test]
+    fn causal_window_cache_equals_onnx_spelling_with_mask() {
+        let (h, s, p, t, d, win) = (2usize, 3usize, 2usize, 3usize, 2usize, 3usize);
+        let f = |n: usize, m: f64| -> Vec<f64> {
+            (0..n).map(|i| ((i as f64 + 1.0) * m).cos()).collect()
+        };
+        let t4 = |shape: [usize; 4], m: f64| {
+            Tensor::from_f64(DType::F32, shape.to_vec(), &f(shape.iter().product(), m))
+        };
+        let (q, k, v) = (
+            t4([1, h, s, d], 0.3),
+            t4([1, h, t, d], 0.8),
+            t4([1, h, t, d], 1.1),
+        );
+        let (pk, pv) = (t4([1, h, p, d], 1.7), t4([1, h, p, d], 0.6));
+        let mask: Vec<f64> = (0..s * (p + t))
+            .map(|n| {
+                let (i, j) = (n / (p + t), n % (p + t));
+                if j <= p + i && j + win > p + i {
+                    0.0
+                } else {
+                    f64::NEG_INFINITY
+                }
+            })
+            .collect();
+        let m = Tensor::from_f64(DType::F32, vec![s, p + t], &mask);
+        let mut g = G::new();
+        let vq = g.input("q", &q);
+        let (vk, vv) = (g.input("k", &k), g.input("v", &v));
+        let (vpk, vpv) = (g.input("pk", &pk), g.input("pv", &pv));
+        let vm = g.input("m", &m);
+        let seq = attrs(&[("axis", Attr::Int(2))]);
+        let kk = g.op("Concat", seq.clone(), &[Some(vpk), Some(vk)]);
+        let vvv = g.op("Concat", seq, &[Some(vpv), Some(vv)]);
+        let perm = attrs(&[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+        let kt = g.op("Transpose", perm, &[Some(kk)]);
+        let qk = g.op("MatMul", attrs(&[]), &[Some(vq), Some(kt)]);
+        let masked = g.op("Add", attrs(&[]), &[Some(qk), Some(vm)]);
+        let pr = g.op(
+            "Softmax",
+            attrs(&[("axis", Attr::Int(-1))]),
+            &[Some(masked)],
+        );
+        let want = g.op("MatMul", attrs(&[]), &[Some(pr), Some(vvv)]);
+        let a = attrs(&[
+            ("scale", Attr::Float(1.0)),
+            ("causal", Attr::Int(1)),
+            ("window", Attr::Int(win as i64)),
+        ]);
+        let ins = [Some(vq), Some(vk), Some(vv), None, Some(vpk), Some(vpv)];
+        let got = g.op("attention", a, &ins);
+        let out = g.run(&[want, got]);
+        assert_close(&out[1], &[1, h, s, d], &out[0].to_f64(), 1e-5);
+    }
+
     /// attention == MatMul(Softmax(MatMul(q, Transpose(k)) * scale + mask), v), with
     /// Dv != Dk (MLA-style) and a float mask broadcast over batch and heads.
     #[test]
