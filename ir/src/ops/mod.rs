@@ -22,6 +22,7 @@ pub mod attention;
 pub mod conv;
 pub mod core;
 pub mod elementwise;
+pub mod fused;
 pub mod indexing;
 pub mod linalg;
 pub mod loss;
@@ -199,7 +200,7 @@ impl OpSpec {
 }
 
 /// Every op family's specs.
-fn families() -> [&'static [OpSpec]; 15] {
+fn families() -> [&'static [OpSpec]; 16] {
     [
         core::SPECS,
         elementwise::SPECS,
@@ -216,6 +217,7 @@ fn families() -> [&'static [OpSpec]; 15] {
         attention::SPECS,
         microsoft::SPECS,
         loss::SPECS,
+        fused::SPECS,
     ]
 }
 
