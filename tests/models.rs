@@ -5,6 +5,14 @@ use kiln_compiler::conformance::compare;
 use kiln_compiler::driver::load_model;
 use kiln_tests::model_cases;
 
+fn max_abs_error(a: &kiln_ir::Tensor, b: &kiln_ir::Tensor) -> f64 {
+    a.to_f64()
+        .iter()
+        .zip(b.to_f64())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
 #[test]
 fn every_model_matches_its_reference_on_the_interpreter() {
     let cases = model_cases();
@@ -27,7 +35,13 @@ fn every_model_matches_its_reference_on_the_interpreter() {
                 Some(got) => compare(&want, got, case.rtol, case.atol),
             };
             match verdict {
-                Ok(()) => eprintln!("ok   {} {name}", case.name),
+                Ok(()) => eprintln!(
+                    "ok   {:<22} {name:<18} max abs error {:.2e} (atol {:e}, rtol {:e})",
+                    case.name,
+                    max_abs_error(&want, got.expect("compared, so present")),
+                    case.atol,
+                    case.rtol
+                ),
                 Err(e) => failures.push(format!("{} output {name}: {e}", case.name)),
             }
         }
