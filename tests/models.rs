@@ -54,3 +54,20 @@ fn every_model_matches_its_reference_on_the_interpreter() {
     );
     eprintln!("{} model cases match their references", cases.len());
 }
+
+/// The README's quick-start example gives ONNX Runtime's logits.
+#[test]
+fn bundled_example_matches_onnx_runtime() {
+    let dir = kiln_tests::repo_root().join("examples/tiny_block");
+    let case = kiln_tests::ModelCase {
+        name: "tiny_block".into(),
+        dir,
+        atol: 1e-4,
+        rtol: 1e-4,
+    };
+    let g = load_model(&case.model()).unwrap_or_else(|e| panic!("{e}"));
+    let out = kiln_ir::interp::run(&g, &case.inputs()).unwrap_or_else(|e| panic!("{e}"));
+    let (name, want) = &case.outputs()[0];
+    assert_eq!(out[0].0, *name);
+    compare(want, &out[0].1, case.rtol, case.atol).unwrap_or_else(|e| panic!("{e}"));
+}
