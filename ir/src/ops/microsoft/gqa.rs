@@ -13,12 +13,13 @@
 //!   With `causal = 0` every query sees all `seqlens_k[b] + 1` keys.
 //! - `local_window_size = W >= 0` keeps the last `W` keys of each query's causal range.
 //! - present: rows `[0, past)` copied from past, the new keys at `[past, past + S)`, zeros
-//!   after; `L = max(total_sequence_length, P)`.
+//!   after; `L = max(total_sequence_length, P)`. Keys are read from this buffer.
 //! - Rotary (`do_rotary`) turns Q and the new K at positions `s` (first prompt; with
 //!   `position_ids`, `position_ids[0] + s`) or `past + s` (or `position_ids[b, s]`).
 //! - Scores `softcap(scale * q.k) + attention_bias`; softmax, with one more denominator term
 //!   `exp(head_sink[h])` (or `exp(0)` for `smooth_softmax`); `qk_output` 1 writes the scores,
-//!   2 the probabilities, zero outside each query's key range.
+//!   2 the probabilities, zero outside each query's key range (ONNX Runtime leaves columns
+//!   past an entry's own total length unwritten).
 //! - `sliding_window_cache = 1`: the caches hold `C` (past_key's length) rows, of which the
 //!   first `R(P)` are the most recent positions, `R(n) = n` for `n <= C`, else
 //!   `n - G * ceil((n - C) / G)` with `G = C - W + 1`; after the step the first `R(P + S)`
@@ -417,8 +418,14 @@ pub(crate) fn eval(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
                     0,
                 ),
             };
+            // Attention reads the whole present buffer (zero past the new rows), as ONNX
+            // Runtime does.
+            let mut full_k = Heads::zeros(1, nk, present_len, h);
+            let mut full_v = Heads::zeros(1, nk, present_len, h);
             for hk in 0..nk {
                 for r in 0..rows + s {
+                    full_k.row_mut(0, hk, r).copy_from_slice(keys.row(0, hk, r));
+                    full_v.row_mut(0, hk, r).copy_from_slice(vals.row(0, hk, r));
                     present_k
                         .row_mut(bi, hk, r)
                         .copy_from_slice(keys.row(0, hk, r));
@@ -427,6 +434,7 @@ pub(crate) fn eval(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
                         .copy_from_slice(vals.row(0, hk, r));
                 }
             }
+            let (keys, vals) = (full_k, full_v);
             (keys, vals, rows, 0)
         };
         // The keys each query may see, as [lo, hi) rows of `keys`.
