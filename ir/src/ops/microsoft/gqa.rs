@@ -407,34 +407,29 @@ pub(crate) fn eval(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
                     "batch entry {bi} needs {rows} past rows plus {s} new ones, but the caches hold {past_len} and {present_len}"
                 );
             }
-            let (keys, vals) = match &past {
-                Some((pk, pv)) => gather(pk, pv, &k_new, &v_new, bi, rows),
-                None => gather(
-                    &Heads::zeros(b, nk, 0, h),
-                    &Heads::zeros(b, nk, 0, h),
-                    &k_new,
-                    &v_new,
-                    bi,
-                    0,
-                ),
-            };
-            // Attention reads the whole present buffer (zero past the new rows), as ONNX
-            // Runtime does.
-            let mut full_k = Heads::zeros(1, nk, present_len, h);
-            let mut full_v = Heads::zeros(1, nk, present_len, h);
             for hk in 0..nk {
-                for r in 0..rows + s {
-                    full_k.row_mut(0, hk, r).copy_from_slice(keys.row(0, hk, r));
-                    full_v.row_mut(0, hk, r).copy_from_slice(vals.row(0, hk, r));
+                if let Some((pk, pv)) = &past {
+                    for r in 0..rows {
+                        present_k
+                            .row_mut(bi, hk, r)
+                            .copy_from_slice(pk.row(bi, hk, r));
+                        present_v
+                            .row_mut(bi, hk, r)
+                            .copy_from_slice(pv.row(bi, hk, r));
+                    }
+                }
+                for r in 0..s {
                     present_k
-                        .row_mut(bi, hk, r)
-                        .copy_from_slice(keys.row(0, hk, r));
+                        .row_mut(bi, hk, rows + r)
+                        .copy_from_slice(k_new.row(bi, hk, r));
                     present_v
-                        .row_mut(bi, hk, r)
-                        .copy_from_slice(vals.row(0, hk, r));
+                        .row_mut(bi, hk, rows + r)
+                        .copy_from_slice(v_new.row(bi, hk, r));
                 }
             }
-            let (keys, vals) = (full_k, full_v);
+            // Attention reads this entry's present buffer (zero past the new rows), as ONNX
+            // Runtime does.
+            let (keys, vals) = (entry(&present_k, bi), entry(&present_v, bi));
             (keys, vals, rows, 0)
         };
         // The keys each query may see, as [lo, hi) rows of `keys`.
@@ -527,6 +522,12 @@ fn gather(
         }
     }
     (k, v)
+}
+
+/// Batch entry `b` of a head array, as a one-entry array.
+fn entry(x: &Heads, b: usize) -> Heads {
+    let len = x.n * x.s * x.h;
+    Heads::from_bnsh(x.data[b * len..(b + 1) * len].to_vec(), 1, x.n, x.s, x.h)
 }
 
 fn write_qk(qk: &mut [f64], base: usize, total: usize, lo: usize, row: &[f64]) -> OpResult<()> {
