@@ -8,12 +8,13 @@
 //! NaN equal to NaN; integers and bools exactly.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kiln_ir::{DType, Tensor};
 use regex::Regex;
@@ -38,6 +39,8 @@ pub enum Stage {
     Mismatch,
     /// kiln panicked (a bug).
     Panic,
+    /// The case ran longer than the timeout.
+    Timeout,
 }
 
 impl fmt::Display for Stage {
@@ -48,6 +51,7 @@ impl fmt::Display for Stage {
             Stage::Run => "run error",
             Stage::Mismatch => "mismatch",
             Stage::Panic => "panic",
+            Stage::Timeout => "timeout",
         })
     }
 }
@@ -268,14 +272,11 @@ pub fn compare(want: &Tensor, got: &Tensor, rtol: f64, atol: f64) -> Result<(), 
         let (w, g) = (want.to_i64(), got.to_i64());
         let bad: Vec<usize> = (0..w.len()).filter(|&i| w[i] != g[i]).collect();
         if let Some(&i) = bad.first() {
-            let show = |t: &Tensor, v: i64| -> String {
+            let show = |v: i64| -> String {
                 match dtype {
                     DType::Bool => (v != 0).to_string(),
                     DType::U64 => (v as u64).to_string(),
-                    _ => {
-                        let _ = t;
-                        v.to_string()
-                    }
+                    _ => v.to_string(),
                 }
             };
             return Err(format!(
@@ -283,8 +284,8 @@ pub fn compare(want: &Tensor, got: &Tensor, rtol: f64, atol: f64) -> Result<(), 
                 bad.len(),
                 w.len(),
                 multi_index(i, want.shape()),
-                show(want, w[i]),
-                show(got, g[i])
+                show(w[i]),
+                show(g[i])
             ));
         }
         return Ok(());
@@ -356,6 +357,7 @@ pub fn classify(f: &Failure) -> String {
     let m = f.msg.as_str();
     match f.stage {
         Stage::Panic => "panic".into(),
+        Stage::Timeout => "timeout".into(),
         Stage::Mismatch => {
             let tail = m.split_once("\": ").map_or(m, |(_, t)| t);
             if tail.starts_with("dtype:") {
@@ -449,13 +451,63 @@ fn caught(f: impl FnOnce() -> Outcome) -> Outcome {
     }
 }
 
+/// How long one case may run before [`run_cases`] reports it as timed out.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Runs the cases named `names` in `dir` on `jobs` threads; calls `report` for each result
 /// in the order of `names` as soon as it and all before it are done. Panics in cases are
-/// caught (the panic hook is replaced for the duration and restored after).
+/// caught (the panic hook is replaced for the duration and restored after); a case still
+/// running after [`DEFAULT_TIMEOUT`] fails as timed out.
 pub fn run_cases(
     dir: &Path,
     names: &[String],
     jobs: usize,
+    report: impl FnMut(&CaseResult),
+) -> Vec<CaseResult> {
+    run_cases_with_timeout(dir, names, jobs, DEFAULT_TIMEOUT, report)
+}
+
+struct Work {
+    dir: PathBuf,
+    names: Vec<String>,
+    next: AtomicUsize,
+    /// When each running case started, by index.
+    started: Mutex<HashMap<usize, Instant>>,
+}
+
+fn spawn_worker(work: Arc<Work>, tx: mpsc::Sender<(usize, CaseResult)>) {
+    let h = std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(move || loop {
+            let i = work.next.fetch_add(1, Ordering::SeqCst);
+            let Some(name) = work.names.get(i) else { break };
+            if let Ok(mut s) = work.started.lock() {
+                s.insert(i, Instant::now());
+            }
+            let outcome = run_case_caught(&work.dir.join(name));
+            if let Ok(mut s) = work.started.lock() {
+                s.remove(&i);
+            }
+            let r = CaseResult {
+                name: name.clone(),
+                outcome,
+            };
+            if tx.send((i, r)).is_err() {
+                break;
+            }
+        });
+    if let Err(e) = h {
+        eprintln!("warning: cannot start a conformance thread: {e}");
+    }
+}
+
+/// [`run_cases`] with a given per-case timeout. A timed-out case's thread is left to finish
+/// on its own (a thread cannot be stopped) and a new one takes its place.
+pub fn run_cases_with_timeout(
+    dir: &Path,
+    names: &[String],
+    jobs: usize,
+    timeout: Duration,
     mut report: impl FnMut(&CaseResult),
 ) -> Vec<CaseResult> {
     let prev_hook = panic::take_hook();
@@ -467,48 +519,54 @@ pub fn run_cases(
             .unwrap_or_default();
         LAST_PANIC.with(|p| *p.borrow_mut() = Some(format!("{msg}{at}")));
     }));
-    let next = Arc::new(AtomicUsize::new(0));
-    let names_arc: Arc<Vec<String>> = Arc::new(names.to_vec());
+    let work = Arc::new(Work {
+        dir: dir.to_path_buf(),
+        names: names.to_vec(),
+        next: AtomicUsize::new(0),
+        started: Mutex::new(HashMap::new()),
+    });
     let (tx, rx) = mpsc::channel::<(usize, CaseResult)>();
-    let mut handles = Vec::new();
     for _ in 0..jobs.max(1).min(names.len().max(1)) {
-        let (next, names, tx, dir) = (
-            next.clone(),
-            names_arc.clone(),
-            tx.clone(),
-            dir.to_path_buf(),
-        );
-        let h = std::thread::Builder::new()
-            .stack_size(64 << 20)
-            .spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(name) = names.get(i) else { break };
-                let outcome = run_case_caught(&dir.join(name));
-                let r = CaseResult {
-                    name: name.clone(),
-                    outcome,
-                };
-                if tx.send((i, r)).is_err() {
-                    break;
-                }
-            });
-        match h {
-            Ok(h) => handles.push(h),
-            Err(e) => eprintln!("warning: cannot start a conformance thread: {e}"),
-        }
+        spawn_worker(work.clone(), tx.clone());
     }
-    drop(tx);
     let mut pending: BTreeMap<usize, CaseResult> = BTreeMap::new();
+    let mut timed_out: HashSet<usize> = HashSet::new();
     let mut out = Vec::with_capacity(names.len());
-    for (i, r) in rx {
-        pending.insert(i, r);
+    let poll = timeout.min(Duration::from_millis(500));
+    while out.len() < names.len() {
+        match rx.recv_timeout(poll) {
+            Ok((i, r)) => {
+                if !timed_out.contains(&i) {
+                    pending.insert(i, r);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        let late: Vec<usize> = match work.started.lock() {
+            Ok(s) => s
+                .iter()
+                .filter(|(i, t)| t.elapsed() > timeout && !timed_out.contains(i))
+                .map(|(i, _)| *i)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for i in late {
+            timed_out.insert(i);
+            let r = CaseResult {
+                name: names[i].clone(),
+                outcome: Outcome::Fail(Failure::new(
+                    Stage::Timeout,
+                    format!("still running after {} s", timeout.as_secs_f64()),
+                )),
+            };
+            pending.insert(i, r);
+            spawn_worker(work.clone(), tx.clone());
+        }
         while let Some(r) = pending.remove(&out.len()) {
             report(&r);
             out.push(r);
         }
-    }
-    for h in handles {
-        let _ = h.join();
     }
     panic::set_hook(prev_hook);
     out
@@ -786,5 +844,58 @@ mod tests {
         let results = run_cases(&dir, &["nodata".to_string()], 2, |_| {});
         assert_eq!(results[0].outcome, Outcome::Skip("no model.onnx".into()));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stuck_cases_time_out() {
+        use onnx_protobuf::{Message, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto};
+        let dir = std::env::temp_dir().join(format!("kiln-conf-timeout-{}", std::process::id()));
+        let case = dir.join("test_stuck");
+        std::fs::create_dir_all(case.join("test_data_set_0")).unwrap();
+        // y = Identity(x), x: f32 scalar.
+        let mut m = ModelProto::new();
+        let mut o = OperatorSetIdProto::new();
+        o.version = 18;
+        m.opset_import.push(o);
+        let mut g = onnx_protobuf::GraphProto::new();
+        let mut n = NodeProto::new();
+        n.op_type = "Identity".into();
+        n.input = vec!["x".into()];
+        n.output = vec!["y".into()];
+        g.node.push(n);
+        let mut x = ValueInfoProto::new();
+        x.name = "x".into();
+        let mut t = onnx_protobuf::type_proto::Tensor::new();
+        t.elem_type = 1;
+        t.shape = Some(onnx_protobuf::TensorShapeProto::new()).into();
+        let mut tp = onnx_protobuf::TypeProto::new();
+        tp.value = Some(onnx_protobuf::type_proto::Value::TensorType(t));
+        x.type_ = Some(tp).into();
+        g.input.push(x);
+        let mut y = ValueInfoProto::new();
+        y.name = "y".into();
+        g.output.push(y);
+        m.graph = Some(g).into();
+        std::fs::write(case.join("model.onnx"), m.write_to_bytes().unwrap()).unwrap();
+        // Reading a FIFO nobody writes blocks forever: a stuck case.
+        let fifo = case.join("test_data_set_0/input_0.pb");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("mkfifo is not available; skipping");
+            return;
+        }
+        let results = run_cases_with_timeout(
+            &dir,
+            &["test_stuck".to_string()],
+            1,
+            Duration::from_millis(300),
+            |_| {},
+        );
+        assert_eq!(
+            results[0].outcome,
+            Outcome::Fail(Failure::new(Stage::Timeout, "still running after 0.3 s"))
+        );
+        assert_eq!(Failure::new(Stage::Timeout, "x").class(), "timeout");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

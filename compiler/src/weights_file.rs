@@ -9,13 +9,14 @@
 //! fine for reading and printing: the constant keeps its printed type. Running such a graph
 //! fails at that constant ("weight \"x\" has no data").
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kiln_ir::graph::WeightStore;
 use kiln_ir::{Attr, DType, Graph, Tensor};
-use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype as StDtype, SafeTensors, View};
 
 use crate::error::CompileError;
 
@@ -81,15 +82,37 @@ fn from_st_dtype(d: StDtype) -> Option<DType> {
     })
 }
 
-type OwnedWeight = (String, StDtype, Vec<usize>, Vec<u8>);
+/// A weight as safetensors writes it: its bytes are made when the writer asks for them, one
+/// tensor at a time, so writing never holds a second copy of all the weights.
+struct WeightView {
+    dtype: StDtype,
+    tensor: Arc<Tensor>,
+}
+
+impl View for WeightView {
+    fn dtype(&self) -> StDtype {
+        self.dtype
+    }
+
+    fn shape(&self) -> &[usize] {
+        self.tensor.shape()
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(self.tensor.to_le_bytes())
+    }
+
+    fn data_len(&self) -> usize {
+        self.tensor.len() * self.tensor.dtype().size()
+    }
+}
 
 /// Writes `g` as text to `path` and, if the graph refers to weights the store holds, those
 /// weights to `<path>.weights` (a stale weights file is removed when there are none).
 pub fn write_kir(g: &Graph, path: &Path) -> Result<(), CompileError> {
     let text = kiln_ir::text::print(g);
     let wpath = weights_path(path);
-    // (name, dtype, shape, little-endian bytes) of each weight to write.
-    let mut views: Vec<OwnedWeight> = Vec::new();
+    let mut views: Vec<(String, WeightView)> = Vec::new();
     for name in referenced_weights(g) {
         let Some(t) = g.weights.get(&name) else {
             continue;
@@ -101,7 +124,11 @@ pub fn write_kir(g: &Graph, path: &Path) -> Result<(), CompileError> {
                 t.dtype()
             ))
         })?;
-        views.push((name.to_string(), dtype, t.shape().to_vec(), t.to_le_bytes()));
+        let view = WeightView {
+            dtype,
+            tensor: t.clone(),
+        };
+        views.push((name.to_string(), view));
     }
     if views.is_empty() {
         match std::fs::remove_file(&wpath) {
@@ -110,17 +137,7 @@ pub fn write_kir(g: &Graph, path: &Path) -> Result<(), CompileError> {
             Err(e) => return Err(CompileError::io(&wpath, e)),
         }
     } else {
-        let tensors = views
-            .iter()
-            .map(|(name, dtype, shape, bytes)| {
-                TensorView::new(*dtype, shape.clone(), bytes).map(|v| (name.as_str(), v))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| CompileError::File {
-                path: wpath.display().to_string(),
-                msg: e.to_string(),
-            })?;
-        safetensors::serialize_to_file(tensors, None, &wpath).map_err(|e| CompileError::File {
+        safetensors::serialize_to_file(views, None, &wpath).map_err(|e| CompileError::File {
             path: wpath.display().to_string(),
             msg: e.to_string(),
         })?;

@@ -120,6 +120,7 @@ fn prints_after_passes_then_the_final_ir() {
         "graph @g(%x: f32[2]) -> (y: f32[2]) {\n  %0 = Identity(%x) : f32[2]\n  %1 = Identity(%0) : f32[2]\n  return %1\n}\n",
     )
     .unwrap();
+    let stats = dir.join("stats.json");
     let out = ok(&[
         "opt",
         a.to_str().unwrap(),
@@ -127,7 +128,13 @@ fn prints_after_passes_then_the_final_ir() {
         "simplify,dce",
         "--print-after",
         "simplify",
+        "--stats",
+        stats.to_str().unwrap(),
     ]);
+    assert_eq!(
+        std::fs::read_to_string(&stats).unwrap(),
+        "{\n  \"simplify/identity\": {\n    \"matched\": 2,\n    \"applied\": 2\n  }\n}\n"
+    );
     assert_eq!(
         out,
         "// ----- IR after simplify -----\ngraph @g(%x: f32[2]) -> (y: f32[2]) {\n  return %x\n}\ngraph @g(%x: f32[2]) -> (y: f32[2]) {\n  return %x\n}\n"

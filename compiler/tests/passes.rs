@@ -547,3 +547,29 @@ fn constant_fold_treats_training_dropout_as_random() {
 "#
     ));
 }
+
+#[test]
+fn simplify_drops_identity_elements_and_shape_noops() {
+    insta::assert_snapshot!(run(
+        "simplify",
+        r#"graph @g(%x: f32[2, 3], %b: bool[2, 3]) -> (a: f32[2, 3], b: f32[2, 3], c: f32[2, 3], d: bool[2, 3], e: f32[2, 3], f: f32[2, 3], g: f32[4, 2, 3], h: f32[2, 3], i: f32[2, 3]) {
+  %0 = constant {value = dense<f32[1]>[1.0]} : f32[1]
+  %1 = Mul(%x, %0) : f32[2, 3]
+  %2 = Mul(%0, %1) : f32[2, 3]
+  %3 = Div(%2, %0) : f32[2, 3]
+  %4 = constant {value = dense<bool[]>[true]} : bool[]
+  %5 = And(%4, %b) : bool[2, 3]
+  %6 = constant {value = dense<i64[2]>[2, 1]} : i64[2]
+  %7 = Expand(%x, %6) : f32[2, 3]
+  %8 = constant {value = dense<i64[2]>[1, 1]} : i64[2]
+  %9 = Tile(%7, %8) : f32[2, 3]
+  %10 = constant {value = dense<f32[4, 1, 1]>[1.0, 1.0, 1.0, 1.0]} : f32[4, 1, 1]
+  %11 = Mul(%x, %10) : f32[4, 2, 3]
+  %12 = constant {value = dense<f32[1]>[2.0]} : f32[1]
+  %13 = Mul(%x, %12) : f32[2, 3]
+  %14 = Div(%0, %x) : f32[2, 3]
+  return %3, %1, %2, %5, %7, %9, %11, %13, %14
+}
+"#
+    ));
+}

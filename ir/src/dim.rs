@@ -229,6 +229,15 @@ impl Dim {
         if self == other {
             return self.clone();
         }
+        // Absorption: max(x, min(x, y)) = x and min(x, max(x, y)) = x; idempotence:
+        // max(x, max(x, y)) = max(x, y) (and the same for min).
+        for (x, y) in [(self, other), (other, self)] {
+            if let Some((o, p, q)) = y.as_min_max() {
+                if p == x || q == x {
+                    return if o == op { y.clone() } else { x.clone() };
+                }
+            }
+        }
         // Operands sorted: min/max commute, and one spelling keeps printing canonical.
         let (a, b) = if self <= other {
             (self, other)
@@ -236,6 +245,23 @@ impl Dim {
             (other, self)
         };
         Dim::atom(Atom::Op(op, Box::new(a.clone()), Box::new(b.clone())))
+    }
+
+    /// The terms of the canonical sum: (monomial of atoms, coefficient), the constant term
+    /// having the empty monomial. For code that reasons about the structure (bounds).
+    pub fn terms(&self) -> &[(Vec<Atom>, i64)] {
+        &self.terms
+    }
+
+    /// `(op, a, b)` when this dim is exactly `min(a, b)` or `max(a, b)`.
+    fn as_min_max(&self) -> Option<(DimOp, &Dim, &Dim)> {
+        match self.terms.as_slice() {
+            [(m, 1)] => match m.as_slice() {
+                [Atom::Op(op @ (DimOp::Min | DimOp::Max), a, b)] => Some((*op, a, b)),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// Evaluates with every symbol bound.
@@ -542,6 +568,18 @@ mod tests {
                 .to_string(),
             "seq*2"
         );
+    }
+
+    #[test]
+    fn min_max_absorb() {
+        let seq = Dim::sym("seq");
+        let c = Dim::from(512i64);
+        let m = c.minimum(&seq);
+        assert_eq!(seq.maximum(&m), seq);
+        assert_eq!(m.maximum(&seq), seq);
+        assert_eq!(seq.maximum(&seq.maximum(&c)), seq.maximum(&c));
+        assert_eq!(seq.minimum(&seq.maximum(&c)), seq);
+        assert_eq!(m.minimum(&seq), m);
     }
 
     #[test]

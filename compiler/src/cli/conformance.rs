@@ -35,6 +35,9 @@ pub struct ConformanceArgs {
     /// Cases run in parallel (default: the number of cores).
     #[arg(long, short = 'j', value_name = "N")]
     jobs: Option<usize>,
+    /// A case still running after this many seconds fails as timed out.
+    #[arg(long, value_name = "SECS", default_value_t = conformance::DEFAULT_TIMEOUT.as_secs())]
+    timeout: u64,
     /// Print every case, not only failures.
     #[arg(long, short = 'v')]
     verbose: bool,
@@ -66,16 +69,20 @@ pub fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or(1)
     });
     let listed = |name: &str| expected.as_ref().is_some_and(|e| e.contains(name));
-    let results = conformance::run_cases(&args.dir, &names, jobs, |r| match &r.outcome {
-        Outcome::Pass if listed(&r.name) => {
-            println!("listed as expected failure but passes: {}", r.name)
-        }
-        Outcome::Pass if args.verbose => println!("ok    {}", r.name),
-        Outcome::Pass => {}
-        Outcome::Fail(f) if listed(&r.name) => println!("xfail {}: {f}", r.name),
-        Outcome::Fail(f) => println!("FAIL  {}: {f}", r.name),
-        Outcome::Skip(why) => println!("skip  {}: {why}", r.name),
-    });
+    let timeout = std::time::Duration::from_secs(args.timeout.max(1));
+    let results =
+        conformance::run_cases_with_timeout(&args.dir, &names, jobs, timeout, |r| {
+            match &r.outcome {
+                Outcome::Pass if listed(&r.name) => {
+                    println!("listed as expected failure but passes: {}", r.name)
+                }
+                Outcome::Pass if args.verbose => println!("ok    {}", r.name),
+                Outcome::Pass => {}
+                Outcome::Fail(f) if listed(&r.name) => println!("xfail {}: {f}", r.name),
+                Outcome::Fail(f) => println!("FAIL  {}: {f}", r.name),
+                Outcome::Skip(why) => println!("skip  {}: {why}", r.name),
+            }
+        });
     let summary = Summary::of(&results, expected.as_ref());
     if let Some(path) = &args.write_expected_failures {
         let list = ExpectedFailures::from_results(&results);

@@ -65,6 +65,11 @@ pub struct OptArgs {
     #[arg(short = 'o', long = "output", value_name = "OUT.kir")]
     output: Option<PathBuf>,
 
+    /// Write how often each rewrite rule matched and was applied to FILE, as JSON
+    /// (`{"simplify/identity": {"matched": 2, "applied": 2}, ...}`)
+    #[arg(long, value_name = "FILE")]
+    stats: Option<PathBuf>,
+
     /// List the passes with a one-line description each, and exit
     #[arg(long)]
     list_passes: bool,
@@ -92,9 +97,14 @@ pub fn run(args: OptArgs) -> anyhow::Result<ExitCode> {
     };
     manager.check_instrumentation(&instrument)?;
     let mut g = kiln_compiler::driver::load_model(&input)?;
-    {
+    let stats = {
         let mut ctx = PassContext::with_output(instrument, Box::new(&mut stdout));
         manager.run(&mut g, &mut ctx)?;
+        std::mem::take(&mut ctx.stats)
+    };
+    if let Some(path) = &args.stats {
+        let json = serde_json::to_string_pretty(&stats)? + "\n";
+        std::fs::write(path, json).map_err(|e| kiln_compiler::CompileError::io(path, e))?;
     }
     match &args.output {
         Some(out) => kiln_compiler::weights_file::write_kir(&g, out)?,

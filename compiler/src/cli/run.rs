@@ -24,7 +24,7 @@ pub struct RunArgs {
     #[arg(long = "input", short = 'i', value_name = "NAME=FILE.npy")]
     inputs: Vec<String>,
     /// Where to write the outputs, one NAME.npy each (characters other than letters, digits,
-    /// `.`, `-` and `_` become `_`). Default: the current directory.
+    /// `.`, `-` and `_` become `_`).
     #[arg(long, short = 'o', value_name = "DIR", default_value = ".")]
     output_dir: PathBuf,
 }

@@ -4,6 +4,9 @@
 //!   false one, and the mask unused) -> `x`.
 //! - `Cast(x) {to = T}` where `x` is already `T` -> `x`; likewise `CastLike(x, y)` with `y` of
 //!   `x`'s dtype.
+//! - `Expand`, `Squeeze`, `Flatten`, `Tile` whose result has `x`'s type -> `x`.
+//! - `Mul(x, 1)`, `Mul(1, x)`, `Div(x, 1)`, `And(x, true)`, `And(true, x)` -> `x` when the
+//!   result has `x`'s type (a constant of ones that broadcasts `x` bigger stays).
 //! - `Reshape(x, s)` whose result has `x`'s type -> `x`;
 //!   `Reshape(Reshape(x, s1), s2)` -> `Reshape(x, s2)` when `s2` is known and copies no dim
 //!   from its input (no `0` entry, or `allowzero = 1`).
@@ -99,6 +102,20 @@ fn rewrite(g: &Graph, id: NodeId) -> Option<Rewrite> {
             .then_some(Rewrite::Forward(x, "cast")),
         "CastLike" => (g.value_type(n.input(1)?).dtype == xt.dtype && same_type)
             .then_some(Rewrite::Forward(x, "cast")),
+        // Shape-only ops whose result has the input's type leave every element in place.
+        "Expand" | "Squeeze" | "Flatten" | "Tile" => {
+            same_type.then_some(Rewrite::Forward(x, "shape-noop"))
+        }
+        // `x * 1` and `x / 1` are `x` exactly (NaN, -0.0 and all); so is `x and true`.
+        "Mul" | "Div" | "And" => {
+            let (v, c) = match (g.const_of(x), n.input(1)) {
+                (Some(c), Some(y)) if n.op != "Div" => (y, c),
+                _ => (x, g.const_of(n.input(1)?)?),
+            };
+            let all_one = !c.is_empty() && c.to_f64().iter().all(|&e| e == 1.0);
+            (all_one && n.outputs.first() == Some(g.value_type(v)))
+                .then_some(Rewrite::Forward(v, "identity-element"))
+        }
         "Reshape" => {
             if same_type {
                 return Some(Rewrite::Forward(x, "reshape-noop"));

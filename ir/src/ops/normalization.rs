@@ -91,14 +91,28 @@ fn lane_max(s: &[f64]) -> f64 {
     s.iter().copied().fold(f64::NEG_INFINITY, f64::max)
 }
 
+/// Rounds an intermediate to a sub-f32 dtype. ONNX defines Softmax and LogSoftmax by a
+/// function body of ops in the input dtype (Sub, Exp, ReduceSum, Div/Log), and its reference
+/// (numpy) rounds each stage to f16; the f16 node tests' expectations carry that rounding,
+/// so f16/bf16 lanes round after each stage. f32 and f64 compute in f64 throughout.
+fn stage_rounding(d: DType) -> fn(f64) -> f64 {
+    match d {
+        DType::F16 => |x| half::f16::from_f64(x).to_f64(),
+        DType::BF16 => |x| half::bf16::from_f64(x).to_f64(),
+        _ => |x| x,
+    }
+}
+
 fn eval_softmax(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
+    let q = stage_rounding(ctx.input(0)?.dtype());
     eval_lanes(ctx, |s| {
         let m = lane_max(s);
         let mut sum = 0.0;
         for x in s.iter_mut() {
-            *x = (*x - m).exp();
+            *x = q(q(*x - m).exp());
             sum += *x;
         }
+        let sum = q(sum);
         for x in s.iter_mut() {
             *x /= sum;
         }
@@ -106,11 +120,15 @@ fn eval_softmax(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
 }
 
 fn eval_log_softmax(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
+    let q = stage_rounding(ctx.input(0)?.dtype());
     eval_lanes(ctx, |s| {
         let m = lane_max(s);
-        let lse = s.iter().map(|&x| (x - m).exp()).sum::<f64>().ln();
         for x in s.iter_mut() {
-            *x = *x - m - lse;
+            *x = q(*x - m);
+        }
+        let lse = q(q(s.iter().map(|&x| q(x.exp())).sum::<f64>()).ln());
+        for x in s.iter_mut() {
+            *x -= lse;
         }
     })
 }
@@ -545,6 +563,20 @@ mod tests {
         assert_close(&y, &[2, 3], &[0.0, 1.0, 0.0, 1.0, 0.0, 0.0], 0.0);
         let y = run1("Hardmax", &a0, &[Some(h)]).unwrap();
         assert_close(&y, &[2, 3], &[1.0, 1.0, 1.0, 0.0, 0.0, 0.0], 0.0);
+    }
+
+    #[test]
+    fn f16_softmax_rounds_each_stage() {
+        // Rounding once would give 0.4755859375 for the last element; the staged f16
+        // computation of ONNX's reference gives 0.475341796875.
+        let x = Tensor::from_f64(DType::F16, vec![3], &[0.1, -0.1, 0.6]);
+        let y = run1("Softmax", &attrs(&[]), &[Some(x)]).unwrap();
+        assert_close(
+            &y,
+            &[3],
+            &[0.288330078125, 0.236083984375, 0.475341796875],
+            0.0,
+        );
     }
 
     #[test]

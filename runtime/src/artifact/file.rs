@@ -60,6 +60,10 @@ pub fn write_artifact(path: &Path, parts: &ArtifactParts) -> Result<(), RuntimeE
     f.sync_all().map_err(io)
 }
 
+/// The signature of every generated function: it reads its arguments from a frame of
+/// 64-bit slots (pointers and sizes) laid out by the runtime.
+pub type FrameFn = unsafe extern "C" fn(frame: *const u64);
+
 /// An opened, verified artifact.
 pub struct ArtifactFile {
     pub header: Header,
@@ -144,6 +148,20 @@ impl ArtifactFile {
             code,
             weights,
         })
+    }
+
+    /// The generated function at `offset` in the code section, if the offset is inside it.
+    ///
+    /// Calling it is unsafe: the frame must be what that function expects.
+    pub fn function(&self, offset: usize) -> Option<FrameFn> {
+        let code = self.code.as_ref()?;
+        if offset >= code.len() {
+            return None;
+        }
+        // SAFETY: the code section is mapped executable and checksummed; the offset lies
+        // inside it. Whether it is the start of a function is the manifest's promise, which
+        // the checksum covers.
+        Some(unsafe { std::mem::transmute::<*const u8, FrameFn>(code.as_ptr().add(offset)) })
     }
 
     /// Opens `path` on this CPU.

@@ -5,7 +5,9 @@
 //! - `com.microsoft` opset 1, as `com.microsoft.<OpType>`;
 //! - initializers in every encoding ([`tensor`]): small ones become inline constants, larger
 //!   ones go to the graph's weight store;
-//! - `Constant` nodes become constants; `If` with a condition known at import time is inlined;
+//! - `Constant` nodes become constants; `If` with a condition known at import time is inlined
+//!   (with a run-time condition, both branches joined by `Where`); model-local functions are
+//!   inlined;
 //! - every node's types are inferred as it is added, then the whole graph is re-inferred and
 //!   verified.
 
@@ -24,8 +26,8 @@ use kiln_ir::infer::{infer_node, FreshSymbols, KnownValues};
 use kiln_ir::ops::{self, EvalCtx, Known};
 use kiln_ir::{Attr, Attrs, DType, Dim, Graph, IrError, NodeId, Tensor, Value, ValueType};
 use onnx_protobuf::{
-    tensor_shape_proto::dimension, type_proto, GraphProto, Message, ModelProto, NodeProto,
-    TensorProto, TypeProto,
+    tensor_shape_proto::dimension, type_proto, FunctionProto, GraphProto, Message, ModelProto,
+    NodeProto, TensorProto, TypeProto,
 };
 
 use crate::error::CompileError;
@@ -75,6 +77,10 @@ pub fn import_model(model: &ModelProto, base_dir: Option<&Path>) -> Result<Graph
         let d = normalize_domain(&o.domain);
         opsets.insert(d.to_string(), o.version);
     }
+    let mut functions = HashMap::new();
+    for f in &model.functions {
+        functions.insert((f.domain.clone(), f.name.clone()), f.clone());
+    }
     let mut ext = ExternalData::new(base_dir);
     let (g, scope, inits) = import_interface(graph, &mut ext)?;
     let fresh = FreshSymbols::for_graph(&g);
@@ -85,6 +91,8 @@ pub fn import_model(model: &ModelProto, base_dir: Option<&Path>) -> Result<Graph
         known: KnownValues::new(),
         fresh,
         inits,
+        functions,
+        depth: 0,
     };
     let mut scope = scope;
     for n in &graph.node {
@@ -127,6 +135,8 @@ enum Binding {
     Value(Value),
     /// An initializer not yet turned into a node (index into `Importer::inits`).
     Init(usize),
+    /// An optional input a function call leaves out.
+    Absent,
 }
 
 type Scope = HashMap<String, Binding>;
@@ -144,7 +154,14 @@ pub(crate) struct Importer {
     known: KnownValues,
     fresh: FreshSymbols,
     inits: Vec<Init>,
+    /// The model's local functions by (domain, name); calls to them are inlined.
+    functions: HashMap<(String, String), FunctionProto>,
+    /// How deep in function calls the importer is.
+    depth: usize,
 }
+
+/// How deep function calls may nest.
+const MAX_FUNCTION_DEPTH: usize = 16;
 
 /// A tensor type's elem type code and its dims, if it has a shape.
 type TensorTypeParts = (i32, Option<Vec<dimension::Value>>);
@@ -372,6 +389,7 @@ impl Importer {
         }
         match scope.get(name) {
             Some(Binding::Value(v)) => Ok(Some(*v)),
+            Some(Binding::Absent) => Ok(None),
             Some(Binding::Init(i)) => {
                 let i = *i;
                 if let Some(v) = self.inits[i].value {
@@ -545,6 +563,12 @@ impl Importer {
         origin: &str,
     ) -> Result<(), CompileError> {
         let domain = normalize_domain(&n.domain).to_string();
+        if !domain.is_empty() && domain != "com.microsoft" {
+            let key = (n.domain.clone(), n.op_type.clone());
+            if let Some(f) = self.functions.get(&key).cloned() {
+                return self.inline_function(n, &f, scope, origin);
+            }
+        }
         let opset = self.opset(&domain);
         let unsupported = |why: &str| {
             let v = opset.map_or("?".to_string(), |v| v.to_string());
@@ -777,6 +801,99 @@ impl Importer {
             values.push(v);
         }
         bind_if_outputs(outs, values, "branches", scope)
+    }
+
+    /// Inlines a call to a model-local function: its nodes read the call's inputs, its
+    /// attribute references take the call's attributes (or the function's defaults).
+    fn inline_function(
+        &mut self,
+        n: &NodeProto,
+        f: &FunctionProto,
+        scope: &mut Scope,
+        origin: &str,
+    ) -> Result<(), CompileError> {
+        if self.depth >= MAX_FUNCTION_DEPTH {
+            return Err(CompileError::Unsupported(format!(
+                "unsupported function nesting deeper than {MAX_FUNCTION_DEPTH} (function {}.{})",
+                f.domain, f.name
+            )));
+        }
+        let mut fscope = Scope::new();
+        for (i, formal) in f.input.iter().enumerate() {
+            let actual = n.input.get(i).map(String::as_str).unwrap_or("");
+            let b = match self.resolve(scope, actual)? {
+                Some(v) => Binding::Value(v),
+                None => Binding::Absent,
+            };
+            fscope.insert(formal.clone(), b);
+        }
+        let mut attr_vals: HashMap<&str, &onnx_protobuf::AttributeProto> = HashMap::new();
+        for a in &f.attribute_proto {
+            attr_vals.insert(&a.name, a);
+        }
+        for a in &n.attribute {
+            attr_vals.insert(&a.name, a);
+        }
+        let saved = self.opsets.clone();
+        for o in &f.opset_import {
+            self.opsets
+                .insert(normalize_domain(&o.domain).to_string(), o.version);
+        }
+        self.depth += 1;
+        let mut run = || -> Result<(), CompileError> {
+            for inner in &f.node {
+                let mut inner = inner.clone();
+                let local = if inner.name.is_empty() {
+                    inner.output.first().cloned().unwrap_or_default()
+                } else {
+                    inner.name.clone()
+                };
+                inner.name = format!("{origin}/{local}");
+                let mut attrs = Vec::with_capacity(inner.attribute.len());
+                for a in inner.attribute.drain(..) {
+                    if a.ref_attr_name.is_empty() {
+                        attrs.push(a);
+                    } else if let Some(src) = attr_vals.get(a.ref_attr_name.as_str()) {
+                        let mut b = (*src).clone();
+                        b.name = a.name.clone();
+                        attrs.push(b);
+                    }
+                }
+                inner.attribute = attrs;
+                self.import_node(&inner, &mut fscope)?;
+            }
+            Ok(())
+        };
+        let r = run();
+        self.depth -= 1;
+        self.opsets = saved;
+        r?;
+        for (k, out) in n.output.iter().enumerate() {
+            if out.is_empty() {
+                continue;
+            }
+            let formal = f.output.get(k).ok_or_else(|| {
+                CompileError::Invalid(format!(
+                    "function {}.{} has {} outputs, the call uses {}",
+                    f.domain,
+                    f.name,
+                    f.output.len(),
+                    n.output.len()
+                ))
+            })?;
+            match self.resolve(&fscope, formal)? {
+                Some(v) => {
+                    scope.insert(out.clone(), Binding::Value(v));
+                }
+                None => {
+                    return Err(CompileError::Invalid(format!(
+                        "function {}.{} output \"{formal}\" is not computed",
+                        f.domain, f.name
+                    )))
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Imports a subgraph's nodes in a scope that sees the outer names; returns its outputs.

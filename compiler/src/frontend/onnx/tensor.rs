@@ -289,8 +289,8 @@ pub fn read_tensor_pb(path: &Path) -> Result<(String, Tensor), CompileError> {
         msg: format!("not a TensorProto: {e}"),
     })?;
     let mut ext = ExternalData::new(path.parent());
-    let tensor = tensor_from_proto(&t, &format!("tensor file {}", path.display()), &mut ext)
-        .map_err(|e| CompileError::File {
+    let tensor =
+        tensor_from_proto(&t, "tensor file", &mut ext).map_err(|e| CompileError::File {
             path: path.display().to_string(),
             msg: e.to_string(),
         })?;

@@ -893,6 +893,28 @@ fn upsample_becomes_resize() {
     assert_eq!(r.op, "Resize");
     let y = run(&g, &[("x", f32s(vec![1, 2], vec![1., 2.]))]);
     assert_eq!(y[0], f32s(vec![1, 4], vec![1., 1., 2., 2.]));
+    // Upsample-7: scales attribute; Upsample-1: height/width scales of NCHW.
+    for (opset, attrs) in [
+        (7, vec![a_floats("scales", &[1.0, 1.0, 1.0, 2.0])]),
+        (
+            1,
+            vec![a_float("height_scale", 1.0), a_float("width_scale", 2.0)],
+        ),
+    ] {
+        let g = graph(
+            vec![node("Upsample", &["x"], &["y"], attrs)],
+            vec![vi("x", 1, &[D::V(1), D::V(1), D::V(1), D::V(2)])],
+            &["y"],
+            vec![],
+        );
+        let g = import(&model(opset, g)).unwrap();
+        let y = run(&g, &[("x", f32s(vec![1, 1, 1, 2], vec![1., 2.]))]);
+        assert_eq!(
+            y[0],
+            f32s(vec![1, 1, 1, 4], vec![1., 1., 2., 2.]),
+            "opset {opset}"
+        );
+    }
 }
 
 #[test]
@@ -1041,4 +1063,141 @@ fn malformed_bytes_never_panic() {
         let r = std::panic::catch_unwind(|| import_bytes(&b, None));
         assert!(r.is_ok(), "import panicked on {b:?}");
     }
+}
+
+#[test]
+fn local_functions_are_inlined() {
+    // custom.ScaleAdd(a, b) = a * alpha + b, alpha an attribute with a default of 2.
+    let mut f = onnx_protobuf::FunctionProto::new();
+    f.domain = "custom".into();
+    f.name = "ScaleAdd".into();
+    f.input = vec!["a".into(), "b".into()];
+    f.output = vec!["r".into()];
+    f.attribute_proto.push(a_float("alpha", 2.0));
+    let mut c = node("Constant", &[], &["k"], vec![]);
+    c.attribute
+        .push(attr("value_float", AttributeType::FLOAT, |a| {
+            a.ref_attr_name = "alpha".into()
+        }));
+    f.node = vec![
+        c,
+        node("Mul", &["a", "k"], &["m"], vec![]),
+        node("Add", &["m", "b"], &["r"], vec![]),
+    ];
+    let mut o = OperatorSetIdProto::new();
+    o.version = 18;
+    f.opset_import.push(o);
+    let mut call1 = node("ScaleAdd", &["x", "x"], &["y"], vec![]);
+    call1.domain = "custom".into();
+    let mut call2 = node(
+        "ScaleAdd",
+        &["y", "x"],
+        &["z"],
+        vec![a_float("alpha", 10.0)],
+    );
+    call2.domain = "custom".into();
+    let g = graph(
+        vec![call1, call2],
+        vec![vi("x", 1, &[D::V(1)])],
+        &["y", "z"],
+        vec![],
+    );
+    let mut m = model_with(&[("", 18), ("custom", 1)], g);
+    m.functions.push(f);
+    let g = import(&m).unwrap();
+    let y = run(&g, &[("x", f32s(vec![1], vec![1.0]))]);
+    assert_eq!(y[0], f32s(vec![1], vec![3.0]));
+    assert_eq!(y[1], f32s(vec![1], vec![31.0]));
+    assert_eq!(g.node(g.outputs()[1].1.node).origin, "ScaleAdd_z/Add_r");
+}
+
+#[test]
+fn dropout_batchnorm_gridsample_old_forms() {
+    let g = graph(
+        vec![node(
+            "Dropout",
+            &["x"],
+            &["y"],
+            vec![a_float("ratio", 0.3), a_int("is_test", 1)],
+        )],
+        vec![vi("x", 1, &[D::V(2)])],
+        &["y"],
+        vec![],
+    );
+    let g = import(&model(6, g)).unwrap();
+    let d = g.node(g.outputs()[0].1.node);
+    assert!(d.attrs.is_empty());
+    assert_eq!(
+        g.const_of(d.inputs()[1].unwrap()).unwrap().to_f64(),
+        vec![0.3f32 as f64]
+    );
+    let y = run(&g, &[("x", f32s(vec![2], vec![1.0, 2.0]))]);
+    assert_eq!(y[0], f32s(vec![2], vec![1.0, 2.0]));
+
+    let bn = |spatial: i64| {
+        let p = |n: &str, v: f32| f32_raw(n, &[1], &[v]);
+        graph(
+            vec![node(
+                "BatchNormalization",
+                &["x", "s", "b", "m", "v"],
+                &["y"],
+                vec![
+                    a_int("spatial", spatial),
+                    a_int("is_test", 1),
+                    a_float("epsilon", 0.0),
+                ],
+            )],
+            vec![vi("x", 1, &[D::V(1), D::V(1), D::V(2)])],
+            &["y"],
+            vec![p("s", 2.0), p("b", 1.0), p("m", 0.5), p("v", 1.0)],
+        )
+    };
+    let g = import(&model(7, bn(1))).unwrap();
+    let y = run(&g, &[("x", f32s(vec![1, 1, 2], vec![0.5, 1.5]))]);
+    assert_eq!(y[0], f32s(vec![1, 1, 2], vec![1.0, 3.0]));
+    assert_eq!(
+        err(&model(7, bn(0))),
+        "unsupported BatchNormalization with spatial = 0 at node \"BatchNormalization_y\""
+    );
+
+    let g = graph(
+        vec![node(
+            "GridSample",
+            &["x", "grid"],
+            &["y"],
+            vec![a_str("mode", "bilinear")],
+        )],
+        vec![
+            vi("x", 1, &[D::V(1), D::V(1), D::V(2), D::V(2)]),
+            vi("grid", 1, &[D::V(1), D::V(1), D::V(1), D::V(2)]),
+        ],
+        &["y"],
+        vec![],
+    );
+    let g = import(&model(16, g)).unwrap();
+    let gs = g.node(g.outputs()[0].1.node);
+    assert_eq!(gs.attrs.get("mode"), Some(&Attr::Str("linear".into())));
+}
+
+#[test]
+fn dft_17_axis_attribute_becomes_input_2() {
+    // A length-2 real signal on axis 1 of [1, 2, 1]: DFT [x0 + x1, x0 - x1].
+    let g = graph(
+        vec![node("DFT", &["x"], &["y"], vec![])],
+        vec![vi("x", 1, &[D::V(1), D::V(2), D::V(1)])],
+        &["y"],
+        vec![],
+    );
+    let g = import(&model(17, g)).unwrap();
+    let dft = g.node(g.outputs()[0].1.node);
+    assert_eq!(
+        g.const_of(dft.inputs()[2].unwrap()).unwrap().to_i64(),
+        vec![1]
+    );
+    let y = run(&g, &[("x", f32s(vec![1, 2, 1], vec![3.0, 1.0]))]);
+    let want = f32s(vec![1, 2, 2], vec![4.0, 0.0, 2.0, 0.0]);
+    assert_eq!(
+        crate::conformance::compare(&want, &y[0], 0.0, 1e-12),
+        Ok(())
+    );
 }

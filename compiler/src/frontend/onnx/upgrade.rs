@@ -223,6 +223,10 @@ pub(crate) const REWRITES: &[Rewrite] = &[
         "mode bilinear/bicubic -> linear/cubic",
         grid_sample_mode
     ),
+    rw!("DFT", 20, "axis attribute (default 1) -> input 2", dft_axis),
+    rw!("RNN", 7, "drop output_sequence", drop_output_sequence),
+    rw!("GRU", 7, "drop output_sequence", drop_output_sequence),
+    rw!("LSTM", 7, "drop output_sequence", drop_output_sequence),
 ];
 
 /// The rewrite table as (op type, before opset, what it does), for documentation and tests.
@@ -441,21 +445,27 @@ fn resize_v10(_: &mut Importer, d: &mut Draft) -> Result<Outcome, CompileError> 
 
 fn upsample(imp: &mut Importer, d: &mut Draft) -> Result<Outcome, CompileError> {
     let x = d.inputs.first().copied().flatten();
-    let scales = match d.attrs.remove("scales") {
-        Some(Attr::Floats(s)) => {
-            let t = Tensor::from_f32s(vec![s.len()], s)
-                .map_err(|e| CompileError::Invalid(e.to_string()))?;
-            Some(imp.konst(t, &format!("{}.scales", d.origin), &d.origin)?)
-        }
-        Some(a) => {
+    let h = float_attr(d, "height_scale")?;
+    let w = float_attr(d, "width_scale")?;
+    let scales = match (d.attrs.remove("scales"), h, w) {
+        (Some(Attr::Floats(s)), _, _) => Some(s),
+        (Some(a), _, _) => {
             return Err(CompileError::Invalid(format!(
                 "Upsample.scales must be floats, got {a:?}"
             )))
         }
+        // Upsample-1: NCHW with height and width scales.
+        (None, Some(h), Some(w)) => Some(vec![1.0, 1.0, h, w]),
+        (None, _, _) => None,
+    };
+    let scales = match scales {
+        Some(s) => {
+            let t = Tensor::from_f32s(vec![s.len()], s)
+                .map_err(|e| CompileError::Invalid(e.to_string()))?;
+            Some(imp.konst(t, &format!("{}.scales", d.origin), &d.origin)?)
+        }
         None => d.inputs.get(1).copied().flatten(),
     };
-    d.attrs.remove("height_scale");
-    d.attrs.remove("width_scale");
     d.inputs = vec![x, None, scales];
     asymmetric_mode(d)?;
     Ok(Outcome::Node)
@@ -595,5 +605,30 @@ fn grid_sample_mode(_: &mut Importer, d: &mut Draft) -> Result<Outcome, CompileE
             _ => {}
         }
     }
+    Ok(Outcome::Node)
+}
+
+fn dft_axis(imp: &mut Importer, d: &mut Draft) -> Result<Outcome, CompileError> {
+    // DFT-17's axis defaults to 1; DFT-20's axis input defaults to -2: always pass it.
+    let axis = match d.attrs.remove("axis") {
+        None => 1,
+        Some(Attr::Int(a)) => a,
+        Some(a) => {
+            return Err(CompileError::Invalid(format!(
+                "DFT.axis must be an int, got {a:?}"
+            )))
+        }
+    };
+    let c = imp.konst(
+        Tensor::scalar_i64(axis),
+        &format!("{}.axis", d.origin),
+        &d.origin,
+    )?;
+    set_input(d, 2, Some(c));
+    Ok(Outcome::Node)
+}
+
+fn drop_output_sequence(_: &mut Importer, d: &mut Draft) -> Result<Outcome, CompileError> {
+    d.attrs.remove("output_sequence");
     Ok(Outcome::Node)
 }

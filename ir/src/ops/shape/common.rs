@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::bail;
-use crate::dim::Dim;
+use crate::dim::{Atom, Dim, DimOp};
 use crate::dtype::DType;
 use crate::ops::{EvalCtx, InferCtx, OpError, OpResult};
 use crate::tensor::{numel, strides, Data, Tensor};
@@ -14,14 +14,96 @@ use crate::types::Shape;
 /// it is taken to exceed every dim.
 pub(crate) const HUGE: i64 = i32::MAX as i64;
 
-/// True when `d` is provably non-negative. Every symbol is a size, hence non-negative; so is
-/// any expression without a subtraction or negative coefficient (sums, products, floordiv,
-/// mod, min and max of non-negative terms), which is exactly the printed forms without `-`.
+/// True when `d` is provably non-negative, taking every symbol to be a size of at least 1
+/// (the convention of exporters, whose dynamic dims are never 0) except the fresh symbols of
+/// data-dependent dims (`u0`, `u1`, ...: a NonZero count may well be 0), which are >= 0.
 pub(crate) fn nonneg(d: &Dim) -> bool {
-    match d.as_const() {
-        Some(c) => c >= 0,
-        None => !d.to_string().contains('-'),
+    nonneg_within(d, 4)
+}
+
+/// With each symbol `s` written `1 + s'` (`s' >= 0`), an expression without a subtraction
+/// or a negative coefficient (sums, products, floordiv, mod, min and max of such terms) is
+/// non-negative, and those are exactly the printed forms without `-`.
+fn sign_free(d: &Dim) -> bool {
+    let mut syms = Vec::new();
+    d.symbols(&mut syms);
+    let shifted = d.substitute(&|s| {
+        (syms.iter().any(|x| &**x == s) && !is_fresh(s))
+            .then(|| Dim::sym(&format!("{s}_")).add(&Dim::from(1i64)))
+    });
+    !shifted.to_string().contains('-')
+}
+
+/// Whether `s` is a fresh symbol of a data-dependent dim (see `infer::FreshSymbols`).
+fn is_fresh(s: &str) -> bool {
+    s.len() > 1 && s.starts_with('u') && s[1..].bytes().all(|c| c.is_ascii_digit())
+}
+
+/// [`nonneg`] with up to `depth` rewrites of one term by a bound: `c*floordiv(x, k)` by
+/// `c/k*(x - mod(x, k))`, a subtracted `min(a, b)` by either operand, an added `max(a, b)`
+/// by either operand, an added `min` (or subtracted `max`) by both, a subtracted
+/// `mod(x, k)` by `k - 1`.
+fn nonneg_within(d: &Dim, depth: usize) -> bool {
+    if let Some(c) = d.as_const() {
+        return c >= 0;
     }
+    if sign_free(d) {
+        return true;
+    }
+    if depth == 0 {
+        return false;
+    }
+    let k_of = |k: &Dim| k.as_const().filter(|&k| k > 0);
+    for (mono, c) in d.terms() {
+        let [atom] = mono.as_slice() else {
+            continue;
+        };
+        let c = *c;
+        let Atom::Op(op, a, b) = atom else {
+            continue;
+        };
+        let (a, b) = (&**a, &**b);
+        let whole = match op {
+            DimOp::FloorDiv => a.floor_div(b),
+            DimOp::Mod => a.modulo(b),
+            DimOp::Min => a.minimum(b),
+            DimOp::Max => a.maximum(b),
+        };
+        let rest = d.sub(&whole.mul(&Dim::from(c)));
+        let with = |r: &Dim| rest.add(&r.mul(&Dim::from(c)));
+        let ok = match op {
+            DimOp::FloorDiv => match k_of(b) {
+                // k*floordiv(x, k) = x - mod(x, k); scale by k first when k does not divide c.
+                Some(k) if c < 0 => {
+                    let exact = a.sub(&a.modulo(b));
+                    let (scaled_rest, m) = if c % k == 0 {
+                        (rest.clone(), c / k)
+                    } else {
+                        (rest.mul(&Dim::from(k)), c)
+                    };
+                    nonneg_within(&scaled_rest.add(&exact.mul(&Dim::from(m))), depth - 1)
+                }
+                _ => false,
+            },
+            DimOp::Mod => match k_of(b) {
+                Some(k) if c < 0 => nonneg_within(&with(&Dim::from(k - 1)), depth - 1),
+                _ => false,
+            },
+            DimOp::Min if c < 0 => {
+                nonneg_within(&with(a), depth - 1) || nonneg_within(&with(b), depth - 1)
+            }
+            DimOp::Max if c > 0 => {
+                nonneg_within(&with(a), depth - 1) || nonneg_within(&with(b), depth - 1)
+            }
+            DimOp::Min | DimOp::Max => {
+                nonneg_within(&with(a), depth - 1) && nonneg_within(&with(b), depth - 1)
+            }
+        };
+        if ok {
+            return true;
+        }
+    }
+    false
 }
 
 /// True when `a <= b` provably (symbolic values are taken to lie strictly between
@@ -310,7 +392,21 @@ mod tests {
         let one = Dim::from(1i64);
         assert!(le(&Dim::from(0i64), &seq));
         assert!(le(&seq, &seq.add(&one)));
-        assert!(!le(&one, &seq));
+        assert!(le(&one, &seq));
+        assert!(!le(&Dim::from(2i64), &seq));
+        assert!(le(&Dim::from(0i64), &seq.sub(&one)));
+        let four = Dim::from(4i64);
+        let down = seq.floor_div(&four).mul(&four);
+        assert!(le(&down, &seq));
+        assert_eq!(smin(&seq, &down), down);
+        assert!(le(&seq.floor_div(&four).mul(&Dim::from(2i64)), &seq));
+        let m = Dim::from(512i64).minimum(&seq);
+        assert!(le(&m, &seq) && le(&m, &Dim::from(512i64)));
+        assert!(!le(&seq, &m));
+        assert!(le(&seq.modulo(&four), &Dim::from(3i64)));
+        // Data-dependent counts may be 0.
+        assert!(!le(&one, &Dim::sym("u0")));
+        assert!(le(&Dim::from(0i64), &Dim::sym("u0")));
         assert_eq!(smin(&seq, &Dim::from(i64::MAX)), seq);
         assert_eq!(smax(&seq.sub(&one), &seq), seq);
         assert_eq!(smax(&seq, &Dim::from(0i64)), seq);

@@ -180,7 +180,7 @@ pub fn sym_constant_of_shape(ctx: &InferCtx) -> Option<Vec<Dim>> {
     let s = const_ints(ctx, 0)?;
     let n = match s.as_slice() {
         [] => 1,
-        [n] => *n as usize,
+        [n] if (0..=4096).contains(n) => *n as usize,
         _ => return None,
     };
     Some(vec![Dim::from(v.to_i64()[0]); n])

@@ -471,6 +471,20 @@ mod tests {
             run("0", "9223372036854775807", "2"),
             "f32[1, floordiv(seq+2, 2)]"
         );
+        // Symbols are sizes >= 1: the last element, everything but the first.
+        assert_eq!(run("-1", "9223372036854775807", "1"), "f32[1, 1]");
+        assert_eq!(run("1", "9223372036854775807", "1"), "f32[1, seq]");
+        assert_eq!(
+            run("0", "floordiv(seq, 4)*4", "1"),
+            "f32[1, floordiv(seq, 4)*4]"
+        );
+        // Not provable: kept exact with min/max.
+        assert_eq!(run("0", "5", "1"), "f32[1, min(seq+1, 5)]");
+        assert_eq!(run("2", "9223372036854775807", "1"), "f32[1, seq-1]");
+        assert_eq!(
+            run("3", "9223372036854775807", "1"),
+            "f32[1, seq-min(seq+1, 3)+1]"
+        );
         // Slicing a symbolic shape vector.
         let (_, sym) = infer(
             "Slice",

@@ -14,8 +14,8 @@ fn block_params(attrs: &crate::attr::Attrs) -> OpResult<(i64, bool)> {
     let Some(b) = attrs.int("blocksize")? else {
         bail!("`blocksize` is required");
     };
-    if b < 1 {
-        bail!("blocksize must be positive, got {b}");
+    if !(1..=1 << 16).contains(&b) {
+        bail!("blocksize {b} is out of range");
     }
     let crd = match attrs.str_or("mode", "DCR")? {
         "DCR" => false,

@@ -1,0 +1,4 @@
+//! Cranelift code generation into one position-independent code blob.
+
+pub mod blob;
+pub mod isa;

@@ -1,0 +1,3 @@
+//! The CPU target: Cranelift code generation (see docs/ARCHITECTURE.md for the plan).
+
+pub mod codegen;
