@@ -13,12 +13,13 @@
 //!   With `causal = 0` every query sees all `seqlens_k[b] + 1` keys.
 //! - `local_window_size = W >= 0` keeps the last `W` keys of each query's causal range.
 //! - present: rows `[0, past)` copied from past, the new keys at `[past, past + S)`, zeros
-//!   after; `L = max(total_sequence_length, P)`.
+//!   after; `L = max(total_sequence_length, P)`. Keys are read from this buffer.
 //! - Rotary (`do_rotary`) turns Q and the new K at positions `s` (first prompt; with
 //!   `position_ids`, `position_ids[0] + s`) or `past + s` (or `position_ids[b, s]`).
 //! - Scores `softcap(scale * q.k) + attention_bias`; softmax, with one more denominator term
 //!   `exp(head_sink[h])` (or `exp(0)` for `smooth_softmax`); `qk_output` 1 writes the scores,
-//!   2 the probabilities, zero outside each query's key range.
+//!   2 the probabilities, zero outside each query's key range (ONNX Runtime leaves columns
+//!   past an entry's own total length unwritten).
 //! - `sliding_window_cache = 1`: the caches hold `C` (past_key's length) rows, of which the
 //!   first `R(P)` are the most recent positions, `R(n) = n` for `n <= C`, else
 //!   `n - G * ceil((n - C) / G)` with `G = C - W + 1`; after the step the first `R(P + S)`
@@ -406,27 +407,29 @@ pub(crate) fn eval(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
                     "batch entry {bi} needs {rows} past rows plus {s} new ones, but the caches hold {past_len} and {present_len}"
                 );
             }
-            let (keys, vals) = match &past {
-                Some((pk, pv)) => gather(pk, pv, &k_new, &v_new, bi, rows),
-                None => gather(
-                    &Heads::zeros(b, nk, 0, h),
-                    &Heads::zeros(b, nk, 0, h),
-                    &k_new,
-                    &v_new,
-                    bi,
-                    0,
-                ),
-            };
             for hk in 0..nk {
-                for r in 0..rows + s {
+                if let Some((pk, pv)) = &past {
+                    for r in 0..rows {
+                        present_k
+                            .row_mut(bi, hk, r)
+                            .copy_from_slice(pk.row(bi, hk, r));
+                        present_v
+                            .row_mut(bi, hk, r)
+                            .copy_from_slice(pv.row(bi, hk, r));
+                    }
+                }
+                for r in 0..s {
                     present_k
-                        .row_mut(bi, hk, r)
-                        .copy_from_slice(keys.row(0, hk, r));
+                        .row_mut(bi, hk, rows + r)
+                        .copy_from_slice(k_new.row(bi, hk, r));
                     present_v
-                        .row_mut(bi, hk, r)
-                        .copy_from_slice(vals.row(0, hk, r));
+                        .row_mut(bi, hk, rows + r)
+                        .copy_from_slice(v_new.row(bi, hk, r));
                 }
             }
+            // Attention reads this entry's present buffer (zero past the new rows), as ONNX
+            // Runtime does.
+            let (keys, vals) = (entry(&present_k, bi), entry(&present_v, bi));
             (keys, vals, rows, 0)
         };
         // The keys each query may see, as [lo, hi) rows of `keys`.
@@ -519,6 +522,12 @@ fn gather(
         }
     }
     (k, v)
+}
+
+/// Batch entry `b` of a head array, as a one-entry array.
+fn entry(x: &Heads, b: usize) -> Heads {
+    let len = x.n * x.s * x.h;
+    Heads::from_bnsh(x.data[b * len..(b + 1) * len].to_vec(), 1, x.n, x.s, x.h)
 }
 
 fn write_qk(qk: &mut [f64], base: usize, total: usize, lo: usize, row: &[f64]) -> OpResult<()> {
