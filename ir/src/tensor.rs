@@ -177,6 +177,32 @@ pub fn strides(shape: &[usize]) -> Vec<usize> {
     s
 }
 
+/// Source offsets visiting `shape` in row-major order, where axis `i` advances the source
+/// by `stride[i]`.
+pub fn strided_offsets(shape: &[usize], stride: &[usize]) -> Vec<usize> {
+    let n = numel(shape);
+    let mut out = Vec::with_capacity(n);
+    if n == 0 {
+        return out;
+    }
+    let rank = shape.len();
+    let mut idx = vec![0usize; rank];
+    let mut off = 0usize;
+    for _ in 0..n {
+        out.push(off);
+        for a in (0..rank).rev() {
+            idx[a] += 1;
+            off += stride[a];
+            if idx[a] < shape[a] {
+                break;
+            }
+            off -= stride[a] * shape[a];
+            idx[a] = 0;
+        }
+    }
+    out
+}
+
 impl Tensor {
     /// A tensor from data whose storage names its dtype (fp8 data: use [`Tensor::with_dtype`]).
     pub fn new(shape: Vec<usize>, data: Data) -> Result<Tensor, TensorError> {

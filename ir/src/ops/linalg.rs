@@ -8,9 +8,9 @@ use crate::attr::AttrsExt;
 use crate::bail;
 use crate::dim::Dim;
 use crate::dtype::DType;
-use crate::ops::reduce::permuted_indices;
 use crate::ops::util::one;
 use crate::ops::{EvalCtx, InferCtx, OpResult, OpSpec};
+use crate::tensor::strided_offsets;
 use crate::tensor::{numel, strides, Tensor};
 use crate::types::{broadcast_concrete, broadcast_shapes, Shape, ValueType};
 
@@ -38,7 +38,7 @@ pub(crate) fn broadcast_map(out: &[usize], inp: &[usize]) -> Vec<usize> {
             }
         })
         .collect();
-    permuted_indices(out, &stride)
+    strided_offsets(out, &stride)
 }
 
 /// Column and inner-dim tile sizes of the matrix kernels: a `KB x JB` tile of `b` (1 MiB of
@@ -682,11 +682,11 @@ fn eval_einsum(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
     let n_keep = plan.output.len();
     let outer_off: Vec<Vec<usize>> = op_strides
         .iter()
-        .map(|s| permuted_indices(&loop_sizes[..n_keep], &s[..n_keep]))
+        .map(|s| strided_offsets(&loop_sizes[..n_keep], &s[..n_keep]))
         .collect();
     let inner_off: Vec<Vec<usize>> = op_strides
         .iter()
-        .map(|s| permuted_indices(&loop_sizes[n_keep..], &s[n_keep..]))
+        .map(|s| strided_offsets(&loop_sizes[n_keep..], &s[n_keep..]))
         .collect();
     let ops = outer_off.iter().zip(&inner_off);
     if dtype.is_float() {

@@ -11,7 +11,7 @@ use crate::dim::Dim;
 use crate::dtype::DType;
 use crate::ops::util::{attr_axis, axis, one};
 use crate::ops::{EvalCtx, InferCtx, OpResult, OpSpec};
-use crate::tensor::{numel, strides, Tensor};
+use crate::tensor::{numel, strided_offsets, strides, Tensor};
 use crate::types::{Shape, ValueType};
 
 pub const SPECS: &[OpSpec] = &[
@@ -170,33 +170,7 @@ fn reduction_order(shape: &[usize], mask: &[bool]) -> Option<Vec<usize>> {
         .collect();
     let pshape: Vec<usize> = perm.iter().map(|&i| shape[i]).collect();
     let pstride: Vec<usize> = perm.iter().map(|&i| st[i]).collect();
-    Some(permuted_indices(&pshape, &pstride))
-}
-
-/// Source offsets visiting `shape` in row-major order, where axis `i` advances the source
-/// by `stride[i]`.
-pub(crate) fn permuted_indices(shape: &[usize], stride: &[usize]) -> Vec<usize> {
-    let n = numel(shape);
-    let mut out = Vec::with_capacity(n);
-    if n == 0 {
-        return out;
-    }
-    let rank = shape.len();
-    let mut idx = vec![0usize; rank];
-    let mut off = 0usize;
-    for _ in 0..n {
-        out.push(off);
-        for a in (0..rank).rev() {
-            idx[a] += 1;
-            off += stride[a];
-            if idx[a] < shape[a] {
-                break;
-            }
-            off -= stride[a] * shape[a];
-            idx[a] = 0;
-        }
-    }
-    out
+    Some(strided_offsets(&pshape, &pstride))
 }
 
 /// Reorders `v` so that each output's inputs are contiguous; returns the group size.

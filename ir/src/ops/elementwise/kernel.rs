@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 use crate::bail;
 use crate::dtype::DType;
 use crate::ops::{EvalCtx, InferCtx, OpError, OpResult};
-use crate::tensor::{numel, strides, Data, Tensor};
+use crate::tensor::{strided_offsets, strides, Data, Tensor};
 use crate::types::{broadcast_concrete, broadcast_shapes, ValueType};
 
 /// One [`OpSpec`](crate::ops::OpSpec) from an infer body and an eval body:
@@ -113,23 +113,7 @@ pub(crate) fn broadcast_map(input: &[usize], out: &[usize]) -> Vec<usize> {
             st[pad + i] = in_strides[i];
         }
     }
-    let n = numel(out);
-    let mut map = Vec::with_capacity(n);
-    let mut idx = vec![0usize; rank];
-    let mut cur = 0usize;
-    for _ in 0..n {
-        map.push(cur);
-        for ax in (0..rank).rev() {
-            idx[ax] += 1;
-            cur += st[ax];
-            if idx[ax] < out[ax] {
-                break;
-            }
-            cur -= st[ax] * idx[ax];
-            idx[ax] = 0;
-        }
-    }
-    map
+    strided_offsets(out, &st)
 }
 
 /// The numpy broadcast of concrete shapes, or an error naming them.

@@ -17,6 +17,7 @@ use crate::bail;
 use crate::dim::Dim;
 use crate::dtype::DType;
 use crate::ops::attention::common::{float_input, float_input_type};
+use crate::ops::elementwise::kernel::broadcast_map;
 use crate::ops::util::axis;
 use crate::ops::{EvalCtx, InferCtx, OpResult};
 use crate::tensor::Tensor;
@@ -184,7 +185,7 @@ pub(crate) fn eval_simplified(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
             inner_shape
         );
     }
-    let scale_at = broadcast_index(ss, inner_shape);
+    let scale_at = broadcast_map(ss, inner_shape);
     let x = x_t.to_f64();
     let rows = x.len().checked_div(inner).unwrap_or(0);
     let mut y = vec![0.0; x.len()];
@@ -206,30 +207,6 @@ pub(crate) fn eval_simplified(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
         Tensor::from_f64(scale_t.dtype(), x_t.shape().to_vec(), &y),
         Tensor::from_f64(stash_dtype(ctx.attrs)?, stat_shape, &inv),
     ])
-}
-
-/// For each flat index of `full`, the flat index into `small` broadcast to it (right-aligned).
-fn broadcast_index(small: &[usize], full: &[usize]) -> Vec<usize> {
-    let n: usize = full.iter().product();
-    let pad = full.len() - small.len();
-    let mut out = Vec::with_capacity(n);
-    let mut idx = vec![0usize; full.len()];
-    for _ in 0..n {
-        let mut o = 0;
-        for (a, &d) in small.iter().enumerate() {
-            let i = if d == 1 { 0 } else { idx[pad + a] };
-            o = o * d + i;
-        }
-        out.push(o);
-        for a in (0..full.len()).rev() {
-            idx[a] += 1;
-            if idx[a] < full[a] {
-                break;
-            }
-            idx[a] = 0;
-        }
-    }
-    out
 }
 
 #[cfg(test)]
