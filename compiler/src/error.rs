@@ -21,6 +21,10 @@ pub enum CompileError {
     Pass(String),
     #[error(transparent)]
     Ir(#[from] IrError),
+    #[error(transparent)]
+    Target(#[from] kiln_targets::TargetError),
+    #[error(transparent)]
+    Runtime(#[from] kiln_runtime::RuntimeError),
     /// Not `#[source]`: the message already carries the I/O error, once.
     #[error("{path}: {err}")]
     Io { path: String, err: std::io::Error },

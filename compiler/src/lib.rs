@@ -1,6 +1,7 @@
 //! kiln-compiler: the ONNX frontend, the passes and pass manager, and the driver behind the
 //! `kiln` command.
 
+pub mod backend;
 pub mod conformance;
 pub mod driver;
 pub mod error;

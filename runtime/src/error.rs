@@ -14,6 +14,18 @@ pub enum RuntimeError {
     Corrupt(String),
     #[error("the artifact needs CPU features this machine lacks: {missing}")]
     CpuFeatures { missing: String },
+    /// An input that does not fit the model (count, dtype, shape).
+    #[error("{0}")]
+    BadInput(String),
+    #[error(
+        "dim `{name}` = {value} is outside the bounds the model was compiled for ({min}..{max})"
+    )]
+    DimOutOfBounds {
+        name: String,
+        value: i64,
+        min: i64,
+        max: i64,
+    },
     /// Not `#[source]`: the message already carries the I/O error, once.
     #[error("{path}: {err}")]
     Io { path: String, err: std::io::Error },

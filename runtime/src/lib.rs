@@ -3,5 +3,7 @@
 pub mod artifact;
 pub mod cpu;
 pub mod error;
+pub mod model;
 
 pub use error::RuntimeError;
+pub use model::{ElemType, Model, ModelOptions, Tensor};

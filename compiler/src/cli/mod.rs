@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand.
 
+mod compile;
 mod conformance;
 mod opt;
 mod run;
@@ -10,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 /// kiln: an ahead-of-time compiler for mixture-of-experts and attention models.
 ///
-/// ONNX in; IR dumps, reference runs and (later) deployable artifacts out.
+/// ONNX in; IR dumps, reference runs and deployable artifacts (.kiln) out.
 #[derive(Parser)]
 #[command(name = "kiln", version)]
 pub struct Cli {
@@ -21,6 +22,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Opt(opt::OptArgs),
+    Compile(compile::CompileArgs),
     Run(run::RunArgs),
     Conformance(conformance::ConformanceArgs),
 }
@@ -28,6 +30,7 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Opt(a) => opt::run(a),
+        Command::Compile(a) => compile::run(a),
         Command::Run(a) => run::run(a),
         Command::Conformance(a) => conformance::run(a),
     }

@@ -3,13 +3,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use kiln_compiler::{driver, npy};
+use kiln_compiler::{backend, driver, npy};
+use kiln_ir::Tensor;
 
-/// Run a model on the reference interpreter.
+/// Run a model: a compiled artifact, or a model on the reference interpreter.
 ///
-/// Loads INPUT (.onnx, or .kir with its weights), binds each `--input NAME=FILE.npy`, runs
-/// every op with its reference semantics, writes each output to DIR/<output name>.npy and
-/// prints one line per output, e.g. `logits f32[1, 7, 256]`.
+/// Loads INPUT (a .kiln artifact from `kiln compile`; or .onnx, or .kir with its weights, run
+/// op by op with the reference semantics), binds each `--input NAME=FILE.npy`, writes each
+/// output to DIR/<output name>.npy and prints one line per output, e.g.
+/// `logits f32[1, 7, 256]`.
 ///
 /// Every graph input must be given, with the dtype the graph declares; symbolic dims (such
 /// as `seq`) take their sizes from the arrays given.
@@ -18,7 +20,7 @@ use kiln_compiler::{driver, npy};
     after_help = "Example:\n  kiln run model.onnx --input input_ids=ids.npy --output-dir out/"
 )]
 pub struct RunArgs {
-    /// The model: an .onnx file (external data beside it) or a .kir file.
+    /// The model: a .kiln artifact, an .onnx file (external data beside it) or a .kir file.
     input: PathBuf,
     /// A graph input, as NAME=FILE.npy; repeat for every input.
     #[arg(long = "input", short = 'i', value_name = "NAME=FILE.npy")]
@@ -47,10 +49,10 @@ pub fn sanitize_file_name(name: &str) -> String {
     }
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let g = driver::load_model(&args.input).map_err(|e| anyhow::anyhow!("{e}"))?;
+/// Reads the `--input NAME=FILE.npy` arguments.
+pub fn read_inputs(specs: &[String]) -> anyhow::Result<HashMap<String, Tensor>> {
     let mut inputs = HashMap::new();
-    for spec in &args.inputs {
+    for spec in specs {
         let Some((name, file)) = spec.split_once('=') else {
             bail!("--input {spec}: expected NAME=FILE.npy");
         };
@@ -60,7 +62,66 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let t = npy::read(Path::new(file)).map_err(|e| anyhow::anyhow!("{e}"))?;
         inputs.insert(name.to_string(), t);
     }
-    let outputs = kiln_ir::interp::run(&g, &inputs).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(inputs)
+}
+
+/// Orders named inputs as `expected` lists them (name, type for messages), with one-line
+/// errors for a missing or unknown name.
+pub fn order_inputs(
+    mut given: HashMap<String, Tensor>,
+    expected: &[(String, String)],
+) -> anyhow::Result<Vec<Tensor>> {
+    let mut out = Vec::new();
+    for (name, ty) in expected {
+        match given.remove(name) {
+            Some(t) => out.push(t),
+            None => bail!("input \"{name}\" is missing ({ty})"),
+        }
+    }
+    if let Some(name) = given.keys().min() {
+        let names: Vec<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+        bail!(
+            "the model has no input named \"{name}\" (its inputs: {})",
+            names.join(", ")
+        );
+    }
+    Ok(out)
+}
+
+/// Runs a .kiln artifact.
+fn run_artifact(
+    path: &Path,
+    inputs: HashMap<String, Tensor>,
+) -> anyhow::Result<Vec<(String, Tensor)>> {
+    let model = kiln_runtime::Model::load(path)?;
+    let m = model.manifest();
+    let names: Vec<String> = m.symbols.iter().map(|s| s.name.clone()).collect();
+    let expected: Vec<(String, String)> = m
+        .inputs
+        .iter()
+        .map(|s| {
+            let dims: Vec<String> = s.shape.iter().map(|d| d.display(&names)).collect();
+            (s.name.clone(), format!("{}[{}]", s.dtype, dims.join(", ")))
+        })
+        .collect();
+    let ordered = order_inputs(inputs, &expected)?;
+    let rt: Vec<_> = ordered.iter().map(backend::to_runtime).collect();
+    let outs = model.run(&rt)?;
+    m.outputs
+        .iter()
+        .zip(&outs)
+        .map(|(s, t)| Ok((s.name.clone(), backend::from_runtime(t)?)))
+        .collect()
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let inputs = read_inputs(&args.inputs)?;
+    let outputs = if args.input.extension().is_some_and(|e| e == "kiln") {
+        run_artifact(&args.input, inputs)?
+    } else {
+        let g = driver::load_model(&args.input).map_err(|e| anyhow::anyhow!("{e}"))?;
+        kiln_ir::interp::run(&g, &inputs).map_err(|e| anyhow::anyhow!("{e}"))?
+    };
     std::fs::create_dir_all(&args.output_dir)
         .with_context(|| format!("creating {}", args.output_dir.display()))?;
     let mut used: HashMap<String, usize> = HashMap::new();
@@ -96,7 +157,6 @@ mod tests {
 #[cfg(test)]
 mod run_tests {
     use super::*;
-    use kiln_ir::Tensor;
     use onnx_protobuf::{
         tensor_shape_proto, type_proto, GraphProto, Message, ModelProto, NodeProto,
         OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,

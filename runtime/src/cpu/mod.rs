@@ -1,4 +1,5 @@
 //! The CPU executor's pieces.
 
 pub mod gemm;
+pub mod helpers;
 pub mod peak;

@@ -1,3 +1,9 @@
-//! The CPU target: Cranelift code generation (see docs/ARCHITECTURE.md for the plan).
+//! The CPU target: lowering to a schedule, the static memory plan, Cranelift code
+//! generation and the artifact (docs/ARCHITECTURE.md, "CPU target").
 
 pub mod codegen;
+pub mod compile;
+pub mod lower;
+pub mod memory;
+
+pub use compile::{compile, CpuArtifact, CpuOptions};

@@ -1,0 +1,132 @@
+//! `kiln compile`: a model to a deployable artifact.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::bail;
+use kiln_compiler::backend::{self, DEFAULT_PIPELINE};
+use kiln_compiler::passes::{Instrumentation, PassContext, PassManager};
+use kiln_targets::cpu::codegen::isa::CpuFeatures;
+
+/// Compile a model into one deployable artifact.
+///
+/// Reads INPUT (.onnx, or .kir with its weights), runs the pass pipeline, lowers the graph
+/// for the target and writes OUT.kiln: native code, prepacked weights (mapped at load, never
+/// copied) and a manifest with the inputs, outputs, kernels and memory plan. Run it with
+/// `kiln run OUT.kiln` or with kiln-runtime's `Model::load` alone; `kiln inspect` shows it.
+#[derive(clap::Args)]
+#[command(after_long_help = "\
+DIMS:
+  One artifact serves every size of the model's symbolic dims (such as `seq`) within bounds
+  fixed at compile time: the activation arena is planned for the upper bounds, and a run
+  outside them fails with a clear error. Give bounds with --dim NAME=MIN..MAX; dims without
+  one get 1..N, with N the largest power of two up to 4096 for which the arena stays under
+  2 GiB (printed after compiling).
+
+EXAMPLES:
+  kiln compile model.onnx -o model.kiln
+  kiln compile model.onnx -o model.kiln --dim seq=1..2048 --dim batch=1..8
+  kiln compile model.onnx -o model.kiln --print-after-all > ir.txt")]
+pub struct CompileArgs {
+    /// The model: .onnx, or .kir (with INPUT.weights if present)
+    input: PathBuf,
+
+    /// Where to write the artifact
+    #[arg(short = 'o', long = "output", value_name = "OUT.kiln")]
+    output: PathBuf,
+
+    /// What to compile for: `cpu` (this machine's x86-64 features)
+    #[arg(long, default_value = "cpu")]
+    target: String,
+
+    /// The pass pipeline run before lowering
+    #[arg(long, value_name = "LIST", default_value = DEFAULT_PIPELINE)]
+    passes: String,
+
+    /// Bounds of a symbolic dim, NAME=MIN..MAX or NAME=N (repeatable)
+    #[arg(long = "dim", value_name = "NAME=MIN..MAX")]
+    dims: Vec<String>,
+
+    /// Print the IR after every pass
+    #[arg(long)]
+    print_after_all: bool,
+
+    /// Print the IR before each run of PASS (repeatable, or comma separated)
+    #[arg(long, value_name = "PASS", value_delimiter = ',')]
+    print_before: Vec<String>,
+
+    /// Print the IR after each run of PASS (repeatable, or comma separated)
+    #[arg(long, value_name = "PASS", value_delimiter = ',')]
+    print_after: Vec<String>,
+
+    /// Write the IR before the pipeline and after every pass to numbered files in DIR
+    #[arg(long, value_name = "DIR")]
+    dump_dir: Option<PathBuf>,
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
+    if args.target != "cpu" {
+        bail!(
+            "--target {}: unknown target (this kiln compiles for: cpu)",
+            args.target
+        );
+    }
+    let mut bounds = HashMap::new();
+    for spec in &args.dims {
+        let (name, b) = backend::parse_dim_bound(spec).map_err(anyhow::Error::msg)?;
+        if bounds.insert(name.clone(), b).is_some() {
+            bail!("--dim {name} is given twice");
+        }
+    }
+    let manager = PassManager::parse(&args.passes)?;
+    let instrument = Instrumentation {
+        print_before: args.print_before.into_iter().collect::<BTreeSet<_>>(),
+        print_after: args.print_after.into_iter().collect::<BTreeSet<_>>(),
+        print_after_all: args.print_after_all,
+        stop_after: None,
+        dump_dir: args.dump_dir,
+    };
+    manager.check_instrumentation(&instrument)?;
+    let start = Instant::now();
+    eprintln!("kiln: loading {}", args.input.display());
+    let mut g = kiln_compiler::driver::load_model(&args.input)?;
+    eprintln!(
+        "kiln: {} nodes; running {} and compiling for the CPU",
+        g.node_count(),
+        args.passes
+    );
+    let mut stdout = std::io::stdout();
+    let artifact = {
+        let mut ctx = PassContext::with_output(instrument, Box::new(&mut stdout));
+        backend::compile_cpu(&mut g, &manager, &mut ctx, bounds, CpuFeatures::host())?
+    };
+    artifact.write(&args.output)?;
+    let m = &artifact.manifest;
+    let code: u64 = m.kernels.iter().map(|k| k.len).sum::<u64>() + m.entry.len;
+    let weights: u64 = m.weights.iter().map(|w| w.bytes).sum();
+    eprintln!(
+        "kiln: wrote {} in {:.2} s: {} steps, {} kernels ({:.1} KiB of code), arena {}, weights {}",
+        args.output.display(),
+        start.elapsed().as_secs_f64(),
+        m.steps.len(),
+        m.kernels.len(),
+        code as f64 / 1024.0,
+        mib(m.arena.bytes),
+        mib(weights)
+    );
+    for s in &m.symbols {
+        let how = if artifact.defaulted.iter().any(|d| d.0 == s.name) {
+            " (default; set with --dim)"
+        } else {
+            ""
+        };
+        eprintln!("kiln: dim {} = {}..{}{how}", s.name, s.min, s.max);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,12 @@
+//! Ops that only reinterpret the shape of contiguous data: the output is a view of the
+//! input's buffer, no step is emitted.
+
+use kiln_ir::graph::NodeId;
+
+use crate::cpu::lower::Lowerer;
+use crate::error::TargetError;
+
+pub fn lower(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let src = lw.input(id, 0)?;
+    lw.alias_output(id, 0, &src)
+}
