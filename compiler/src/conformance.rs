@@ -33,7 +33,9 @@ pub enum Stage {
     Import,
     /// The test data cannot be read or does not fit the graph.
     Data,
-    /// The interpreter failed.
+    /// The compiler rejected the graph (compiled engine).
+    Compile,
+    /// The interpreter or the compiled artifact failed.
     Run,
     /// An output differs from the expected one.
     Mismatch,
@@ -48,6 +50,7 @@ impl fmt::Display for Stage {
         f.write_str(match self {
             Stage::Import => "import error",
             Stage::Data => "test data error",
+            Stage::Compile => "compile error",
             Stage::Run => "run error",
             Stage::Mismatch => "mismatch",
             Stage::Panic => "panic",
@@ -149,8 +152,107 @@ fn tolerances(case: &Path) -> (f64, f64) {
     (rtol, atol)
 }
 
-/// Runs one case folder.
+/// What runs a case: the reference interpreter, or the CPU compiler and the runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Interpreter,
+    Compiled,
+}
+
+/// A graph ready to run test sets on.
+enum Runner {
+    Interpreter(kiln_ir::Graph),
+    Compiled(Box<kiln_runtime::Model>, Vec<String>),
+}
+
+impl Runner {
+    fn new(g: kiln_ir::Graph, engine: Engine, case: &Path) -> Result<Runner, Failure> {
+        match engine {
+            Engine::Interpreter => Ok(Runner::Interpreter(g)),
+            Engine::Compiled => {
+                let mut g = g;
+                let names = g
+                    .inputs()
+                    .iter()
+                    .map(|&v| g.input_name(v).unwrap_or_default().to_string())
+                    .collect();
+                let pipeline = crate::passes::PassManager::parse(crate::backend::DEFAULT_PIPELINE)
+                    .map_err(|e| Failure::new(Stage::Compile, e))?;
+                let mut ctx = crate::passes::PassContext::new();
+                let art = crate::backend::compile_cpu(
+                    &mut g,
+                    &pipeline,
+                    &mut ctx,
+                    HashMap::new(),
+                    kiln_targets::cpu::codegen::isa::CpuFeatures::host(),
+                )
+                .map_err(|e| Failure::new(Stage::Compile, e))?;
+                let dir =
+                    std::env::temp_dir().join(format!("kiln-conformance-{}", std::process::id()));
+                std::fs::create_dir_all(&dir).map_err(|e| Failure::new(Stage::Compile, e))?;
+                let name = case.file_name().unwrap_or_default().to_string_lossy();
+                let path = dir.join(format!("{name}.kiln"));
+                art.write(&path)
+                    .map_err(|e| Failure::new(Stage::Compile, e))?;
+                let model = kiln_runtime::Model::load_with(
+                    &path,
+                    &kiln_runtime::ModelOptions {
+                        threads: 1,
+                        features: None,
+                    },
+                )
+                .map_err(|e| Failure::new(Stage::Compile, e));
+                let _ = std::fs::remove_file(&path);
+                Ok(Runner::Compiled(Box::new(model?), names))
+            }
+        }
+    }
+
+    fn inputs(&self) -> usize {
+        match self {
+            Runner::Interpreter(g) => g.inputs().len(),
+            Runner::Compiled(_, names) => names.len(),
+        }
+    }
+
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<(String, Tensor)>, String> {
+        match self {
+            Runner::Interpreter(g) => {
+                let named = g
+                    .inputs()
+                    .iter()
+                    .map(|&v| g.input_name(v).unwrap_or_default().to_string())
+                    .zip(inputs)
+                    .collect();
+                kiln_ir::interp::run(g, &named).map_err(|e| e.to_string())
+            }
+            Runner::Compiled(model, _) => {
+                let rt: Vec<_> = inputs.iter().map(crate::backend::to_runtime).collect();
+                let outs = model.run(&rt).map_err(|e| e.to_string())?;
+                model
+                    .manifest()
+                    .outputs
+                    .iter()
+                    .zip(&outs)
+                    .map(|(s, t)| {
+                        Ok((
+                            s.name.clone(),
+                            crate::backend::from_runtime(t).map_err(|e| e.to_string())?,
+                        ))
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Runs one case folder on the interpreter.
 pub fn run_case(case: &Path) -> Outcome {
+    run_case_on(case, Engine::Interpreter)
+}
+
+/// Runs one case folder on `engine`.
+pub fn run_case_on(case: &Path, engine: Engine) -> Outcome {
     let model = case.join("model.onnx");
     if !model.is_file() {
         return Outcome::Skip("no model.onnx".into());
@@ -177,6 +279,10 @@ pub fn run_case(case: &Path) -> Outcome {
         Err(e) => return Outcome::Fail(Failure::new(Stage::Import, e)),
     };
     let (rtol, atol) = tolerances(case);
+    let runner = match Runner::new(g, engine, case) {
+        Ok(r) => r,
+        Err(f) => return Outcome::Fail(f),
+    };
     for set in &sets {
         let set_name = set.file_name().unwrap_or_default().to_string_lossy();
         let prefix = if sets.len() > 1 {
@@ -190,26 +296,24 @@ pub fn run_case(case: &Path) -> Outcome {
                 return Outcome::Fail(Failure::new(Stage::Data, format!("{prefix}{e}")))
             }
         };
-        if ins.len() != g.inputs().len() {
+        if ins.len() != runner.inputs() {
             return Outcome::Fail(Failure::new(
                 Stage::Data,
                 format!(
                     "{prefix}{} input files for {} graph inputs",
                     ins.len(),
-                    g.inputs().len()
+                    runner.inputs()
                 ),
             ));
         }
-        let mut inputs = std::collections::HashMap::new();
-        for (path, &v) in ins.iter().zip(g.inputs()) {
+        let mut inputs = Vec::new();
+        for path in &ins {
             match read_tensor_pb(path) {
-                Ok((_, t)) => {
-                    inputs.insert(g.input_name(v).unwrap_or_default().to_string(), t);
-                }
+                Ok((_, t)) => inputs.push(t),
                 Err(e) => return Outcome::Fail(Failure::new(Stage::Data, format!("{prefix}{e}"))),
             }
         }
-        let results = match kiln_ir::interp::run(&g, &inputs) {
+        let results = match runner.run(inputs) {
             Ok(r) => r,
             Err(e) => return Outcome::Fail(Failure::new(Stage::Run, format!("{prefix}{e}"))),
         };
@@ -369,6 +473,11 @@ pub fn classify(f: &Failure) -> String {
             }
         }
         Stage::Data => "test data".into(),
+        Stage::Compile => match op_of_label(m) {
+            Some(op) => format!("no CPU kernel {op}"),
+            None if m.contains("data-dependent") => "data-dependent shape".into(),
+            None => "compile error".into(),
+        },
         Stage::Run => match op_of_label(m) {
             Some(op) => format!("run error {op}"),
             None => "run error".into(),
@@ -434,8 +543,8 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Runs one case, turning a panic into a failure.
-pub fn run_case_caught(case: &Path) -> Outcome {
-    caught(|| run_case(case))
+pub fn run_case_caught(case: &Path, engine: Engine) -> Outcome {
+    caught(|| run_case_on(case, engine))
 }
 
 fn caught(f: impl FnOnce() -> Outcome) -> Outcome {
@@ -464,11 +573,19 @@ pub fn run_cases(
     jobs: usize,
     report: impl FnMut(&CaseResult),
 ) -> Vec<CaseResult> {
-    run_cases_with_timeout(dir, names, jobs, DEFAULT_TIMEOUT, report)
+    run_cases_with_timeout(
+        dir,
+        names,
+        jobs,
+        DEFAULT_TIMEOUT,
+        Engine::Interpreter,
+        report,
+    )
 }
 
 struct Work {
     dir: PathBuf,
+    engine: Engine,
     names: Vec<String>,
     next: AtomicUsize,
     /// When each running case started, by index.
@@ -484,7 +601,7 @@ fn spawn_worker(work: Arc<Work>, tx: mpsc::Sender<(usize, CaseResult)>) {
             if let Ok(mut s) = work.started.lock() {
                 s.insert(i, Instant::now());
             }
-            let outcome = run_case_caught(&work.dir.join(name));
+            let outcome = run_case_caught(&work.dir.join(name), work.engine);
             if let Ok(mut s) = work.started.lock() {
                 s.remove(&i);
             }
@@ -508,6 +625,7 @@ pub fn run_cases_with_timeout(
     names: &[String],
     jobs: usize,
     timeout: Duration,
+    engine: Engine,
     mut report: impl FnMut(&CaseResult),
 ) -> Vec<CaseResult> {
     let prev_hook = panic::take_hook();
@@ -521,6 +639,7 @@ pub fn run_cases_with_timeout(
     }));
     let work = Arc::new(Work {
         dir: dir.to_path_buf(),
+        engine,
         names: names.to_vec(),
         next: AtomicUsize::new(0),
         started: Mutex::new(HashMap::new()),
@@ -889,6 +1008,7 @@ mod tests {
             &["test_stuck".to_string()],
             1,
             Duration::from_millis(300),
+            Engine::Interpreter,
             |_| {},
         );
         assert_eq!(

@@ -41,6 +41,10 @@ pub struct ConformanceArgs {
     /// Print every case, not only failures.
     #[arg(long, short = 'v')]
     verbose: bool,
+    /// What runs each case: `interpreter` (the reference semantics) or `compiled` (compile
+    /// the case for this CPU with `kiln compile`'s defaults and run the artifact)
+    #[arg(long, value_name = "ENGINE", default_value = "interpreter")]
+    engine: String,
 }
 
 pub fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
@@ -70,18 +74,23 @@ pub fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
     });
     let listed = |name: &str| expected.as_ref().is_some_and(|e| e.contains(name));
     let timeout = std::time::Duration::from_secs(args.timeout.max(1));
+    let engine = match args.engine.as_str() {
+        "interpreter" => conformance::Engine::Interpreter,
+        "compiled" => conformance::Engine::Compiled,
+        e => anyhow::bail!("--engine {e}: expected `interpreter` or `compiled`"),
+    };
     let results =
-        conformance::run_cases_with_timeout(&args.dir, &names, jobs, timeout, |r| {
-            match &r.outcome {
-                Outcome::Pass if listed(&r.name) => {
-                    println!("listed as expected failure but passes: {}", r.name)
-                }
-                Outcome::Pass if args.verbose => println!("ok    {}", r.name),
-                Outcome::Pass => {}
-                Outcome::Fail(f) if listed(&r.name) => println!("xfail {}: {f}", r.name),
-                Outcome::Fail(f) => println!("FAIL  {}: {f}", r.name),
-                Outcome::Skip(why) => println!("skip  {}: {why}", r.name),
+        conformance::run_cases_with_timeout(&args.dir, &names, jobs, timeout, engine, |r| match &r
+            .outcome
+        {
+            Outcome::Pass if listed(&r.name) => {
+                println!("listed as expected failure but passes: {}", r.name)
             }
+            Outcome::Pass if args.verbose => println!("ok    {}", r.name),
+            Outcome::Pass => {}
+            Outcome::Fail(f) if listed(&r.name) => println!("xfail {}: {f}", r.name),
+            Outcome::Fail(f) => println!("FAIL  {}: {f}", r.name),
+            Outcome::Skip(why) => println!("skip  {}: {why}", r.name),
         });
     let summary = Summary::of(&results, expected.as_ref());
     if let Some(path) = &args.write_expected_failures {

@@ -5,5 +5,7 @@ pub mod codegen;
 pub mod compile;
 pub mod lower;
 pub mod memory;
+#[cfg(test)]
+pub mod testing;
 
 pub use compile::{compile, CpuArtifact, CpuOptions};

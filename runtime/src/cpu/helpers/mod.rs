@@ -2,8 +2,12 @@
 //! frame (no relocations, no linker). An artifact names the helpers it needs; the loader
 //! builds the table from those names and refuses artifacts naming one it lacks.
 
+mod attention;
+mod conv;
 mod gemm;
+mod index;
 mod math;
+mod moe;
 
 use crate::cpu::gemm::Kernel;
 
@@ -60,7 +64,16 @@ impl Helper {
 
 /// Every helper this runtime has.
 pub fn all() -> impl Iterator<Item = &'static Helper> {
-    gemm::HELPERS.iter().chain(math::HELPERS.iter())
+    [
+        gemm::HELPERS,
+        math::HELPERS,
+        conv::HELPERS,
+        attention::HELPERS,
+        moe::HELPERS,
+        index::HELPERS,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// The helper called `name`.

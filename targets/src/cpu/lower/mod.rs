@@ -427,7 +427,7 @@ pub fn lower(graph: &Graph, isa: &OwnedTargetIsa) -> Result<Program, TargetError
         });
         let op = lw.new_buffer(name, BufKind::Output(i), ty.dtype, ty.shape);
         let producer = &graph.node(v.node).op;
-        if lw.values.contains_key(v) || producer == "input" || producer == "constant" {
+        if lw.values.contains_key(v) || matches!(producer.as_str(), "input" | "constant" | "dims") {
             late_copies.push((*v, op));
         } else {
             lw.values.insert(*v, op);

@@ -1,6 +1,13 @@
-//! Op lowerings by family. `lower_node` dispatches on the op name; an op no family takes is
-//! a compile error naming it, never a silent fallback.
+//! Op lowerings by family, one file (or folder) each. Every family exports `OPS`, its
+//! table of (op name, lowering); `lower_node` looks the op up. An op no family takes is a
+//! compile error naming it, never a silent fallback.
 
+mod elementwise;
+mod fused;
+mod index;
+mod linalg;
+mod movement;
+mod reduce;
 mod view;
 
 use kiln_ir::graph::NodeId;
@@ -8,14 +15,37 @@ use kiln_ir::graph::NodeId;
 use crate::cpu::lower::Lowerer;
 use crate::error::TargetError;
 
+/// Lowers one node: reads its operands from `lw`, emits steps, binds its outputs.
+pub type LowerFn = fn(&mut Lowerer, NodeId) -> Result<(), TargetError>;
+
+const FAMILIES: &[&[(&str, LowerFn)]] = &[
+    view::OPS,
+    elementwise::OPS,
+    movement::OPS,
+    reduce::OPS,
+    index::OPS,
+    linalg::OPS,
+    fused::OPS,
+];
+
+/// The lowering of `op`, if some family has one.
+pub fn lowering(op: &str) -> Option<LowerFn> {
+    FAMILIES
+        .iter()
+        .flat_map(|f| f.iter())
+        .find(|(name, _)| *name == op)
+        .map(|(_, f)| *f)
+}
+
 /// Lowers one node.
 pub fn lower_node(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
-    let op = lw.graph.node(id).op.clone();
-    match op.as_str() {
-        "Identity" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => view::lower(lw, id),
-        _ => Err(TargetError::Lower(format!(
-            "{}: op {op} has no CPU kernel",
-            lw.graph.node(id).label()
+    let node = lw.graph.node(id);
+    match lowering(&node.op) {
+        Some(f) => f(lw, id),
+        None => Err(TargetError::Lower(format!(
+            "{}: op {} has no CPU kernel",
+            node.label(),
+            node.op
         ))),
     }
 }

@@ -1,0 +1,5 @@
+//! Convolution and pooling helpers.
+
+use super::Helper;
+
+pub(super) const HELPERS: &[Helper] = &[];

@@ -1,0 +1,1 @@
+//! Reduction and row kernels (reduce, arg-reduce, softmax, normalisation).

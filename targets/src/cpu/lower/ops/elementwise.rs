@@ -1,0 +1,5 @@
+//! Elementwise ops: unary, binary and ternary maps over broadcast operands, casts, comparisons.
+
+use super::LowerFn;
+
+pub const OPS: &[(&str, LowerFn)] = &[];
