@@ -118,12 +118,13 @@ pub fn expand(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
             c(0)
         } else {
             let d = &x.shape[k - pad];
-            if d == n {
-                xs[k - pad].clone()
-            } else if d.as_const() == Some(1) {
-                c(0)
-            } else {
-                return Err(lw.unsupported(format!("Expand of a dim {d} to {n}")));
+            match d.as_const() {
+                _ if d == n => xs[k - pad].clone(),
+                Some(1) => c(0),
+                Some(_) => xs[k - pad].clone(),
+                // A symbolic dim broadcasts: it is 1 (stride 0) or the output's (stride 1
+                // times the input's), whichever it is when the model runs.
+                None => xs[k - pad].mul(&d.sub(&c(1)).minimum(&c(1))),
             }
         };
         axes.push(Axis::new(n, &ss, &os[k]));

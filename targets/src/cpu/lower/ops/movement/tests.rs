@@ -498,3 +498,181 @@ fn shapes_and_sizes() {
         &[floats(&[2, 5, 3], 32)],
     );
 }
+
+/// Times the attention transposes of MiniLM (seq 128):
+/// `cargo test --release -p kiln-targets movement::tests::bench -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_attention_transposes() {
+    use crate::cpu::codegen::isa::CpuFeatures;
+    use crate::cpu::testing::{graph, load};
+    let cases = [
+        (
+            "plain copy",
+            "graph @t(%x: f32[1, 128, 12, 32]) -> (y: f32[1, 12, 128, 32]) {
+               %0 = dims {value = dims<[1, 12, 128, 32]>} : i64[4]
+               %1 = Reshape(%x, %0) : f32[1, 12, 128, 32]
+               return %1
+             }",
+            vec![1, 128, 12, 32],
+        ),
+        (
+            "heads",
+            "graph @t(%x: f32[1, 128, 12, 32]) -> (y: f32[1, 12, 128, 32]) {
+               %0 = Transpose(%x) {perm = [0, 2, 1, 3]} : f32[1, 12, 128, 32]
+               return %0
+             }",
+            vec![1, 128, 12, 32],
+        ),
+        (
+            "keys",
+            "graph @t(%x: f32[12, 128, 32]) -> (y: f32[12, 32, 128]) {
+               %0 = Transpose(%x) {perm = [0, 2, 1]} : f32[12, 32, 128]
+               return %0
+             }",
+            vec![12, 128, 32],
+        ),
+        (
+            "copy",
+            "graph @t(%x: f32[1, 128, 384]) -> (y: f32[1, 128, 384]) {
+               %0 = Transpose(%x) {perm = [0, 2, 1]} : f32[1, 384, 128]
+               %1 = Transpose(%0) {perm = [0, 2, 1]} : f32[1, 128, 384]
+               return %1
+             }",
+            vec![1, 128, 384],
+        ),
+    ];
+    for (name, text, shape) in cases {
+        let g = graph(text);
+        let model = load(&g, CpuFeatures::host()).expect("compiles");
+        let x = floats(&shape, 1);
+        let rt = kiln_runtime::Tensor::from_bytes(
+            kiln_runtime::ElemType::from_name("f32").expect("f32"),
+            x.shape(),
+            &x.to_le_bytes(),
+        )
+        .expect("tensor");
+        let inputs = [rt];
+        for _ in 0..100 {
+            model.run(&inputs).expect("runs");
+        }
+        let n = 2000;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            model.run(&inputs).expect("runs");
+        }
+        eprintln!(
+            "{name}: {:.2} us per run",
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
+    }
+}
+
+/// Every movement node of a model's text IR (`KILN_KIR=path`), alone in a graph whose
+/// other inputs are graph inputs, compiled and (when its input shapes bind) checked:
+/// `KILN_KIR=model.kir cargo test --release -p kiln-targets movement::tests::model_nodes -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn model_nodes() {
+    use std::collections::HashMap;
+
+    use kiln_ir::graph::{Graph, Value};
+
+    let Ok(path) = std::env::var("KILN_KIR") else {
+        return;
+    };
+    let text = std::fs::read_to_string(&path).expect("reads the file");
+    let g = kiln_ir::text::parse(&text).expect("parses");
+    let bind: HashMap<String, i64> = [("batch", 2), ("seq", 5), ("past", 3)]
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+    let (mut ok, mut failed, mut ran) = (0, 0, 0);
+    for id in g.topo_order().expect("acyclic") {
+        let node = g.node(id);
+        if !super::OPS.iter().any(|(name, _)| *name == node.op) {
+            continue;
+        }
+        let mut sub = Graph::new("node");
+        let mut inputs = Vec::new();
+        let mut data_inputs = Vec::new();
+        for (i, v) in node.inputs().iter().enumerate() {
+            let Some(v) = v else {
+                inputs.push(None);
+                continue;
+            };
+            let p = g.node(v.node);
+            let inline = p.op == "dims" || (p.op == "constant" && g.const_of(*v).is_some());
+            let nv = if inline {
+                let n = sub.add_node(&p.op, p.attrs.clone(), vec![], p.outputs.clone(), "");
+                Value { node: n, output: 0 }
+            } else {
+                let ty = g.value_type(*v).clone();
+                data_inputs.push(ty.clone());
+                sub.add_input(&format!("in{i}"), ty)
+            };
+            inputs.push(Some(nv));
+        }
+        // The symbols of the node's types, as dims of one more input.
+        let mut syms = Vec::new();
+        for t in node.outputs.iter().chain(data_inputs.iter()) {
+            for d in &t.shape {
+                d.symbols(&mut syms);
+            }
+        }
+        syms.sort();
+        syms.dedup();
+        let sym_shape: Vec<kiln_ir::Dim> = syms.iter().map(|s| kiln_ir::Dim::sym(s)).collect();
+        let sym_ty = kiln_ir::ValueType::new(DType::U8, sym_shape);
+        sub.add_input("syms", sym_ty.clone());
+        data_inputs.push(sym_ty);
+        let n = sub.add_node(
+            &node.op,
+            node.attrs.clone(),
+            inputs,
+            node.outputs.clone(),
+            "",
+        );
+        for o in 0..node.outputs.len() {
+            sub.add_output(&format!("out{o}"), Value { node: n, output: o });
+        }
+        let text = kiln_ir::text::print(&sub);
+        let line = text.lines().rev().nth(2).unwrap_or("").trim().to_string();
+        // Concrete inputs when every input dim is a constant or a plain symbol.
+        let shapes: Option<Vec<Vec<usize>>> = data_inputs
+            .iter()
+            .map(|t| {
+                t.shape
+                    .iter()
+                    .map(|d| match (d.as_const(), d.as_sym()) {
+                        (Some(c), _) => Some(c as usize),
+                        (None, Some(s)) => Some(*bind.get(s).unwrap_or(&4) as usize),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        match crate::cpu::testing::load(
+            &crate::cpu::testing::graph(&text),
+            crate::cpu::codegen::isa::CpuFeatures::host(),
+        ) {
+            Err(e) => {
+                failed += 1;
+                eprintln!("FAIL {line}\n     {e}");
+                continue;
+            }
+            Ok(_) => ok += 1,
+        }
+        if let Some(shapes) = shapes {
+            let ins: Vec<Tensor> = data_inputs
+                .iter()
+                .zip(&shapes)
+                .enumerate()
+                .map(|(k, (t, s))| data(t.dtype, s, k as u64))
+                .collect();
+            run(&text, &ins);
+            ran += 1;
+        }
+    }
+    eprintln!("{path}: {ok} compiled ({ran} checked), {failed} rejected");
+}
