@@ -190,3 +190,35 @@ pub fn size(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     let x = in_type(lw, id, 0).ok_or_else(|| lw.error("input 0 is missing"))?;
     write_dims(lw, id, vec![prod(&x.shape)])
 }
+
+/// The same bytes read as another dtype of the same size: a view.
+pub fn bit_cast(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let x = lw.input(id, 0)?;
+    let out = out_type(lw, id, 0);
+    if out.dtype.size() != x.dtype.size() {
+        return Err(lw.error("BitCast between dtypes of different sizes"));
+    }
+    lw.alias_output(id, 0, &x)
+}
+
+/// Dropout at inference (no training mode, or a zero ratio): the input itself, and a mask of
+/// all true.
+pub fn dropout(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let training = match lw.const_input(id, 2) {
+        Some(t) => t.to_bool().first().copied().unwrap_or(false),
+        None => has_input(lw, id, 2),
+    };
+    let zero_ratio = lw
+        .const_input(id, 1)
+        .is_some_and(|t| t.first_f64() == Some(0.0));
+    if training && !zero_ratio {
+        return Err(lw.unsupported("Dropout in training mode"));
+    }
+    let x = lw.input(id, 0)?;
+    lw.alias_output(id, 0, &x)?;
+    if lw.graph.node(id).outputs.len() > 1 && super::is_used(lw, id, 1) {
+        let mask = lw.output(id, 1);
+        fill_all(lw, &mask, &FillValue::Bits(1))?;
+    }
+    Ok(())
+}

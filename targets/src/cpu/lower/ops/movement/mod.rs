@@ -40,6 +40,8 @@ pub const OPS: &[(&str, LowerFn)] = &[
     ("ReverseSequence", generate::reverse_sequence),
     ("Shape", generate::shape),
     ("Size", generate::size),
+    ("BitCast", generate::bit_cast),
+    ("Dropout", generate::dropout),
 ];
 
 pub(super) fn c(v: i64) -> Dim {

@@ -487,6 +487,22 @@ fn reverse_sequences() {
 }
 
 #[test]
+fn bit_casts_and_inference_dropout() {
+    run(
+        "graph @t(%x: f32[3, seq], %b: bool[4]) -> (a: i32[3, seq], b: u8[4], y: f32[3, seq], m: bool[3, seq]) {
+           %0 = BitCast(%x) {to = i32} : i32[3, seq]
+           %1 = BitCast(%b) {to = u8} : u8[4]
+           %2, %3 = Dropout(%x) {seed = 3} : f32[3, seq], bool[3, seq]
+           return %0, %1, %2, %3
+         }",
+        &[
+            floats(&[3, 5], 33),
+            Tensor::from_bools(vec![4], vec![true, false, false, true]).expect("bools"),
+        ],
+    );
+}
+
+#[test]
 fn shapes_and_sizes() {
     run(
         "graph @t(%x: f32[2, seq, 3]) -> (a: i64[3], b: i64[2], c: i64[]) {
