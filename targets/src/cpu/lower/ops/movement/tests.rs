@@ -503,6 +503,31 @@ fn bit_casts_and_inference_dropout() {
 }
 
 #[test]
+fn training_dropout_draws_as_the_reference() {
+    for (t, r) in [(true, 0.3f32), (false, 0.3), (true, 0.0), (true, 0.75)] {
+        run(
+            "graph @t(%x: f32[3, 40], %r: f32[], %t: bool[]) -> (y: f32[3, 40], m: bool[3, 40]) {
+               %0, %1 = Dropout(%x, %r, %t) {seed = 7} : f32[3, 40], bool[3, 40]
+               return %0, %1
+             }",
+            &[
+                floats(&[3, 40], 34),
+                Tensor::scalar_f32(r),
+                Tensor::from_bools(vec![], vec![t]).expect("bool"),
+            ],
+        );
+    }
+    run(
+        "graph @t(%x: f64[50]) -> (y: f64[50]) {
+           %0 = constant {value = dense<bool[]>[true]} : bool[]
+           %1 = Dropout(%x, _, %0) : f64[50]
+           return %1
+         }",
+        &[floats(&[50], 35).cast(DType::F64)],
+    );
+}
+
+#[test]
 fn shapes_and_sizes() {
     run(
         "graph @t(%x: f32[2, seq, 3]) -> (a: i64[3], b: i64[2], c: i64[]) {
