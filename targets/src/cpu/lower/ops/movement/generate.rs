@@ -275,7 +275,7 @@ pub fn dropout(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
             "dropout ratio",
             DType::F32,
             vec![c(1)],
-            (ratio_attr as f32).to_le_bytes().to_vec(),
+            ratio_attr.to_le_bytes().to_vec(),
             "dense",
         ),
     };
