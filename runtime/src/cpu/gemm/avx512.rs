@@ -1,5 +1,6 @@
 //! The AVX-512 microkernel: a 12 x 32 tile in 24 zmm accumulators; per k, two loads of B and
-//! twelve broadcasts of A feed 24 FMAs.
+//! twelve broadcasts of A feed 24 FMAs. Shorter tiles (the last rows of A) run the same code
+//! with fewer rows; narrower ones (the last panel of B) store through masks.
 
 use super::{Kernel, NR};
 
@@ -18,35 +19,65 @@ pub const KERNEL: Kernel = super::portable::KERNEL;
 /// # Safety
 /// See [`super::Microkernel`]; the CPU must have AVX-512F.
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn kernel(
     kc: usize,
     a: *const f32,
     b: *const f32,
     c: *mut f32,
-    ldc: usize,
+    rsc: isize,
+    rows: usize,
+    cols: usize,
     accumulate: bool,
 ) {
     // SAFETY: KERNEL is only chosen when avx512f is detected; pointers per the contract.
-    unsafe { kernel_avx512(kc, a, b, c, ldc, accumulate) }
+    unsafe {
+        match rows {
+            12 => tile::<12>(kc, a, b, c, rsc, cols, accumulate),
+            11 => tile::<11>(kc, a, b, c, rsc, cols, accumulate),
+            10 => tile::<10>(kc, a, b, c, rsc, cols, accumulate),
+            9 => tile::<9>(kc, a, b, c, rsc, cols, accumulate),
+            8 => tile::<8>(kc, a, b, c, rsc, cols, accumulate),
+            7 => tile::<7>(kc, a, b, c, rsc, cols, accumulate),
+            6 => tile::<6>(kc, a, b, c, rsc, cols, accumulate),
+            5 => tile::<5>(kc, a, b, c, rsc, cols, accumulate),
+            4 => tile::<4>(kc, a, b, c, rsc, cols, accumulate),
+            3 => tile::<3>(kc, a, b, c, rsc, cols, accumulate),
+            2 => tile::<2>(kc, a, b, c, rsc, cols, accumulate),
+            1 => tile::<1>(kc, a, b, c, rsc, cols, accumulate),
+            _ => {}
+        }
+    }
 }
 
+/// An `R x cols` tile (`R <= MR`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel_avx512(
+unsafe fn tile<const R: usize>(
     kc: usize,
     a: *const f32,
     b: *const f32,
     c: *mut f32,
-    ldc: usize,
+    rsc: isize,
+    cols: usize,
     accumulate: bool,
 ) {
     use std::arch::x86_64::*;
-    // SAFETY (whole body): a has kc*MR floats, b kc*NR, c an MR x NR tile with stride ldc;
-    // unaligned loads and stores are used throughout.
+    // SAFETY (whole body): a has kc*MR floats, b kc*NR, c an R x cols tile with row stride
+    // rsc; loads and stores are unaligned, and masked past cols.
     unsafe {
-        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        // The C tile is needed only after the K loop: start fetching it now.
+        for r in 0..R {
+            let row = c.wrapping_offset(r as isize * rsc) as *const i8;
+            _mm_prefetch::<_MM_HINT_T0>(row);
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64));
+        }
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
         let (mut ap, mut bp) = (a, b);
         for _ in 0..kc {
+            // B streams from L2: fetch 8 rows (1 KiB) ahead.
+            _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(8 * NR) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(8 * NR + 16) as *const i8);
             let b0 = _mm512_loadu_ps(bp);
             let b1 = _mm512_loadu_ps(bp.add(16));
             for (r, row) in acc.iter_mut().enumerate() {
@@ -57,15 +88,34 @@ unsafe fn kernel_avx512(
             ap = ap.add(MR);
             bp = bp.add(NR);
         }
-        for (r, row) in acc.iter().enumerate() {
-            let out = c.add(r * ldc);
-            let (mut x0, mut x1) = (row[0], row[1]);
-            if accumulate {
-                x0 = _mm512_add_ps(x0, _mm512_loadu_ps(out));
-                x1 = _mm512_add_ps(x1, _mm512_loadu_ps(out.add(16)));
+        if cols == NR {
+            for (r, row) in acc.iter().enumerate() {
+                let out = c.offset(r as isize * rsc);
+                let (mut x0, mut x1) = (row[0], row[1]);
+                if accumulate {
+                    x0 = _mm512_add_ps(_mm512_loadu_ps(out), x0);
+                    x1 = _mm512_add_ps(_mm512_loadu_ps(out.add(16)), x1);
+                }
+                _mm512_storeu_ps(out, x0);
+                _mm512_storeu_ps(out.add(16), x1);
             }
-            _mm512_storeu_ps(out, x0);
-            _mm512_storeu_ps(out.add(16), x1);
+        } else {
+            let m0: __mmask16 = if cols >= 16 { 0xffff } else { (1 << cols) - 1 };
+            let m1: __mmask16 = if cols <= 16 {
+                0
+            } else {
+                (1 << (cols - 16)) - 1
+            };
+            for (r, row) in acc.iter().enumerate() {
+                let out = c.offset(r as isize * rsc);
+                let (mut x0, mut x1) = (row[0], row[1]);
+                if accumulate {
+                    x0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, out), x0);
+                    x1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, out.add(16)), x1);
+                }
+                _mm512_mask_storeu_ps(out, m0, x0);
+                _mm512_mask_storeu_ps(out.add(16), m1, x1);
+            }
         }
     }
 }

@@ -12,12 +12,15 @@ pub const KERNEL: Kernel = Kernel {
 
 /// # Safety
 /// See [`super::Microkernel`].
+#[allow(clippy::too_many_arguments)]
 unsafe fn kernel(
     kc: usize,
     a: *const f32,
     b: *const f32,
     c: *mut f32,
-    ldc: usize,
+    rsc: isize,
+    rows: usize,
+    cols: usize,
     accumulate: bool,
 ) {
     let mut acc = [[0.0f32; NR]; MR];
@@ -30,18 +33,18 @@ unsafe fn kernel(
     };
     for kk in 0..kc {
         let brow = &b[kk * NR..kk * NR + NR];
-        for r in 0..MR {
+        for r in 0..rows {
             let av = a[kk * MR + r];
             for j in 0..NR {
                 acc[r][j] += av * brow[j];
             }
         }
     }
-    for (r, row) in acc.iter().enumerate() {
-        // SAFETY: the caller guarantees an MR x NR tile with row stride ldc at c.
-        let out = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), NR) };
-        for j in 0..NR {
-            out[j] = if accumulate { out[j] + row[j] } else { row[j] };
+    for (r, row) in acc.iter().enumerate().take(rows) {
+        // SAFETY: the caller guarantees a rows x cols tile with row stride rsc at c.
+        let out = unsafe { std::slice::from_raw_parts_mut(c.offset(r as isize * rsc), cols) };
+        for (o, &x) in out.iter_mut().zip(row) {
+            *o = if accumulate { *o + x } else { x };
         }
     }
 }
