@@ -22,6 +22,7 @@ pub const KERNEL: Kernel = super::portable::KERNEL;
 unsafe fn kernel(
     kc: usize,
     a: *const f32,
+    rsa: isize,
     b: *const f32,
     c: *mut f32,
     rsc: isize,
@@ -31,21 +32,26 @@ unsafe fn kernel(
 ) {
     // SAFETY: KERNEL is only chosen when avx2 and fma are detected; pointers per the contract.
     unsafe {
-        match rows {
-            3 => tile::<3>(kc, a, b, c, rsc, cols, accumulate),
-            2 => tile::<2>(kc, a, b, c, rsc, cols, accumulate),
-            1 => tile::<1>(kc, a, b, c, rsc, cols, accumulate),
+        match (rows, rsa == 0) {
+            (3, true) => tile::<3, true>(kc, a, rsa, b, c, rsc, cols, accumulate),
+            (2, true) => tile::<2, true>(kc, a, rsa, b, c, rsc, cols, accumulate),
+            (1, true) => tile::<1, true>(kc, a, rsa, b, c, rsc, cols, accumulate),
+            (3, false) => tile::<3, false>(kc, a, rsa, b, c, rsc, cols, accumulate),
+            (2, false) => tile::<2, false>(kc, a, rsa, b, c, rsc, cols, accumulate),
+            (1, false) => tile::<1, false>(kc, a, rsa, b, c, rsc, cols, accumulate),
             _ => {}
         }
     }
 }
 
-/// An `R x cols` tile (`R <= MR`).
+/// An `R x cols` tile (`R <= MR`); A packed (`PACKED`) or row-major with row stride `rsa`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile<const R: usize>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile<const R: usize, const PACKED: bool>(
     kc: usize,
     a: *const f32,
+    rsa: isize,
     b: *const f32,
     c: *mut f32,
     rsc: isize,
@@ -53,7 +59,7 @@ unsafe fn tile<const R: usize>(
     accumulate: bool,
 ) {
     use std::arch::x86_64::*;
-    // SAFETY (whole body): a has kc*MR floats, b kc*NR, c an R x cols tile with row stride
+    // SAFETY (whole body): a has kc*MR floats (packed) or R rows of kc (row-major), b kc*NR, c an R x cols tile with row stride
     // rsc; loads and stores are unaligned, and masked past cols.
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); 4]; R];
@@ -66,12 +72,16 @@ unsafe fn tile<const R: usize>(
                 _mm256_loadu_ps(bp.add(24)),
             ];
             for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm256_set1_ps(*ap.add(r));
+                let av = _mm256_set1_ps(if PACKED {
+                    *ap.add(r)
+                } else {
+                    *ap.offset(r as isize * rsa)
+                });
                 for (x, b) in row.iter_mut().zip(bv) {
                     *x = _mm256_fmadd_ps(av, b, *x);
                 }
             }
-            ap = ap.add(MR);
+            ap = ap.add(if PACKED { MR } else { 1 });
             bp = bp.add(NR);
         }
         let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);

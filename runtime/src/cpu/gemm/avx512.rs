@@ -23,6 +23,7 @@ pub const KERNEL: Kernel = super::portable::KERNEL;
 unsafe fn kernel(
     kc: usize,
     a: *const f32,
+    rsa: isize,
     b: *const f32,
     c: *mut f32,
     rsc: isize,
@@ -32,30 +33,27 @@ unsafe fn kernel(
 ) {
     // SAFETY: KERNEL is only chosen when avx512f is detected; pointers per the contract.
     unsafe {
-        match rows {
-            12 => tile::<12>(kc, a, b, c, rsc, cols, accumulate),
-            11 => tile::<11>(kc, a, b, c, rsc, cols, accumulate),
-            10 => tile::<10>(kc, a, b, c, rsc, cols, accumulate),
-            9 => tile::<9>(kc, a, b, c, rsc, cols, accumulate),
-            8 => tile::<8>(kc, a, b, c, rsc, cols, accumulate),
-            7 => tile::<7>(kc, a, b, c, rsc, cols, accumulate),
-            6 => tile::<6>(kc, a, b, c, rsc, cols, accumulate),
-            5 => tile::<5>(kc, a, b, c, rsc, cols, accumulate),
-            4 => tile::<4>(kc, a, b, c, rsc, cols, accumulate),
-            3 => tile::<3>(kc, a, b, c, rsc, cols, accumulate),
-            2 => tile::<2>(kc, a, b, c, rsc, cols, accumulate),
-            1 => tile::<1>(kc, a, b, c, rsc, cols, accumulate),
-            _ => {}
+        macro_rules! rows {
+            ($($r:literal)*) => {
+                match (rows, rsa == 0) {
+                    $(($r, true) => tile::<$r, true>(kc, a, rsa, b, c, rsc, cols, accumulate),
+                      ($r, false) => tile::<$r, false>(kc, a, rsa, b, c, rsc, cols, accumulate),)*
+                    _ => {}
+                }
+            };
         }
+        rows!(1 2 3 4 5 6 7 8 9 10 11 12)
     }
 }
 
-/// An `R x cols` tile (`R <= MR`).
+/// An `R x cols` tile (`R <= MR`); A packed (`PACKED`) or row-major with row stride `rsa`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile<const R: usize>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile<const R: usize, const PACKED: bool>(
     kc: usize,
     a: *const f32,
+    rsa: isize,
     b: *const f32,
     c: *mut f32,
     rsc: isize,
@@ -63,7 +61,7 @@ unsafe fn tile<const R: usize>(
     accumulate: bool,
 ) {
     use std::arch::x86_64::*;
-    // SAFETY (whole body): a has kc*MR floats, b kc*NR, c an R x cols tile with row stride
+    // SAFETY (whole body): a has kc*MR floats (packed) or R rows of kc (row-major), b kc*NR, c an R x cols tile with row stride
     // rsc; loads and stores are unaligned, and masked past cols.
     unsafe {
         // The C tile is needed only after the K loop: start fetching it now.
@@ -81,11 +79,15 @@ unsafe fn tile<const R: usize>(
             let b0 = _mm512_loadu_ps(bp);
             let b1 = _mm512_loadu_ps(bp.add(16));
             for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(*ap.add(r));
+                let av = _mm512_set1_ps(if PACKED {
+                    *ap.add(r)
+                } else {
+                    *ap.offset(r as isize * rsa)
+                });
                 row[0] = _mm512_fmadd_ps(av, b0, row[0]);
                 row[1] = _mm512_fmadd_ps(av, b1, row[1]);
             }
-            ap = ap.add(MR);
+            ap = ap.add(if PACKED { MR } else { 1 });
             bp = bp.add(NR);
         }
         if cols == NR {

@@ -32,19 +32,27 @@ const MC_MAX: usize = 288;
 /// B panels per N block: `NB x KC_MAX x NR` f32 (512 KiB) stays in L2 while every A
 /// micro-panel of the M block passes over it.
 const NB: usize = 8;
-/// Floating-point operations (2mnk) below which a GEMM stays on the calling thread.
-const PARALLEL_MIN_FLOPS: usize = 1 << 21;
+/// Tasks with at most this many B panels read a row-major A in place instead of packing it.
+const DIRECT_MAX_PANELS: usize = 4;
+/// A GEMM splits over threads from this many multiply-adds (`m*n*k`, ~50 us on one core)...
+const PARALLEL_MIN_MNK: usize = 1 << 22;
+/// ...or from this many elements of B (1 MiB, streamed from L3 or memory).
+const PARALLEL_MIN_KN: usize = 1 << 18;
 
-/// A microkernel: `C[rows, cols] (+)= Apanel[kc][mr] · Bpanel[kc][NR]` (rows <= mr,
-/// cols <= NR; `accumulate` adds to C, else C is overwritten).
+/// A microkernel: `C[rows, cols] (+)= A[rows, kc] · Bpanel[kc][NR]` (rows <= mr,
+/// cols <= NR; `accumulate` adds to C, else C is overwritten). A is a packed panel
+/// (`rsa == 0`: element `(r, p)` at `a + p*mr + r`) or row-major (element `(r, p)` at
+/// `a + r*rsa + p`).
 ///
 /// # Safety
-/// `a` holds `kc * mr` floats (only the first `rows` of each group of `mr` are read), `b`
-/// holds `kc * NR`, `c` points at a `rows x cols` tile with row stride `rsc` (elements), all
-/// valid for the call; the CPU has the kernel's features.
+/// `a` holds those A elements (packed: `kc * mr` floats, of which only the first `rows` of
+/// each group of `mr` are read), `b` holds `kc * NR` floats, `c` points at a `rows x cols`
+/// tile with row stride `rsc` (elements), all valid for the call; the CPU has the kernel's
+/// features.
 type Microkernel = unsafe fn(
     kc: usize,
     a: *const f32,
+    rsa: isize,
     b: *const f32,
     c: *mut f32,
     rsc: isize,
@@ -394,8 +402,10 @@ unsafe fn run(
     let blocking = Blocking::new(&kernel, m, k);
     let panels = n.div_ceil(NR);
     let threads = rayon::current_num_threads();
-    let flops = 2 * m * n * k;
-    let (tm, tn) = if threads <= 1 || flops < PARALLEL_MIN_FLOPS {
+    // Worth a second thread: enough products, or enough of B to stream (a GEMV is bound by
+    // memory bandwidth, which a second core adds to).
+    let big = m * n * k >= PARALLEL_MIN_MNK || k * n >= PARALLEL_MIN_KN;
+    let (tm, tn) = if threads <= 1 || !big {
         (1, 1)
     } else {
         split(&kernel, m, panels, threads)
@@ -441,10 +451,13 @@ unsafe fn run(
 }
 
 /// How to split `m` rows and `panels` B panels into a grid of `tm x tn` tasks for `threads`.
+/// Splitting rows shares no work; splitting panels makes every task pack all of A but read
+/// only its share of B, and balances better when there are few row panels.
 fn split(kernel: &Kernel, m: usize, panels: usize, threads: usize) -> (usize, usize) {
     let row_tiles = m.div_ceil(kernel.mr);
-    // Few rows (GEMV-like, or a short sequence): split the panels, each task packs all of A.
-    if row_tiles < 4 * threads && panels >= threads {
+    let balance = |units: usize| units as f64 / (threads * units.div_ceil(threads)) as f64;
+    if panels >= threads && (row_tiles < 4 * threads || balance(panels) > balance(row_tiles) + 0.02)
+    {
         return (1, threads);
     }
     if row_tiles >= threads {
@@ -498,19 +511,15 @@ unsafe fn block(
             let mut ic = 0;
             while ic < m {
                 let mcb = mc.min(m - ic);
-                // SAFETY: rows ic..ic+mcb, columns pc..pc+kc of A are readable; apack holds
-                // mcb.next_multiple_of(mr) * kc floats.
-                unsafe {
-                    pack::pack_a(
-                        mcb,
-                        kc,
-                        mr,
-                        a.offset(ic as isize * rsa + pc as isize * csa),
-                        rsa,
-                        csa,
-                        apack,
-                    )
-                };
+                // A row-major block feeding few panels is read in place: packing it would cost
+                // about as much as the products.
+                let direct = csa == 1 && rsa != 0 && p1 - p0 <= DIRECT_MAX_PANELS;
+                let a_block = a.wrapping_offset(ic as isize * rsa + pc as isize * csa);
+                if !direct {
+                    // SAFETY: rows ic..ic+mcb, columns pc..pc+kc of A are readable; apack holds
+                    // mcb.next_multiple_of(mr) * kc floats.
+                    unsafe { pack::pack_a(mcb, kc, mr, a_block, rsa, csa, apack) };
+                }
                 let mut jb = p0;
                 while jb < p1 {
                     let je = (jb + nb).min(p1);
@@ -519,13 +528,19 @@ unsafe fn block(
                         let rows = mr.min(mcb - ir);
                         for p in jb..je {
                             let cols = NR.min(n - p * NR);
-                            // SAFETY: the A micro-panel at ir holds kc*mr floats, panel p of B
+                            // SAFETY: the A micro-panel at ir (packed: kc*mr floats; direct:
+                            // rows ic+ir.. of A, columns pc..pc+kc) is readable, panel p of B
                             // rows pc..pc+kc*NR floats; the C tile (rows ic+ir.., columns
                             // p*NR..) is rows x cols inside this task's part of C.
                             unsafe {
                                 (kernel.run)(
                                     kc,
-                                    apack.add(ir * kc),
+                                    if direct {
+                                        a_block.offset(ir as isize * rsa)
+                                    } else {
+                                        apack.add(ir * kc)
+                                    },
+                                    if direct { rsa } else { 0 },
                                     b.add((p * k + pc) * NR),
                                     c.offset((ic + ir) as isize * rsc + (p * NR) as isize),
                                     rsc,

@@ -29,8 +29,14 @@ pub(super) unsafe fn pack_b(
                     std::ptr::write_bytes(d.add(cols), 0, NR - cols);
                 }
             }
+        } else if rs == 1 {
+            // Contiguous columns (e.g. B = Kᵀ): a transpose, like packing row-major A.
+            unsafe { pack_rows(cols, k, NR, src, cs, dst) };
+            for kk in 0..k {
+                unsafe { std::ptr::write_bytes(dst.add(kk * NR + cols), 0, NR - cols) };
+            }
         } else if rs.unsigned_abs() < cs.unsigned_abs() {
-            // Columns are contiguous-ish (e.g. B = Kᵀ): read down each column.
+            // Columns are closer to contiguous than rows: read down each column.
             for j in 0..cols {
                 let s = unsafe { src.offset(j as isize * cs) };
                 for kk in 0..k {

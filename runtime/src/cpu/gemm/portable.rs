@@ -16,6 +16,7 @@ pub const KERNEL: Kernel = Kernel {
 unsafe fn kernel(
     kc: usize,
     a: *const f32,
+    rsa: isize,
     b: *const f32,
     c: *mut f32,
     rsc: isize,
@@ -24,19 +25,21 @@ unsafe fn kernel(
     accumulate: bool,
 ) {
     let mut acc = [[0.0f32; NR]; MR];
-    // SAFETY: the caller guarantees kc*MR floats at a and kc*NR at b.
-    let (a, b) = unsafe {
-        (
-            std::slice::from_raw_parts(a, kc * MR),
-            std::slice::from_raw_parts(b, kc * NR),
-        )
-    };
+    // SAFETY: the caller guarantees kc*NR floats at b.
+    let b = unsafe { std::slice::from_raw_parts(b, kc * NR) };
     for kk in 0..kc {
         let brow = &b[kk * NR..kk * NR + NR];
-        for r in 0..rows {
-            let av = a[kk * MR + r];
-            for j in 0..NR {
-                acc[r][j] += av * brow[j];
+        for (r, row) in acc.iter_mut().enumerate().take(rows) {
+            // SAFETY: A element (r, kk) of the packed panel or of the row-major rows.
+            let av = unsafe {
+                if rsa == 0 {
+                    *a.add(kk * MR + r)
+                } else {
+                    *a.offset(r as isize * rsa + kk as isize)
+                }
+            };
+            for (x, &bv) in row.iter_mut().zip(brow) {
+                *x += av * bv;
             }
         }
     }
