@@ -10,6 +10,7 @@ pub const KERNEL: Kernel = Kernel {
     name: "avx2 3x32",
     mr: MR,
     run: kernel,
+    row: None,
 };
 
 #[cfg(not(target_arch = "x86_64"))]

@@ -2,7 +2,7 @@
 //! twelve broadcasts of A feed 24 FMAs. Shorter tiles (the last rows of A) run the same code
 //! with fewer rows; narrower ones (the last panel of B) store through masks.
 
-use super::{Kernel, NR};
+use super::{Kernel, NR, ROW_PANELS};
 
 const MR: usize = 12;
 
@@ -11,6 +11,7 @@ pub const KERNEL: Kernel = Kernel {
     name: "avx512 12x32",
     mr: MR,
     run: kernel,
+    row: Some(row),
 };
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -118,6 +119,77 @@ unsafe fn tile<const R: usize, const PACKED: bool>(
                 _mm512_mask_storeu_ps(out, m0, x0);
                 _mm512_mask_storeu_ps(out.add(16), m1, x1);
             }
+        }
+    }
+}
+
+/// # Safety
+/// See [`super::RowKernel`]; the CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn row(
+    kc: usize,
+    a: *const f32,
+    csa: isize,
+    b: *const f32,
+    pstride: usize,
+    c: *mut f32,
+    cols: usize,
+    accumulate: bool,
+) {
+    // SAFETY: KERNEL is only chosen when avx512f is detected; pointers per the contract.
+    unsafe {
+        match cols.div_ceil(NR) {
+            4 => row_panels::<4>(kc, a, csa, b, pstride, c, cols, accumulate),
+            3 => row_panels::<3>(kc, a, csa, b, pstride, c, cols, accumulate),
+            2 => row_panels::<2>(kc, a, csa, b, pstride, c, cols, accumulate),
+            1 => row_panels::<1>(kc, a, csa, b, pstride, c, cols, accumulate),
+            _ => {}
+        }
+    }
+}
+
+/// One row of C over `P` panels: 2P accumulators, each summed over k in order from zero
+/// exactly as in [`tile`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_panels<const P: usize>(
+    kc: usize,
+    a: *const f32,
+    csa: isize,
+    b: *const f32,
+    pstride: usize,
+    c: *mut f32,
+    cols: usize,
+    accumulate: bool,
+) {
+    use std::arch::x86_64::*;
+    const { assert!(P <= ROW_PANELS) };
+    // SAFETY (whole body): kc elements of A at stride csa, P panels of kc x NR floats
+    // pstride apart, and cols (> (P-1)*NR) elements of C; C is accessed through masks.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); 2]; P];
+        let mut bp = b;
+        for p in 0..kc {
+            let av = _mm512_set1_ps(*a.offset(p as isize * csa));
+            for (q, x) in acc.iter_mut().enumerate() {
+                let panel = bp.add(q * pstride);
+                x[0] = _mm512_fmadd_ps(av, _mm512_loadu_ps(panel), x[0]);
+                x[1] = _mm512_fmadd_ps(av, _mm512_loadu_ps(panel.add(16)), x[1]);
+            }
+            bp = bp.add(NR);
+        }
+        for (v, &x) in acc.iter().flatten().enumerate() {
+            let lanes = cols.saturating_sub(16 * v).min(16);
+            let mask: __mmask16 = ((1u32 << lanes) - 1) as __mmask16;
+            let out = c.add(16 * v);
+            let x = if accumulate {
+                _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), x)
+            } else {
+                x
+            };
+            _mm512_mask_storeu_ps(out, mask, x);
         }
     }
 }

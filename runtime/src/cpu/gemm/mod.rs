@@ -67,7 +67,29 @@ pub struct Kernel {
     pub name: &'static str,
     pub mr: usize,
     run: Microkernel,
+    /// For a single row of A (GEMV): several panels per call, for more loads in flight.
+    row: Option<RowKernel>,
 }
+
+/// Panels a [`RowKernel`] covers per call.
+const ROW_PANELS: usize = 4;
+
+/// A one-row kernel: `C[0, cols] (+)= A[0, kc] · B[kc, cols]` for `cols <= ROW_PANELS*NR`,
+/// B being `cols.div_ceil(NR)` panels `pstride` floats apart (each `kc x NR`), A element `p`
+/// at `a + p*csa`. Every element of C gets the same operations as in a [`Microkernel`].
+///
+/// # Safety
+/// As [`Microkernel`] for the given A, panels and a `1 x cols` C.
+type RowKernel = unsafe fn(
+    kc: usize,
+    a: *const f32,
+    csa: isize,
+    b: *const f32,
+    pstride: usize,
+    c: *mut f32,
+    cols: usize,
+    accumulate: bool,
+);
 
 impl std::fmt::Debug for Kernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -492,6 +514,33 @@ unsafe fn block(
     let m = i1 - i0;
     let mr = kernel.mr;
     let Blocking { kc: kc_max, mc, nb } = blocking;
+    if let (1, Some(row)) = (m, kernel.row) {
+        let mut pc = 0;
+        while pc < k {
+            let kc = kc_max.min(k - pc);
+            let mut p = p0;
+            while p < p1 {
+                let cols = (ROW_PANELS * NR).min(n - p * NR).min((p1 - p) * NR);
+                // SAFETY: A row 0, columns pc..pc+kc; panels p.. of B, rows pc..pc+kc; C row
+                // 0, columns p*NR..p*NR+cols, inside this task's part.
+                unsafe {
+                    row(
+                        kc,
+                        a.offset(pc as isize * csa),
+                        csa,
+                        b.add((p * k + pc) * NR),
+                        k * NR,
+                        c.add(p * NR),
+                        cols,
+                        accumulate || pc > 0,
+                    )
+                };
+                p += ROW_PANELS;
+            }
+            pc += kc;
+        }
+        return;
+    }
     let need = mc.min(m.next_multiple_of(mr)) * kc_max;
     APACK.with(|cell| {
         let mut fresh = Vec::new();

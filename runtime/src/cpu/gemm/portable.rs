@@ -8,6 +8,7 @@ pub const KERNEL: Kernel = Kernel {
     name: "portable 4x32",
     mr: MR,
     run: kernel,
+    row: None,
 };
 
 /// # Safety

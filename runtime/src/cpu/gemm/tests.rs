@@ -370,3 +370,45 @@ fn short_buffers_are_an_error() {
     );
     assert!(err.is_err());
 }
+
+/// A single row (the GEMV path), a row-major A read in place and a packed A all compute each
+/// element with the same operations.
+#[test]
+fn one_row_matches_its_row_in_a_bigger_gemm() {
+    for kernel in Kernel::available() {
+        for &(n, k) in &[(1, 1), (33, 7), (200, 600), (130, 1100)] {
+            let m = 13;
+            let a = data(m * k, 1);
+            let b = data(k * n, 2);
+            let packed = PackedB::pack(&b, k, n, n);
+            let mut big = vec![f32::NAN; m * n];
+            run_sgemm(
+                kernel,
+                m,
+                n,
+                k,
+                &a,
+                (k, 1),
+                BMatrix::Packed(packed.view()),
+                &mut big,
+                false,
+            );
+            for i in [0, 5, 12] {
+                let mut one = vec![f32::NAN; n];
+                let row = &a[i * k..i * k + k];
+                run_sgemm(
+                    kernel,
+                    1,
+                    n,
+                    k,
+                    row,
+                    (k, 1),
+                    BMatrix::Packed(packed.view()),
+                    &mut one,
+                    false,
+                );
+                assert_eq!(one, big[i * n..i * n + n], "{kernel:?} n{n} k{k} row {i}");
+            }
+        }
+    }
+}
