@@ -9,11 +9,18 @@
 //! Loop order (outer to inner): K blocks of `kc`; M blocks of `mc` rows (A packed); N blocks
 //! of `NB` panels (this `kc x NB*NR` block of B stays in L2); row panels of `mr` (this
 //! `mr x kc` micro-panel of A stays in L1); B panels (streamed from L2, prefetched by the
-//! kernel); microkernel.
+//! kernel); microkernel. A row-major A feeding at most `DIRECT_MAX_PANELS` panels is read in
+//! place rather than packed (attention's `P·V`), and a single row of A (GEMV) goes to a
+//! one-row kernel covering several panels per call.
+//!
+//! Threads: a GEMM with enough products, or enough of B to stream, splits its rows or its
+//! panels over `rayon::current_num_threads()` tasks (whichever balances better; panels when
+//! A has few rows).
 //!
 //! Results do not depend on the thread count: work is split over M blocks and B panels only,
-//! never over K, and every kernel computes each element of C the same way (a sum over one K
-//! block in order, from zero, then added to C), so one thread and many give bit-identical C.
+//! never over K, and each kernel computes every element of C the same way wherever it lies
+//! (a sum over one K block in order, from zero, then added to C; the K blocks depend on the
+//! shape only), so one thread and many give bit-identical C.
 
 mod avx2;
 mod avx512;
