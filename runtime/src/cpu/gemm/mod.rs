@@ -39,6 +39,8 @@ const MC_MAX: usize = 288;
 /// B panels per N block: `NB x KC_MAX x NR` f32 (512 KiB) stays in L2 while every A
 /// micro-panel of the M block passes over it.
 const NB: usize = 8;
+/// Largest strided B (floats, 4 MiB) whose packing buffer a thread keeps for the next call.
+const KEEP_BPACK_MAX: usize = 1 << 20;
 /// Tasks with at most this many B panels read a row-major A in place instead of packing it.
 const DIRECT_MAX_PANELS: usize = 4;
 /// A GEMM splits over threads from this many multiply-adds (`m*n*k`, ~50 us on one core)...
@@ -368,13 +370,30 @@ pub unsafe fn sgemm(
             }
         }
         BMatrix::Strided { ptr, rs, cs } => {
-            let mut packed = aligned_buffer(PackedB::packed_len(k, n));
-            let bp = packed.as_mut_ptr().cast::<f32>();
-            // SAFETY: B is readable per the contract; packed holds packed_len(k, n) floats.
-            unsafe {
-                pack::pack_b(k, n, ptr, rs, cs, bp);
-                run(kernel, m, n, k, a, rsa, csa, bp, c, rsc, accumulate)
+            thread_local! {
+                static BPACK: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
             }
+            let len = PackedB::packed_len(k, n);
+            BPACK.with(|cell| {
+                // A nested call on this thread (from a task it picks up while waiting), or a
+                // B too big to keep around, packs into a fresh buffer.
+                let mut fresh = Vec::new();
+                let mut borrowed = cell.try_borrow_mut();
+                let buf = match borrowed.as_deref_mut() {
+                    Ok(v) if len <= KEEP_BPACK_MAX => v,
+                    _ => &mut fresh,
+                };
+                if buf.len() * 16 < len {
+                    *buf = aligned_buffer(len);
+                }
+                let bp = buf.as_mut_ptr().cast::<f32>();
+                // SAFETY: B is readable per the contract; buf holds packed_len(k, n) floats,
+                // all written by pack_b before run reads them.
+                unsafe {
+                    pack::pack_b(k, n, ptr, rs, cs, bp);
+                    run(kernel, m, n, k, a, rsa, csa, bp, c, rsc, accumulate)
+                }
+            })
         }
     }
 }
