@@ -1,6 +1,8 @@
 //! The index ops compiled and checked against the reference interpreter.
 
-use kiln_ir::{DType, Tensor};
+use std::collections::HashMap;
+
+use kiln_ir::{DType, Dim, Tensor};
 
 use crate::cpu::codegen::isa::CpuFeatures;
 use crate::cpu::testing::{check, floats, graph, load, run};
@@ -18,6 +20,35 @@ fn run_only(text: &str, inputs: &[Tensor]) -> Vec<Tensor> {
     let g = graph(text);
     let m = load(&g, CpuFeatures::host()).unwrap_or_else(|e| panic!("compile: {e}"));
     run(&m, inputs)
+}
+
+/// Checks `text`, whose output dims depend on input values, with those dims pinned to
+/// `dims` (as a model's declared output shape pins them): the compiled graph reads the
+/// values (scales, sizes, K) at run time.
+fn check_pinned(text: &str, dims: &[(&str, i64)], inputs: &[Tensor], tol: f64) {
+    let g0 = graph(text);
+    let named: HashMap<String, Tensor> = g0
+        .inputs()
+        .iter()
+        .map(|&v| g0.input_name(v).unwrap().to_string())
+        .zip(inputs.iter().cloned())
+        .collect();
+    let want = kiln_ir::interp::run(&g0, &named).unwrap();
+    let mut g = g0.clone();
+    let pin = |s: &str| dims.iter().find(|d| d.0 == s).map(|d| Dim::from(d.1));
+    for id in g.node_ids() {
+        for t in &mut g.node_mut(id).outputs {
+            t.shape = t.shape.iter().map(|d| d.substitute(&pin)).collect();
+        }
+    }
+    let m = load(&g, CpuFeatures::host()).unwrap_or_else(|e| panic!("compile: {e}"));
+    let got = run(&m, inputs);
+    for ((name, w), g) in want.iter().zip(&got) {
+        assert_eq!(w.shape(), g.shape(), "{name}");
+        for (a, b) in w.to_f64().iter().zip(g.to_f64()) {
+            assert!((a - b).abs() <= tol * (1.0 + a.abs()), "{name}: {a} vs {b}");
+        }
+    }
 }
 
 fn compile_error(text: &str) -> String {
@@ -225,26 +256,35 @@ fn compress_with_constant_condition() {
 
 #[test]
 fn data_dependent_shapes_are_clear_errors() {
-    let e = compile_error(
-        "graph @t(%x: f32[4]) -> (y: i64[1, u0]) {
-           %0 = NonZero(%x) : i64[1, u0]
-           return %0
-         }",
-    );
-    assert!(
-        e.contains("NonZero") && e.contains("depends on the values"),
-        "{e}"
-    );
-    let e = compile_error(
-        "graph @t(%x: f32[4], %c: bool[4]) -> (y: f32[u0]) {
-           %0 = Compress(%x, %c) : f32[u0]
-           return %0
-         }",
-    );
-    assert!(
-        e.contains("Compress") && e.contains("depends on the values"),
-        "{e}"
-    );
+    for (op, text) in [
+        (
+            "NonZero",
+            "graph @t(%x: f32[4]) -> (y: i64[1, u0]) {
+               %0 = NonZero(%x) : i64[1, u0]
+               return %0
+             }",
+        ),
+        (
+            "Compress",
+            "graph @t(%x: f32[4], %c: bool[4]) -> (y: f32[u0]) {
+               %0 = Compress(%x, %c) : f32[u0]
+               return %0
+             }",
+        ),
+        (
+            "Resize",
+            "graph @t(%x: f32[1, 1, 2, 2], %s: f32[4]) -> (y: f32[u0, u1, u2, u3]) {
+               %0 = Resize(%x, _, %s) : f32[u0, u1, u2, u3]
+               return %0
+             }",
+        ),
+    ] {
+        let e = compile_error(text);
+        assert!(
+            e.contains(&format!("of {op} has the data-dependent shape")),
+            "{e}"
+        );
+    }
 }
 
 #[test]
@@ -589,6 +629,53 @@ fn roi_align_affine_grid_max_unpool() {
             ints(DType::I64, &[1, 1, 2, 2], &[5, 7, 13, 15]),
         ],
         0.0,
+        0.0,
+    );
+}
+
+#[test]
+fn run_time_scales_sizes_k_and_depth() {
+    let x = floats(&[1, 1, 3, 4], 27);
+    let scales = Tensor::from_f32s(vec![4], vec![1.0, 1.0, 0.6, 1.5]).unwrap();
+    check_pinned(
+        "graph @t(%x: f32[1, 1, 3, 4], %s: f32[4]) -> (y: f32[u0, u1, u2, u3]) {
+           %0 = Resize(%x, _, %s) {mode = \"cubic\"} : f32[u0, u1, u2, u3]
+           return %0
+         }",
+        &[("u0", 1), ("u1", 1), ("u2", 1), ("u3", 6)],
+        &[x.clone(), scales],
+        1e-6,
+    );
+    let roi = Tensor::from_f32s(vec![4], vec![0.2, 0.1, 0.9, 0.8]).unwrap();
+    check_pinned(
+        "graph @t(%x: f32[1, 1, 3, 4], %r: f32[4], %z: i64[2]) -> (y: f32[1, 1, u0, u1]) {
+           %0 = Resize(%x, %r, _, %z) {axes = [2, 3], coordinate_transformation_mode = \"tf_crop_and_resize\", mode = \"linear\"} : f32[1, 1, u0, u1]
+           return %0
+         }",
+        &[("u0", 5), ("u1", 2)],
+        &[x.clone(), roi, ints(DType::I64, &[2], &[5, 2])],
+        1e-6,
+    );
+    check_pinned(
+        "graph @t(%x: f32[3, 4], %k: i64[1]) -> (v: f32[3, u0], i: i64[3, u0]) {
+           %0, %1 = TopK(%x, %k) : f32[3, u0], i64[3, u0]
+           return %0, %1
+         }",
+        &[("u0", 3)],
+        &[floats(&[3, 4], 28), ints(DType::I64, &[1], &[3])],
+        0.0,
+    );
+    check_pinned(
+        "graph @t(%i: i64[3], %d: i64[], %v: f32[2]) -> (y: f32[3, u0]) {
+           %0 = OneHot(%i, %d, %v) : f32[3, u0]
+           return %0
+         }",
+        &[("u0", 5)],
+        &[
+            ints(DType::I64, &[3], &[4, -1, 9]),
+            ints(DType::I64, &[], &[5]),
+            Tensor::from_f32s(vec![2], vec![0.0, 1.0]).unwrap(),
+        ],
         0.0,
     );
 }
