@@ -1132,3 +1132,109 @@ mod tests {
         }
     }
 }
+
+/// Timing of MiniLM's products (`cargo test --release -p kiln-targets minilm_products --
+/// --ignored --nocapture`).
+#[cfg(test)]
+mod bench {
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    use kiln_runtime::{ElemType, Model, ModelOptions, Tensor as RtTensor};
+
+    use crate::cpu::codegen::isa::CpuFeatures;
+    use crate::cpu::testing::{floats, graph};
+    use crate::cpu::{compile, CpuOptions};
+
+    fn load(text: &str, threads: usize) -> Model {
+        let g = graph(text);
+        let art = compile(
+            &g,
+            &CpuOptions {
+                features: CpuFeatures::host(),
+                bounds: HashMap::new(),
+            },
+        )
+        .unwrap();
+        let path = std::env::temp_dir().join(format!("kiln-bench-{}.kiln", std::process::id()));
+        art.write(&path).unwrap();
+        let m = Model::load_with(
+            &path,
+            &ModelOptions {
+                threads,
+                features: None,
+            },
+        )
+        .unwrap();
+        let _ = std::fs::remove_file(&path);
+        m
+    }
+
+    fn input(shape: &[usize]) -> RtTensor {
+        let t = floats(shape, 1);
+        RtTensor::from_bytes(ElemType::F32, shape, &t.to_le_bytes()).unwrap()
+    }
+
+    fn time(name: &str, text: &str, inputs: &[RtTensor], flops: f64) {
+        for threads in [1, 2] {
+            let m = load(text, threads);
+            for _ in 0..3 {
+                m.run(inputs).unwrap();
+            }
+            let n = 50;
+            let t = Instant::now();
+            for _ in 0..n {
+                m.run(inputs).unwrap();
+            }
+            let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+            println!(
+                "{name:40} {threads} thr: {us:8.1} us  {:6.1} GFLOP/s",
+                flops / us / 1e3
+            );
+        }
+    }
+
+    #[test]
+    #[ignore]
+    fn minilm_products() {
+        for (k, n) in [(384, 384), (384, 1536), (1536, 384)] {
+            let w: Vec<String> = floats(&[k, n], 2)
+                .to_f64()
+                .iter()
+                .map(|x| format!("{:?}", *x as f32))
+                .collect();
+            let text = format!(
+                "graph @t(%x: f32[1, seq, {k}]) -> (y: f32[1, seq, {n}]) {{
+                   %w = constant {{value = dense<f32[{k}, {n}]>[{}]}} : f32[{k}, {n}]
+                   %0 = MatMul(%x, %w) : f32[1, seq, {n}]
+                   return %0
+                 }}",
+                w.join(", ")
+            );
+            time(
+                &format!("[128 x {k}] x packed [{k} x {n}]"),
+                &text,
+                &[input(&[1, 128, k])],
+                2.0 * 128.0 * k as f64 * n as f64,
+            );
+        }
+        time(
+            "[12 x 128 x 32] x [12 x 32 x 128]",
+            "graph @t(%q: f32[1, 12, seq, 32], %k: f32[1, 12, 32, seq]) -> (y: f32[1, 12, seq, seq]) {
+               %0 = MatMul(%q, %k) : f32[1, 12, seq, seq]
+               return %0
+             }",
+            &[input(&[1, 12, 128, 32]), input(&[1, 12, 32, 128])],
+            2.0 * 12.0 * 128.0 * 128.0 * 32.0,
+        );
+        time(
+            "[12 x 128 x 128] x [12 x 128 x 32]",
+            "graph @t(%p: f32[1, 12, seq, seq], %v: f32[1, 12, seq, 32]) -> (y: f32[1, 12, seq, 32]) {
+               %0 = MatMul(%p, %v) : f32[1, 12, seq, 32]
+               return %0
+             }",
+            &[input(&[1, 12, 128, 128]), input(&[1, 12, 128, 32])],
+            2.0 * 12.0 * 128.0 * 128.0 * 32.0,
+        );
+    }
+}
