@@ -21,7 +21,7 @@ use std::cell::RefCell;
 
 use super::elem::{self, from_code};
 use super::{Helper, HelperFn, RunContext};
-use crate::cpu::gemm::{gemm, PackedBRef, NR};
+use crate::cpu::gemm::{sgemm, BMatrix, PackedB, PackedBRef};
 
 /// Slots before the batch loops.
 const FIXED: usize = 14;
@@ -83,11 +83,9 @@ unsafe fn read(args: *const u64) -> Call {
     }
 }
 
-/// Per-thread buffers reused from call to call: a copy of A, packed B, a product to scale.
+/// Per-thread buffer reused from call to call: a product to scale by alpha and add to C.
 #[derive(Default)]
 struct Scratch {
-    a: Vec<f32>,
-    b: Vec<f32>,
     t: Vec<f32>,
 }
 
@@ -101,45 +99,6 @@ fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
         v.resize(len, 0.0);
     }
     &mut v[..len]
-}
-
-/// Packs the strided `k x n` B at `b` into [`PackedB`](crate::cpu::gemm::PackedB) panels.
-///
-/// # Safety
-/// `b + p*rsb + j*csb` is readable for `p < k`, `j < n`.
-unsafe fn pack_strided(b: *const f32, rsb: isize, csb: isize, k: usize, n: usize, out: &mut [f32]) {
-    let panels = n.div_ceil(NR);
-    for p in 0..panels {
-        let j0 = p * NR;
-        let cols = NR.min(n - j0);
-        let panel = &mut out[p * k * NR..(p + 1) * k * NR];
-        if csb == 1 {
-            for kk in 0..k {
-                // SAFETY: row kk, columns j0..j0+cols of B are readable (caller).
-                let src = unsafe {
-                    std::slice::from_raw_parts(b.offset(kk as isize * rsb + j0 as isize), cols)
-                };
-                panel[kk * NR..kk * NR + cols].copy_from_slice(src);
-                panel[kk * NR + cols..(kk + 1) * NR].fill(0.0);
-            }
-        } else {
-            // Column by column: a transposed B (rsb == 1) is read contiguously.
-            for j in 0..NR {
-                if j < cols {
-                    // SAFETY: column j0+j, rows 0..k of B are readable (caller).
-                    let col = unsafe { b.offset((j0 + j) as isize * csb) };
-                    for kk in 0..k {
-                        // SAFETY: as above.
-                        panel[kk * NR + j] = unsafe { *col.offset(kk as isize * rsb) };
-                    }
-                } else {
-                    for kk in 0..k {
-                        panel[kk * NR + j] = 0.0;
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// How B is given to [`product`].
@@ -168,63 +127,45 @@ unsafe fn product(
     if m == 0 || n == 0 {
         return;
     }
-    let Scratch {
-        a: sa,
-        b: sb,
-        t: st,
-    } = s;
-    // A row-major with unit column stride is read in place; anything else is copied.
-    let (a_slice, lda): (&[f32], usize) = if csa == 1 && rsa >= k as isize {
-        let len = (m - 1) * rsa as usize + k;
-        // SAFETY: rows of A are `rsa` apart and `k` long, all inside A (caller).
-        (unsafe { std::slice::from_raw_parts(a, len) }, rsa as usize)
-    } else {
-        let buf = grow(sa, m * k);
-        for i in 0..m {
-            for p in 0..k {
-                // SAFETY: (i, p) is inside A (caller).
-                buf[i * k + p] = unsafe { *a.offset(i as isize * rsa + p as isize * csa) };
-            }
-        }
-        (&*buf, k)
+    let b = match b {
+        BArg::Packed(p) => BMatrix::Packed(PackedBRef {
+            k,
+            n,
+            // SAFETY: a packed B of this k x n holds packed_len floats (the lowering packed
+            // it so).
+            data: unsafe { std::slice::from_raw_parts(p, PackedB::packed_len(k, n)) },
+        }),
+        BArg::Strided(ptr, rs, cs) => BMatrix::Strided { ptr, rs, cs },
     };
-    let plen = n.div_ceil(NR) * k * NR;
-    let bdata: &[f32] = match b {
-        // SAFETY: a packed B of this k x n holds plen floats (the lowering packed it so).
-        BArg::Packed(p) => unsafe { std::slice::from_raw_parts(p, plen) },
-        BArg::Strided(p, rsb, csb) => {
-            let buf = grow(sb, plen);
-            // SAFETY: B is readable at these strides (caller).
-            unsafe { pack_strided(p, rsb, csb, k, n, buf) };
-            buf
-        }
-    };
-    let packed = PackedBRef { k, n, data: bdata };
-    let ldc = rsc as usize;
     if alpha == 1.0 || !accumulate {
-        let c_len = (m - 1) * ldc + n;
-        // SAFETY: C's rows are `rsc` apart and `n` long, inside C, not aliased (caller).
-        let c_slice = unsafe { std::slice::from_raw_parts_mut(c, c_len) };
-        let _ = gemm(
-            ctx.gemm,
-            m,
-            a_slice,
-            lda.max(1),
-            packed,
-            c_slice,
-            ldc.max(n),
-            accumulate,
-        );
+        // SAFETY: the operands are valid at these strides and C is ours (caller).
+        unsafe { sgemm(ctx.gemm, m, n, k, a, rsa, csa, b, c, rsc, accumulate) };
         if alpha != 1.0 {
             for i in 0..m {
-                for v in &mut c_slice[i * ldc..i * ldc + n] {
-                    *v *= alpha;
+                for j in 0..n {
+                    // SAFETY: (i, j) is inside C (caller).
+                    unsafe { *c.offset(i as isize * rsc + j as isize) *= alpha };
                 }
             }
         }
     } else {
-        let t = grow(st, m * n);
-        let _ = gemm(ctx.gemm, m, a_slice, lda.max(1), packed, t, n, false);
+        let t = grow(&mut s.t, m * n);
+        // SAFETY: as above, with t an m x n row-major buffer of our own.
+        unsafe {
+            sgemm(
+                ctx.gemm,
+                m,
+                n,
+                k,
+                a,
+                rsa,
+                csa,
+                b,
+                t.as_mut_ptr(),
+                n as isize,
+                false,
+            )
+        };
         for i in 0..m {
             for j in 0..n {
                 // SAFETY: (i, j) is inside C (caller).
@@ -245,8 +186,10 @@ struct Ptrs {
 unsafe impl Send for Ptrs {}
 unsafe impl Sync for Ptrs {}
 
-/// A batch runs in parallel from this many matrices when each is below this size (`m*n*k`).
+/// A batch runs its matrices in parallel when each is too small for the GEMM to split
+/// (below these `m*n*k` and `k*n`, the GEMM's own thresholds).
 const PAR_BATCH_MAX_MNK: usize = 1 << 22;
+const PAR_BATCH_MAX_KN: usize = 1 << 18;
 
 /// Runs every matrix of the batch.
 ///
@@ -296,9 +239,11 @@ unsafe fn run(ctx: &RunContext, c: &Call, packed: bool) {
             )
         }
     };
-    let small = c.m.saturating_mul(c.n).saturating_mul(c.k) < PAR_BATCH_MAX_MNK;
-    // The scratch is taken out of its cell while in use, so a thread that picks up another
-    // task while waiting inside a GEMM starts from empty buffers instead of sharing them.
+    let small = c.m.saturating_mul(c.n).saturating_mul(c.k) < PAR_BATCH_MAX_MNK
+        && c.k.saturating_mul(c.n) < PAR_BATCH_MAX_KN;
+    // The scratch is taken out of its cell while in use: a thread that picks up another task
+    // while waiting inside a (parallel) GEMM then starts from an empty buffer instead of
+    // sharing it.
     let with_scratch = |f: &dyn Fn(&mut Scratch)| {
         let mut s = SCRATCH.with(|c| std::mem::take(&mut *c.borrow_mut()));
         f(&mut s);
