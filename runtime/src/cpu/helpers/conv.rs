@@ -457,6 +457,151 @@ unsafe extern "C" fn pool(_ctx: *const RunContext, args: *const u64) {
     }
 }
 
+/// Col2Im: sums the columns `x [N, C*K, L]` back into images `y [N, C, image...]`; the
+/// geometry is the forward window over the image (its windows are the L columns).
+///
+/// Arguments: `x | dtype | y |` geometry (its `C` is the image's channel count).
+///
+/// # Safety
+/// `ctx`/`args` per the `Call` convention; the tensors have the shapes the geometry implies.
+unsafe extern "C" fn col2im(_ctx: *const RunContext, args: *const u64) {
+    // SAFETY: 3 fixed slots, then the geometry (caller).
+    let (s, geo) = unsafe { (std::slice::from_raw_parts(args, 3), Geo::read(args, 3)) };
+    let x = Ptr::read(s, 0);
+    let y = s[2] as *mut u8;
+    let (isz, osz, ksz) = (geo.in_size(), geo.out_size(), geo.kernel_size());
+    let taps = geo.taps();
+    let mut acc = vec![0f64; isz];
+    for plane in 0..geo.batch * geo.channels {
+        acc.fill(0.0);
+        for k in 0..ksz {
+            let row = (plane * ksz + k) * osz;
+            for o in 0..osz {
+                let t = taps[o * ksz + k];
+                if t >= 0 {
+                    // SAFETY: row + o is inside x (caller).
+                    acc[t as usize] += unsafe { x.get(row + o) };
+                }
+            }
+        }
+        for (i, &v) in acc.iter().enumerate() {
+            // SAFETY: the plane's elements are inside y (caller).
+            unsafe { elem::store_f64(x.t, y, (plane * isz + i) as isize, v, true) };
+        }
+    }
+}
+
+/// MaxUnpool: zeroes `y` and writes each `x[i]` at flat position `indices[i]` of the
+/// unpooled tensor of shape `natural` (which sits at the origin of y, possibly larger).
+/// Indices outside the unpooled tensor are skipped.
+///
+/// Arguments: `x | dtype | indices (i64) | count | y | rank | natural dims | y dims`.
+///
+/// # Safety
+/// `ctx`/`args` per the `Call` convention; x and indices hold `count` elements, y the
+/// product of its dims.
+unsafe extern "C" fn max_unpool(_ctx: *const RunContext, args: *const u64) {
+    // SAFETY: 6 fixed slots, then 2 * rank dims (caller).
+    let head = unsafe { std::slice::from_raw_parts(args, 6) };
+    let r = head[5] as usize;
+    // SAFETY: as above.
+    let s = unsafe { std::slice::from_raw_parts(args, 6 + 2 * r) };
+    let x = Ptr::read(s, 0);
+    let ind = s[2] as *const i64;
+    let count = s[3] as usize;
+    let y = s[4] as *mut u8;
+    let natural: Vec<usize> = s[6..6 + r].iter().map(|&d| d as usize).collect();
+    let dims: Vec<usize> = s[6 + r..6 + 2 * r].iter().map(|&d| d as usize).collect();
+    let total: usize = natural.iter().product();
+    let ytotal: usize = dims.iter().product();
+    for i in 0..ytotal {
+        // SAFETY: y holds ytotal elements (caller).
+        unsafe { elem::store_f64(x.t, y, i as isize, 0.0, true) };
+    }
+    for i in 0..count {
+        // SAFETY: element i of indices and x (caller).
+        let (at, v) = unsafe { (ind.add(i).read_unaligned(), x.get(i)) };
+        if at < 0 || at as usize >= total {
+            continue;
+        }
+        // Row-major position in the natural shape, re-laid in y's.
+        let (mut rem, mut off) = (at as usize, 0usize);
+        for a in 0..r {
+            let ns: usize = natural[a + 1..].iter().product();
+            let ys: usize = dims[a + 1..].iter().product();
+            off += rem / ns * ys;
+            rem %= ns;
+        }
+        if off < ytotal {
+            // SAFETY: off < ytotal.
+            unsafe { elem::store_f64(x.t, y, off as isize, v, true) };
+        }
+    }
+}
+
+/// CausalConvWithState: a depthwise causal 1-D convolution over `[B, C, L]` with a carried
+/// state of the last `k-1` inputs, optional bias and SiLU.
+///
+/// Arguments: `x | dtype | w | w dtype | bias (0: none) | bias dtype | past (0: none) |
+/// past dtype | y | state (0: not wanted) | B | C | L | k | silu`.
+///
+/// # Safety
+/// `ctx`/`args` per the `Call` convention; x, y are `[B, C, L]`, w `[C, 1, k]`, past and
+/// state `[B, C, k-1]`, bias `[C]`.
+unsafe extern "C" fn causal_conv(_ctx: *const RunContext, args: *const u64) {
+    // SAFETY: 15 slots (caller).
+    let s = unsafe { std::slice::from_raw_parts(args, 15) };
+    let (x, w, bias, past) = (
+        Ptr::read(s, 0),
+        Ptr::read(s, 2),
+        Ptr::read(s, 4),
+        Ptr::read(s, 6),
+    );
+    let (y, state) = (s[8] as *mut u8, s[9] as *mut u8);
+    let (nb, c, len, k) = (
+        s[10] as usize,
+        s[11] as usize,
+        s[12] as usize,
+        (s[13] as usize).max(1),
+    );
+    let silu = s[14] != 0;
+    let plen = len + k - 1;
+    let mut padded = vec![0f64; plen];
+    for row in 0..nb * c {
+        let ch = row % c;
+        // SAFETY: every index below is inside its tensor (caller).
+        unsafe {
+            for (j, p) in padded[..k - 1].iter_mut().enumerate() {
+                *p = if past.p.is_null() {
+                    0.0
+                } else {
+                    past.get(row * (k - 1) + j)
+                };
+            }
+            for t in 0..len {
+                padded[k - 1 + t] = x.get(row * len + t);
+            }
+            let wk: Vec<f64> = (0..k).map(|j| w.get(ch * k + j)).collect();
+            let b = if bias.p.is_null() { 0.0 } else { bias.get(ch) };
+            for t in 0..len {
+                let acc: f64 = wk.iter().zip(&padded[t..t + k]).map(|(a, b)| a * b).sum();
+                let mut v = acc + b;
+                if silu {
+                    let r = elem::round_to(x.t, v);
+                    v = r / (1.0 + (-r).exp());
+                }
+                elem::store_f64(x.t, y, (row * len + t) as isize, v, true);
+            }
+            if !state.is_null() {
+                for j in 0..k - 1 {
+                    let v = padded[plen - (k - 1) + j];
+                    elem::store_f64(x.t, state, (row * (k - 1) + j) as isize, v, true);
+                }
+            }
+        }
+    }
+}
+
 pub(super) const HELPERS: &[Helper] = &[
     Helper {
         name: "conv",
@@ -469,5 +614,17 @@ pub(super) const HELPERS: &[Helper] = &[
     Helper {
         name: "pool",
         func: HelperFn::Call(pool),
+    },
+    Helper {
+        name: "col2im",
+        func: HelperFn::Call(col2im),
+    },
+    Helper {
+        name: "max_unpool",
+        func: HelperFn::Call(max_unpool),
+    },
+    Helper {
+        name: "causal_conv",
+        func: HelperFn::Call(causal_conv),
     },
 ];

@@ -416,6 +416,55 @@ unsafe extern "C" fn contract(_ctx: *const RunContext, args: *const u64) {
     }
 }
 
+/// Det: the determinant of each of `count` row-major `n x n` matrices, by LU decomposition
+/// with partial pivoting in f64.
+///
+/// Arguments: `x | dtype | y | count | n`.
+///
+/// # Safety
+/// `ctx`/`args` per the `Call` convention; x holds `count*n*n` elements, y `count`.
+unsafe extern "C" fn det(_ctx: *const RunContext, args: *const u64) {
+    // SAFETY: 5 slots (caller).
+    let s = unsafe { std::slice::from_raw_parts(args, 5) };
+    let (x, t, y) = (s[0] as *const u8, from_code(s[1]), s[2] as *mut u8);
+    let (count, n) = (s[3] as usize, s[4] as usize);
+    let mut a = vec![0f64; n * n];
+    for m in 0..count {
+        for (i, v) in a.iter_mut().enumerate() {
+            // SAFETY: matrix m's elements are inside x (caller).
+            *v = unsafe { elem::load_f64(t, x, (m * n * n + i) as isize) };
+        }
+        let mut d = 1.0;
+        for c in 0..n {
+            let p = (c..n)
+                .max_by(|&i, &j| a[i * n + c].abs().total_cmp(&a[j * n + c].abs()))
+                .unwrap_or(c);
+            if a[p * n + c] == 0.0 {
+                d = 0.0;
+                break;
+            }
+            if p != c {
+                for j in 0..n {
+                    a.swap(p * n + j, c * n + j);
+                }
+                d = -d;
+            }
+            let piv = a[c * n + c];
+            d *= piv;
+            for i in c + 1..n {
+                let f = a[i * n + c] / piv;
+                if f != 0.0 {
+                    for j in c..n {
+                        a[i * n + j] -= f * a[c * n + j];
+                    }
+                }
+            }
+        }
+        // SAFETY: element m of y (caller).
+        unsafe { elem::store_f64(t, y, m as isize, d, true) };
+    }
+}
+
 pub(super) const HELPERS: &[Helper] = &[
     Helper {
         name: "gemm_f32",
@@ -428,5 +477,9 @@ pub(super) const HELPERS: &[Helper] = &[
     Helper {
         name: "contract",
         func: HelperFn::Call(contract),
+    },
+    Helper {
+        name: "det",
+        func: HelperFn::Call(det),
     },
 ];

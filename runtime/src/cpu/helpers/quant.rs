@@ -56,7 +56,7 @@ fn walk(sizes: &[usize], params: &[&Param], mut f: impl FnMut(usize, &[isize])) 
 /// dtype).
 ///
 /// Arguments: `acc (f64) | y | y dtype | scale dtype | rank | sizes[rank] |` then four
-/// params `sa, sb, sy, zy`, each `ptr, dtype, strides[rank]`.
+/// params `sa, sb, sy, zy`, each `ptr (0: zero), dtype, strides[rank]`.
 ///
 /// # Safety
 /// `ctx`/`args` per the `Call` convention; every access stays in its buffer.
@@ -78,7 +78,13 @@ unsafe extern "C" fn qlinear_requantize(_ctx: *const RunContext, args: *const u6
     walk(&sizes, &refs, |i, o| {
         // SAFETY: i is inside acc and y, the offsets inside their params (caller).
         unsafe {
-            let get = |k: usize| elem::load_f64(ps[k].dtype, ps[k].ptr, o[k]);
+            let get = |k: usize| {
+                if ps[k].ptr.is_null() {
+                    0.0
+                } else {
+                    elem::load_f64(ps[k].dtype, ps[k].ptr, o[k])
+                }
+            };
             let mult = round_to(ts, round_to(ts, get(0) * get(1)) / get(2));
             let d = *acc.add(i) * mult + get(3);
             elem::store_f64(yt, y, i as isize, d.round_ties_even().clamp(lo, hi), true);

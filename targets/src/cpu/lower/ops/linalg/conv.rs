@@ -4,6 +4,7 @@
 
 use kiln_ir::attr::{Attrs, AttrsExt};
 use kiln_ir::dim::Dim;
+use kiln_ir::dtype::DType;
 use kiln_ir::graph::NodeId;
 use kiln_ir::ops::conv::window::{ints_attr, AutoPad, Window};
 
@@ -98,26 +99,37 @@ fn slots(op: &Option<Operand>) -> [Arg; 2] {
     }
 }
 
-/// Conv (`integer`: ConvInteger, whose inputs 2 and 3 are zero points and which has no bias).
-fn lower_conv(lw: &mut Lowerer, id: NodeId, integer: bool) -> Result<(), TargetError> {
+/// Which node inputs a convolution reads.
+struct ConvInputs {
+    x: usize,
+    w: usize,
+    bias: Option<usize>,
+    x_zero: Option<usize>,
+    w_zero: Option<usize>,
+}
+
+/// Emits the `conv` helper for the node's convolution, writing `y` (of the node's output
+/// shape; its dtype may differ, e.g. an f64 accumulator).
+fn emit_conv(
+    lw: &mut Lowerer,
+    id: NodeId,
+    ins: &ConvInputs,
+    y: &Operand,
+) -> Result<(), TargetError> {
     let attrs = lw.graph.node(id).attrs.clone();
-    let (xt, wt) = (input_type(lw, id, 0)?, input_type(lw, id, 1)?);
+    let (xt, wt) = (input_type(lw, id, ins.x)?, input_type(lw, id, ins.w)?);
     if xt.shape.len() < 3 || wt.shape.len() != xt.shape.len() {
         return Err(lw.error("Conv needs [N, C, spatial...] input and weight of equal rank"));
     }
     let kernel = kernel_dims(lw, &attrs, &wt.shape)?;
     let win = Window::from_attrs(&attrs, kernel.clone()).map_err(|e| lw.error(e))?;
     let g = group(lw, &attrs)?;
-    let y = lw.output(id, 0);
     let input = &xt.shape[2..];
     let out = y.shape[2..].to_vec();
     let (pb, pe) = forward_pads(&win, input, &out);
-    let (x, w) = (lw.input(id, 0)?, lw.input(id, 1)?);
-    let (bias, xzp, wzp) = if integer {
-        (None, lw.opt_input(id, 2), lw.opt_input(id, 3))
-    } else {
-        (lw.opt_input(id, 2), None, None)
-    };
+    let (x, w) = (lw.input(id, ins.x)?, lw.input(id, ins.w)?);
+    let opt = |lw: &mut Lowerer, i: Option<usize>| i.and_then(|i| lw.opt_input(id, i));
+    let (bias, xzp, wzp) = (opt(lw, ins.bias), opt(lw, ins.x_zero), opt(lw, ins.w_zero));
     if let Some(z) = &xzp {
         if z.numel().as_const() != Some(1) {
             return Err(lw.unsupported("an input zero point that is not a scalar"));
@@ -166,11 +178,122 @@ fn lower_conv(lw: &mut Lowerer, id: NodeId, integer: bool) -> Result<(), TargetE
 }
 
 pub fn conv(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
-    lower_conv(lw, id, false)
+    let y = lw.output(id, 0);
+    let ins = ConvInputs {
+        x: 0,
+        w: 1,
+        bias: Some(2),
+        x_zero: None,
+        w_zero: None,
+    };
+    emit_conv(lw, id, &ins, &y)
 }
 
 pub fn conv_integer(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
-    lower_conv(lw, id, true)
+    let y = lw.output(id, 0);
+    let ins = ConvInputs {
+        x: 0,
+        w: 1,
+        bias: None,
+        x_zero: Some(2),
+        w_zero: Some(3),
+    };
+    emit_conv(lw, id, &ins, &y)
+}
+
+/// QLinearConv: the convolution of the zero-point-shifted operands plus the int32 bias,
+/// exact in an f64 accumulator, then requantized with `x_scale · w_scale / y_scale` (in
+/// f32) and `y_zero_point`.
+pub fn qlinear_conv(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let y = lw.output(id, 0);
+    let acc = lw.scratch("accumulator", DType::F64, y.shape.clone());
+    let ins = ConvInputs {
+        x: 0,
+        w: 3,
+        bias: Some(8),
+        x_zero: Some(2),
+        w_zero: Some(5),
+    };
+    emit_conv(lw, id, &ins, &acc)?;
+    let rank = y.shape.len();
+    let mut params = Vec::new();
+    for i in [1, 4, 6, 7] {
+        let p = lw.opt_input(id, i);
+        let mut st = vec![Dim::from(0i64); rank];
+        if let Some(p) = &p {
+            let n = p.numel();
+            if n.as_const() != Some(1) {
+                if i != 4 || n != y.shape[1] {
+                    return Err(
+                        lw.unsupported(format!("QLinearConv parameter {i} of shape {:?}", p.shape))
+                    );
+                }
+                st[1] = Dim::from(1i64);
+            }
+        }
+        params.push((p, st));
+    }
+    let callee = lw.helper("qlinear_requantize")?;
+    let mut args = vec![
+        acc.ptr(),
+        y.ptr(),
+        Arg::Bits(dtype_code(y.dtype)),
+        Arg::Bits(dtype_code(DType::F32)),
+        Arg::Bits(rank as u64),
+    ];
+    args.extend(y.shape.iter().cloned().map(Arg::Int));
+    for (p, st) in params {
+        args.extend(slots(&p));
+        args.extend(st.into_iter().map(Arg::Int));
+    }
+    lw.emit(callee, args);
+    Ok(())
+}
+
+/// CausalConvWithState: depthwise causal 1-D convolution with a carried state.
+pub fn causal_conv(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let silu = match lw
+        .graph
+        .node(id)
+        .attrs
+        .str_or("activation", "none")
+        .map_err(|e| lw.error(e))?
+    {
+        "none" => false,
+        "silu" | "swish" => true,
+        a => return Err(lw.error(format!("activation \"{a}\" is not none, silu or swish"))),
+    };
+    let (x, w) = (lw.input(id, 0)?, lw.input(id, 1)?);
+    if x.shape.len() != 3 || w.shape.len() != 3 {
+        return Err(lw.error("CausalConvWithState needs [B, C, L] input and [C, 1, k] weight"));
+    }
+    let (bias, past) = (lw.opt_input(id, 2), lw.opt_input(id, 3));
+    let y = lw.output(id, 0);
+    let state = if lw.graph.node(id).outputs.len() > 1 {
+        lw.output(id, 1).ptr()
+    } else {
+        Arg::Bits(0)
+    };
+    let callee = lw.helper("causal_conv")?;
+    let mut args = vec![
+        x.ptr(),
+        Arg::Bits(dtype_code(x.dtype)),
+        w.ptr(),
+        Arg::Bits(dtype_code(w.dtype)),
+    ];
+    args.extend(slots(&bias));
+    args.extend(slots(&past));
+    args.extend([
+        y.ptr(),
+        state,
+        Arg::Int(x.shape[0].clone()),
+        Arg::Int(x.shape[1].clone()),
+        Arg::Int(x.shape[2].clone()),
+        Arg::Int(w.shape[2].clone()),
+        Arg::Bits(u64::from(silu)),
+    ]);
+    lw.emit(callee, args);
+    Ok(())
 }
 
 pub fn conv_transpose(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {

@@ -695,6 +695,28 @@ pub fn einsum(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     emit_contract(lw, &out, &out_st, &loop_sizes, mode, 1.0, false, &terms)
 }
 
+/// Det: the determinant of every trailing `n x n` matrix.
+pub fn det(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let x = lw.input(id, 0)?;
+    let r = x.shape.len();
+    if r < 2 || !x.dtype.is_float() {
+        return Err(lw.error("Det needs float matrices of rank >= 2"));
+    }
+    let y = lw.output(id, 0);
+    let callee = lw.helper("det")?;
+    lw.emit(
+        callee,
+        vec![
+            x.ptr(),
+            Arg::Bits(dtype_code(x.dtype)),
+            y.ptr(),
+            Arg::Int(y.numel()),
+            Arg::Int(x.shape[r - 1].clone()),
+        ],
+    );
+    Ok(())
+}
+
 /// An einsum equation resolved against operand ranks: each operand's axes as label ids, the
 /// output's label ids, the number of labels. Ellipsis dims get ids `0..ell_rank`,
 /// right-aligned across operands; letters follow in order of appearance.

@@ -136,6 +136,75 @@ pub fn global_lp_pool(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     lower_pool(lw, id, Kind::Lp, true)
 }
 
+/// Col2Im: columns `[N, C*prod(block), L]` summed back into `[N, C, image...]`.
+pub fn col2im(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let attrs = lw.graph.node(id).attrs.clone();
+    let image = lw
+        .dims_input(id, 1)
+        .ok_or_else(|| lw.unsupported("Col2Im with an image_shape computed at run time"))?;
+    let block: Vec<i64> = lw
+        .dims_input(id, 2)
+        .and_then(|b| b.iter().map(|d| d.as_const()).collect())
+        .ok_or_else(|| lw.unsupported("Col2Im with a block_shape not known at compile time"))?;
+    if block.len() != image.len() || block.is_empty() {
+        return Err(lw.error("image_shape and block_shape must have the same, non-zero length"));
+    }
+    let win = Window::from_attrs(&attrs, block.clone()).map_err(|e| lw.error(e))?;
+    let out = win.out_dims(&image).map_err(|e| lw.error(e))?;
+    let (pb, pe) = forward_pads(&win, &image, &out);
+    let x = lw.input(id, 0)?;
+    let y = lw.output(id, 0);
+    let kernel: Vec<Dim> = block.iter().map(|&k| Dim::from(k)).collect();
+    let callee = lw.helper("col2im")?;
+    let mut args = vec![x.ptr(), Arg::Bits(dtype_code(x.dtype)), y.ptr()];
+    args.extend(geometry(
+        &y.shape[0],
+        &y.shape[1],
+        &image,
+        &out,
+        &kernel,
+        &win,
+        &pb,
+        &pe,
+    ));
+    lw.emit(callee, args);
+    Ok(())
+}
+
+/// MaxUnpool: scatters X to the flat positions I of the unpooled tensor, zeros elsewhere.
+pub fn max_unpool(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let attrs = lw.graph.node(id).attrs.clone();
+    let win = Window::from_kernel_attr(&attrs).map_err(|e| lw.error(e))?;
+    let (x, ind) = (lw.input(id, 0)?, lw.input(id, 1)?);
+    let n = win.rank();
+    if x.shape.len() != n + 2 {
+        return Err(lw.error("kernel_shape does not match the input's spatial dims"));
+    }
+    let mut natural = x.shape[..2].to_vec();
+    for i in 0..n {
+        natural.push(
+            x.shape[2 + i]
+                .sub(&Dim::from(1i64))
+                .mul(&Dim::from(win.strides[i]))
+                .add(&Dim::from(win.kernel[i] - win.pads[i] - win.pads[n + i])),
+        );
+    }
+    let y = lw.output(id, 0);
+    let callee = lw.helper("max_unpool")?;
+    let mut args = vec![
+        x.ptr(),
+        Arg::Bits(dtype_code(x.dtype)),
+        ind.ptr(),
+        Arg::Int(x.numel()),
+        y.ptr(),
+        Arg::Bits((n + 2) as u64),
+    ];
+    args.extend(natural.into_iter().map(Arg::Int));
+    args.extend(y.shape.iter().cloned().map(Arg::Int));
+    lw.emit(callee, args);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use crate::cpu::testing::{check, floats};
