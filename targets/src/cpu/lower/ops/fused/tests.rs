@@ -411,3 +411,140 @@ fn mha_bias_padding_causal_cache() {
     ];
     check(&text, &ins, 1e-4, 1e-5);
 }
+
+/// A `constant` statement `%name = constant {value = dense<...>}` of pseudo-random floats.
+fn dense(name: &str, shape: &[usize], seed: u64) -> String {
+    let t = floats(shape, seed);
+    let vals: Vec<String> = t
+        .to_f64()
+        .iter()
+        .map(|v| format!("{:?}", *v as f32))
+        .collect();
+    let ty = ty("f32", shape);
+    format!(
+        "%{name} = constant {{value = dense<{ty}>[{}]}} : {ty}\n",
+        vals.join(", ")
+    )
+}
+
+/// kiln's moe: softmax top-2, renormalised, swiglu with w3, biases; weights as constants
+/// (prepacked) and as inputs (packed per call).
+#[test]
+fn fused_moe_swiglu_top2_const_and_input_weights() {
+    let (n0, n1, hd, e, i) = (3, 5, 8, 4, 6);
+    let a = "{k = 2, normalize_routing_weights = 1}";
+    let (x, r, y) = (
+        ty("f32", &[n0, n1, hd]),
+        ty("f32", &[n0, n1, e]),
+        ty("f32", &[n0, n1, hd]),
+    );
+    let mut text = format!("graph @t(%x: {x}, %r: {r}) -> (y: {y}) {{\n");
+    text += &dense("0", &[e, i, hd], 70);
+    text += &dense("1", &[e, i], 71);
+    text += &dense("2", &[e, hd, i], 72);
+    text += &dense("3", &[e, hd], 73);
+    text += &dense("4", &[e, i, hd], 74);
+    text += &dense("5", &[e, i], 75);
+    text += &format!("%6 = moe(%x, %r, %0, %1, %2, %3, %4, %5) {a} : {y}\nreturn %6\n}}");
+    let ins = [floats(&[n0, n1, hd], 76), floats(&[n0, n1, e], 77)];
+    check(&text, &ins, 1e-4, 1e-5);
+    let text = format!(
+        "graph @t(%x: {x}, %r: {r}, %w1: {w1}, %w2: {w2}, %w3: {w1}) -> (y: {y}) {{
+           %0 = moe(%x, %r, %w1, _, %w2, _, %w3) {a} : {y}
+           return %0
+         }}",
+        w1 = ty("f32", &[e, i, hd]),
+        w2 = ty("f32", &[e, hd, i]),
+    );
+    let ins = [
+        floats(&[n0, n1, hd], 78),
+        floats(&[n0, n1, e], 79),
+        floats(&[e, i, hd], 80),
+        floats(&[e, hd, i], 81),
+        floats(&[e, i, hd], 82),
+    ];
+    check(&text, &ins, 1e-4, 1e-5);
+}
+
+/// kiln's moe: sigmoid scores with a selection bias and group-limited routing, gelu
+/// experts without up, scaling, gated shared experts (gelu(w1 x) * w3 x).
+#[test]
+fn fused_moe_groups_gelu_shared() {
+    let (n, hd, e, i, is) = (7, 8, 8, 5, 12);
+    let a = "{activation_type = \"gelu\", k = 3, n_group = 4, topk_group = 2, routed_scaling_factor = 2.5, scoring_func = \"sigmoid\"}";
+    let (x, r) = (ty("f32", &[n, hd]), ty("f32", &[n, e]));
+    let mut text = format!("graph @t(%x: {x}, %r: {r}) -> (y: {x}) {{\n");
+    text += &dense("0", &[e, i, hd], 83);
+    text += &dense("1", &[e, hd, i], 84);
+    text += &dense("2", &[e], 85);
+    text += &dense("3", &[is, hd], 86);
+    text += &dense("4", &[hd, is], 87);
+    text += &dense("5", &[is, hd], 88);
+    text += &dense("6", &[hd], 89);
+    text += &format!(
+        "%7 = moe(%x, %r, %0, _, %1, _, _, _, %2, _, _, %3, %4, %5, %6) {a} : {x}\nreturn %7\n}}"
+    );
+    check(
+        &text,
+        &[floats(&[n, hd], 90), floats(&[n, e], 91)],
+        1e-4,
+        1e-5,
+    );
+}
+
+/// kiln's moe: hash routing by token id, sqrt-softplus scores, swiglu fused in halves with
+/// a limit.
+#[test]
+fn fused_moe_hash_halves_limit() {
+    let (n, hd, e, i) = (5, 4, 3, 3);
+    let a = "{activation_alpha = 1.702, activation_beta = 1.0, k = 2, scoring_func = \"sqrt_softplus\", swiglu_fusion = 2, swiglu_limit = 0.5}";
+    let (x, r) = (ty("f32", &[1, n, hd]), ty("f32", &[1, n, e]));
+    let mut text =
+        format!("graph @t(%x: {x}, %r: {r}, %tab: i64[4, 2], %ids: i32[1, {n}]) -> (y: {x}) {{\n");
+    text += &dense("0", &[e, 2 * i, hd], 92);
+    text += &dense("1", &[e, 2 * i], 93);
+    text += &dense("2", &[e, hd, i], 94);
+    text +=
+        &format!("%3 = moe(%x, %r, %0, %1, %2, _, _, _, _, %tab, %ids) {a} : {x}\nreturn %3\n}}");
+    let ins = [
+        floats(&[1, n, hd], 95),
+        floats(&[1, n, e], 96),
+        i64s(&[4, 2], &[0, 1, 2, 2, 1, 0, 2, 0]),
+        i32s(&[1, n], &[3, 0, 1, 2, 3]),
+    ];
+    check(&text, &ins, 1e-4, 1e-5);
+}
+
+/// com.microsoft.MoE as GPT-OSS exports it: interleaved swiglu with alpha, beta, limit,
+/// biases, top-2 renormalised; and relu with fc3, gelu (tanh) without.
+#[test]
+fn ms_moe_gpt_oss_and_relu_gelu() {
+    let (b, s, hd, e, i) = (2, 3, 8, 4, 5);
+    let a = "{activation_alpha = 1.702, activation_beta = 1.0, activation_type = \"swiglu\", k = 2, normalize_routing_weights = 1, swiglu_fusion = 1, swiglu_limit = 7.0}";
+    let (x, r) = (ty("f32", &[b, s, hd]), ty("f32", &[b * s, e]));
+    let mut text = format!("graph @t(%x: {x}, %r: {r}) -> (y: {x}) {{\n");
+    text += &dense("0", &[e, 2 * i, hd], 97);
+    text += &dense("1", &[e, 2 * i], 98);
+    text += &dense("2", &[e, hd, i], 99);
+    text += &dense("3", &[e, hd], 100);
+    text += &format!("%4 = com.microsoft.MoE(%x, %r, %0, %1, %2, %3) {a} : {x}\nreturn %4\n}}");
+    let ins = [floats(&[b, s, hd], 101), floats(&[b * s, e], 102)];
+    check(&text, &ins, 1e-4, 1e-5);
+    for (act, fc3) in [("relu", true), ("gelu", false)] {
+        let (x, r) = (ty("f32", &[6, hd]), ty("f32", &[6, e]));
+        let mut text = format!("graph @t(%x: {x}, %r: {r}) -> (y: {x}) {{\n");
+        text += &dense("0", &[e, i, hd], 103);
+        text += &dense("1", &[e, hd, i], 104);
+        text += &dense("2", &[e, i, hd], 105);
+        let w3 = if fc3 { ", _, %2" } else { "" };
+        text += &format!(
+            "%3 = com.microsoft.MoE(%x, %r, %0, _, %1{w3}) {{activation_type = \"{act}\", k = 1}} : {x}\nreturn %3\n}}"
+        );
+        check(
+            &text,
+            &[floats(&[6, hd], 106), floats(&[6, e], 107)],
+            1e-4,
+            1e-5,
+        );
+    }
+}
