@@ -236,14 +236,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         threads: args.threads,
         features: None,
     };
+    let mut loaded = None;
     let model = if args.input.extension().is_some_and(|e| e == "kiln") {
         let start = Instant::now();
         let model = Model::load_with(&args.input, &options)?;
-        eprintln!(
-            "kiln: loaded {} in {:.1} ms",
-            args.input.display(),
-            start.elapsed().as_secs_f64() * 1e3
-        );
+        loaded = Some(start.elapsed().as_secs_f64() * 1e3);
         model
     } else {
         compile_temp(&args.input, &given, &dims, &options)?
@@ -271,7 +268,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             }
         );
     }
-
     // Symbol values: from the given files, then --dim, then defaults.
     let mut values: Vec<Option<(i64, String)>> = vec![None; m.symbols.len()];
     for spec in &m.inputs {
@@ -297,6 +293,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         values[i] = Some(match dims.get(&s.name) {
+            Some(&v) if v < s.min || v > s.max => bail!(
+                "--dim {}={v} is outside the bounds the model was compiled for ({}..{})",
+                s.name,
+                s.min,
+                s.max
+            ),
             Some(&v) => (v, "--dim".into()),
             None => {
                 let v = default_dim(&s.name, s.min, s.max);
@@ -310,6 +312,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 (v, why.into())
             }
         });
+    }
+    if let Some(ms) = loaded {
+        eprintln!("kiln: loaded {} in {ms:.1} ms", args.input.display());
     }
     let values: Vec<(i64, String)> = values.into_iter().flatten().collect();
     let symbols: Vec<i64> = values.iter().map(|v| v.0).collect();
