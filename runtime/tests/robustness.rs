@@ -261,7 +261,7 @@ fn damaged_manifests() {
 }
 
 fn run_err(model: &Model, inputs: &[Tensor]) -> String {
-    let msg = model.run(inputs).err().expect("the run fails").to_string();
+    let msg = model.run(inputs).expect_err("the run fails").to_string();
     assert!(!msg.contains('\n'), "not one line: {msg}");
     msg
 }

@@ -1,5 +1,6 @@
 //! Compiling a model for this CPU and loading the artifact, for the tests that run kiln's
-//! compiled code (included with `#[path]` by each such test).
+//! compiled code (included with `#[path]` by each such test, which uses some of it).
+#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
