@@ -299,3 +299,12 @@ impl Model {
         Ok(outputs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_model_is_send_and_sync() {
+        fn shared<T: Send + Sync>() {}
+        shared::<super::Model>();
+    }
+}

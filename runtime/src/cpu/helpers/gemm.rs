@@ -14,7 +14,7 @@
 //! count packed floats.
 
 use super::{Helper, HelperFn, RunContext};
-use crate::cpu::gemm::{gemm, PackedB, PackedBRef};
+use crate::cpu::gemm::{sgemm, BMatrix, PackedB, PackedBRef};
 
 pub const ARGS: usize = 20;
 
@@ -69,95 +69,64 @@ unsafe fn read(args: *const u64) -> Call {
     }
 }
 
-/// Runs one (unbatched) product with B given by `b_for`.
-///
-/// # Safety
-/// The pointers and strides describe valid, non-overlapping (A, B vs C) matrices.
-unsafe fn one(ctx: &RunContext, c: &Call, a: *const f32, bp: &[f32], cp: *mut f32) {
-    let (m, n, k) = (c.m, c.n, c.k);
-    // A row-major with unit column stride is read in place; anything else is copied.
-    let a_copy: Vec<f32>;
-    let (a_slice, lda): (&[f32], usize) = if c.csa == 1 && c.rsa >= k as isize {
-        let len = if m == 0 {
-            0
-        } else {
-            (m - 1) * c.rsa as usize + k
-        };
-        // SAFETY: rows of A are `rsa` apart and `k` long, all inside A.
-        (
-            unsafe { std::slice::from_raw_parts(a, len) },
-            c.rsa as usize,
-        )
-    } else {
-        a_copy = (0..m * k)
-            .map(|x| {
-                let (i, p) = (x / k.max(1), x % k.max(1));
-                // SAFETY: (i, p) is inside A.
-                unsafe { *a.offset(i as isize * c.rsa + p as isize * c.csa) }
-            })
-            .collect();
-        (&a_copy, k)
-    };
-    let ldc = c.rsc as usize;
-    let c_len = if m == 0 { 0 } else { (m - 1) * ldc + n };
-    // SAFETY: C's rows are `rsc` apart and `n` long, inside C; C does not overlap A or B.
-    let c_slice = unsafe { std::slice::from_raw_parts_mut(cp, c_len) };
-    let packed = PackedBRef { k, n, data: bp };
-    if m > 0 && n > 0 {
-        let _ = gemm(
-            ctx.gemm,
-            m,
-            a_slice,
-            lda.max(1),
-            packed,
-            c_slice,
-            ldc.max(1),
-            c.accumulate,
-        );
-    }
-}
-
 /// # Safety
 /// `ctx` and `args` as the helper table's `Call` convention and the module doc say.
-unsafe extern "C" fn gemm_f32(ctx: *const RunContext, args: *const u64) {
-    // SAFETY: forwarded from the caller.
-    let (ctx, c) = unsafe { (&*ctx, read(args)) };
-    let [(b0, as0, bs0, cs0), (b1, as1, bs1, cs1)] = c.batch;
-    for i0 in 0..b0 as isize {
-        for i1 in 0..b1 as isize {
-            // SAFETY: batch offsets stay inside the operands (the lowering sized them).
-            unsafe {
-                let a = c.a.offset(i0 * as0 + i1 * as1);
-                let b = c.b.offset(i0 * bs0 + i1 * bs1);
-                let cp = c.c.offset(i0 * cs0 + i1 * cs1);
-                let dense: Vec<f32> = (0..c.k * c.n)
-                    .map(|x| *b.offset((x / c.n) as isize * c.rsb + (x % c.n) as isize * c.csb))
-                    .collect();
-                let packed = PackedB::pack(&dense, c.k, c.n, c.n);
-                one(ctx, &c, a, &packed.data, cp);
-            }
-        }
-    }
-}
-
-/// # Safety
-/// As `gemm_f32`, with B prepacked.
-unsafe extern "C" fn gemm_f32_packed(ctx: *const RunContext, args: *const u64) {
+unsafe fn batched(ctx: *const RunContext, args: *const u64, packed: bool) {
     // SAFETY: forwarded from the caller.
     let (ctx, c) = unsafe { (&*ctx, read(args)) };
     let [(b0, as0, bs0, cs0), (b1, as1, bs1, cs1)] = c.batch;
     let len = PackedB::packed_len(c.k, c.n);
     for i0 in 0..b0 as isize {
         for i1 in 0..b1 as isize {
-            // SAFETY: the packed panels of each batch entry hold `len` floats.
+            // SAFETY: the lowering sized the operands for every batch entry; a packed B
+            // entry holds `len` floats.
             unsafe {
                 let a = c.a.offset(i0 * as0 + i1 * as1);
-                let b = std::slice::from_raw_parts(c.b.offset(i0 * bs0 + i1 * bs1), len);
+                let b = c.b.offset(i0 * bs0 + i1 * bs1);
                 let cp = c.c.offset(i0 * cs0 + i1 * cs1);
-                one(ctx, &c, a, b, cp);
+                let b = if packed {
+                    BMatrix::Packed(PackedBRef {
+                        k: c.k,
+                        n: c.n,
+                        data: std::slice::from_raw_parts(b, len),
+                    })
+                } else {
+                    BMatrix::Strided {
+                        ptr: b,
+                        rs: c.rsb,
+                        cs: c.csb,
+                    }
+                };
+                sgemm(
+                    ctx.gemm,
+                    c.m,
+                    c.n,
+                    c.k,
+                    a,
+                    c.rsa,
+                    c.csa,
+                    b,
+                    cp,
+                    c.rsc,
+                    c.accumulate,
+                );
             }
         }
     }
+}
+
+/// # Safety
+/// As [`batched`].
+unsafe extern "C" fn gemm_f32(ctx: *const RunContext, args: *const u64) {
+    // SAFETY: forwarded from the caller.
+    unsafe { batched(ctx, args, false) }
+}
+
+/// # Safety
+/// As [`batched`], with B prepacked.
+unsafe extern "C" fn gemm_f32_packed(ctx: *const RunContext, args: *const u64) {
+    // SAFETY: forwarded from the caller.
+    unsafe { batched(ctx, args, true) }
 }
 
 pub(super) const HELPERS: &[Helper] = &[
