@@ -181,6 +181,34 @@ fn run_on_a_bad_artifact_is_one_error_line() {
         "artifact format version 3 is not supported (this runtime reads version 1)"
     );
 
+    // Needing a CPU feature this machine lacks (a feature bit no CPU has, with the checksum
+    // recomputed): inspect says so, run refuses.
+    let mut b = good.clone();
+    let need = u64::from_le_bytes(b[16..24].try_into().unwrap()) | 1 << 40;
+    b[16..24].copy_from_slice(&need.to_le_bytes());
+    b[72..80].fill(0);
+    let code_at = u64::from_le_bytes(b[40..48].try_into().unwrap()) as usize;
+    let code_len = u64::from_le_bytes(b[48..56].try_into().unwrap()) as usize;
+    let manifest_len = u64::from_le_bytes(b[32..40].try_into().unwrap()) as usize;
+    let sum = kiln_runtime::artifact::header::fnv1a64(&[
+        &b[..128],
+        &b[128..128 + manifest_len],
+        &b[code_at..code_at + code_len],
+    ]);
+    b[72..80].copy_from_slice(&sum.to_le_bytes());
+    write(&b);
+    assert_eq!(
+        fails(&["run", &bad_s]),
+        "the artifact needs CPU features this machine lacks: unknown feature bits 0x10000000000"
+    );
+    let text = ok(&["inspect", &bad_s]);
+    assert!(
+        text.contains(
+            "this CPU LACKS unknown feature bits 0x10000000000 (the artifact will not load here)"
+        ),
+        "{text}"
+    );
+
     let missing = d.join("missing.kiln").display().to_string();
     assert_eq!(
         fails(&["run", &missing]),
