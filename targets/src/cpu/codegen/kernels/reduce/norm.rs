@@ -10,8 +10,7 @@
 
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
-use super::rows::splat_to;
-use super::{fconst, float_arg, hfold, int_to_float, Bin, Elem};
+use super::{fconst, float_arg, hfold, int_to_float, pin, Bin, Elem, Splat};
 use crate::cpu::codegen::kernel::KernelBuilder;
 use crate::error::TargetError;
 
@@ -145,7 +144,9 @@ pub fn norm_rows(kb: &mut KernelBuilder, e: Elem, spec: NormSpec) -> Result<(), 
     kb.for_range(zero, rows, 1, |kb, r| {
         let off = kb.b.ins().imul(r, n);
         let xr = kb.addr(x, off, size);
+        let xr = pin(kb, xr);
         let yr = kb.addr(y, off, size);
+        let yr = pin(kb, yr);
         // The row to normalise: x itself, or x + skip (+ bias) stored in sum_out or y.
         let src = if spec.skip {
             let dst = if spec.out_sum {
@@ -156,6 +157,8 @@ pub fn norm_rows(kb: &mut KernelBuilder, e: Elem, spec: NormSpec) -> Result<(), 
             let sr = kb.b.ins().urem(r, skip_rows);
             let so = kb.b.ins().imul(sr, n);
             let skr = kb.addr(skip, so, size);
+            let skr = pin(kb, skr);
+            let dst = pin(kb, dst);
             contiguous(kb, e, n, |kb, ty, i| {
                 let a = kb.addr(xr, i, size);
                 let v = e.load(kb, ty, a);
@@ -185,9 +188,9 @@ pub fn norm_rows(kb: &mut KernelBuilder, e: Elem, spec: NormSpec) -> Result<(), 
         } else {
             let s = row_sum(kb, e, src, n, |_, _, v| v)?;
             let mean = kb.b.ins().fmul(s, inv_n);
+            let ms = Splat::new(kb, e, mean);
             let ss = row_sum(kb, e, src, n, |kb, ty, v| {
-                let m = splat_to(kb, ty, mean);
-                let d = kb.b.ins().fsub(v, m);
+                let d = kb.b.ins().fsub(v, ms.get(ty));
                 kb.b.ins().fmul(d, d)
             })?;
             let var = kb.b.ins().fmul(ss, inv_n);
@@ -198,37 +201,39 @@ pub fn norm_rows(kb: &mut KernelBuilder, e: Elem, spec: NormSpec) -> Result<(), 
         };
         let scale0 = if spec.scalar_scale {
             let v = e.load(kb, st, scale);
-            Some(kb.b.ins().fmul(v, inv))
+            let k = kb.b.ins().fmul(v, inv);
+            Some(Splat::new(kb, e, k))
         } else {
             None
         };
         let beta0 = if spec.beta && spec.scalar_beta {
-            Some(e.load(kb, st, beta))
+            let b = e.load(kb, st, beta);
+            Some(Splat::new(kb, e, b))
         } else {
             None
         };
+        let mean_s = Splat::new(kb, e, mean);
+        let inv_s = Splat::new(kb, e, inv);
         contiguous(kb, e, n, |kb, ty, i| {
             let a = kb.addr(src, i, size);
             let v = e.load(kb, ty, a);
             let v = if spec.rms {
                 v
             } else {
-                let m = splat_to(kb, ty, mean);
-                kb.b.ins().fsub(v, m)
+                kb.b.ins().fsub(v, mean_s.get(ty))
             };
             let k = match scale0 {
-                Some(k) => splat_to(kb, ty, k),
+                Some(k) => k.get(ty),
                 None => {
                     let a = kb.addr(scale, i, size);
                     let g = e.load(kb, ty, a);
-                    let iv = splat_to(kb, ty, inv);
-                    kb.b.ins().fmul(g, iv)
+                    kb.b.ins().fmul(g, inv_s.get(ty))
                 }
             };
             let mut out = kb.b.ins().fmul(v, k);
             if spec.beta {
                 let b = match beta0 {
-                    Some(b) => splat_to(kb, ty, b),
+                    Some(b) => b.get(ty),
                     None => {
                         let a = kb.addr(beta, i, size);
                         e.load(kb, ty, a)
@@ -289,11 +294,13 @@ pub fn channel_norm(
         let off = kb.b.ins().imul(r, len);
         let xr = kb.addr(x, off, size);
         let yr = kb.addr(y, off, size);
+        let xr = pin(kb, xr);
+        let yr = pin(kb, yr);
         let s = row_sum(kb, e, xr, len, |_, _, v| v)?;
         let mean = kb.b.ins().fmul(s, inv_len);
+        let ms = Splat::new(kb, e, mean);
         let ss = row_sum(kb, e, xr, len, |kb, ty, v| {
-            let m = splat_to(kb, ty, mean);
-            let d = kb.b.ins().fsub(v, m);
+            let d = kb.b.ins().fsub(v, ms.get(ty));
             kb.b.ins().fmul(d, d)
         })?;
         let var = kb.b.ins().fmul(ss, inv_len);
@@ -335,13 +342,13 @@ fn affine(
     b: Value,
 ) -> Result<(), TargetError> {
     let size = e.size();
+    let (x, y) = (pin(kb, x), pin(kb, y));
+    let (k, b) = (Splat::new(kb, e, k), Splat::new(kb, e, b));
     contiguous(kb, e, n, |kb, ty, i| {
         let a = kb.addr(x, i, size);
         let v = e.load(kb, ty, a);
-        let kv = splat_to(kb, ty, k);
-        let bv = splat_to(kb, ty, b);
-        let v = kb.b.ins().fmul(v, kv);
-        let v = kb.b.ins().fadd(v, bv);
+        let v = kb.b.ins().fmul(v, k.get(ty));
+        let v = kb.b.ins().fadd(v, b.get(ty));
         let a = kb.addr(y, i, size);
         e.store(kb, v, a);
         Ok(())

@@ -9,7 +9,7 @@ use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
 use super::math::{self, MathHelpers};
-use super::{fconst, hfold, Bin, Elem};
+use super::{fconst, hfold, pin, Bin, Elem, Splat};
 use crate::cpu::codegen::kernel::KernelBuilder;
 use crate::error::TargetError;
 
@@ -172,7 +172,9 @@ pub fn for_lanes(
         let ob = kb.b.ins().imul(o, row);
         if contig {
             let s = kb.addr(src, ob, size);
+            let s = pin(kb, s);
             let d = kb.addr(dst, ob, size);
+            let d = pin(kb, d);
             let one = kb.iconst(1);
             return body(
                 kb,
@@ -229,32 +231,31 @@ pub fn row_op(
     let st = e.scalar();
     match op {
         RowOp::Softmax => {
-            let m = lane.fold(kb, Bin::Max, |_, _, x| Ok(x))?;
+            let m = lane.fold(kb, Bin::MaxFast, |_, _, x| Ok(x))?;
+            let m = Splat::new(kb, e, m);
             let s = lane.map_fold(kb, Bin::Add, |kb, ty, x| {
-                let mv = splat_to(kb, ty, m);
-                let d = kb.b.ins().fsub(x, mv);
-                Ok(math::exp(kb, math, ty, d))
+                let d = kb.b.ins().fsub(x, m.get(ty));
+                Ok(math::exp_with(kb, math, ty, d, true))
             })?;
             let one = fconst(kb, st, 1.0);
             let inv = kb.b.ins().fdiv(one, s);
-            lane.in_place().map(kb, |kb, ty, x| {
-                let iv = splat_to(kb, ty, inv);
-                Ok(kb.b.ins().fmul(x, iv))
-            })
+            let inv = Splat::new(kb, e, inv);
+            lane.in_place()
+                .map(kb, |kb, ty, x| Ok(kb.b.ins().fmul(x, inv.get(ty))))
         }
         RowOp::LogSoftmax => {
-            let m = lane.fold(kb, Bin::Max, |_, _, x| Ok(x))?;
+            let m = lane.fold(kb, Bin::MaxFast, |_, _, x| Ok(x))?;
+            let m = Splat::new(kb, e, m);
             let s = lane.fold(kb, Bin::Add, |kb, ty, x| {
-                let mv = splat_to(kb, ty, m);
-                let d = kb.b.ins().fsub(x, mv);
-                Ok(math::exp(kb, math, ty, d))
+                let d = kb.b.ins().fsub(x, m.get(ty));
+                Ok(math::exp_with(kb, math, ty, d, true))
             })?;
             let l = math::log(kb, math, st, s);
+            // (x - m) - log(sum): subtracting m first keeps the digits of x near m.
+            let l = Splat::new(kb, e, l);
             lane.map(kb, |kb, ty, x| {
-                let mv = splat_to(kb, ty, m);
-                let lv = splat_to(kb, ty, l);
-                let d = kb.b.ins().fsub(x, mv);
-                Ok(kb.b.ins().fsub(d, lv))
+                let d = kb.b.ins().fsub(x, m.get(ty));
+                Ok(kb.b.ins().fsub(d, l.get(ty)))
             })
         }
         RowOp::Hardmax => {
@@ -304,10 +305,8 @@ pub fn row_op(
             let is_zero = kb.b.ins().fcmp(FloatCC::Equal, norm, zero);
             let one = fconst(kb, st, 1.0);
             let safe = kb.b.ins().select(is_zero, one, norm);
-            lane.map(kb, |kb, ty, x| {
-                let nv = splat_to(kb, ty, safe);
-                Ok(kb.b.ins().fdiv(x, nv))
-            })
+            let safe = Splat::new(kb, e, safe);
+            lane.map(kb, |kb, ty, x| Ok(kb.b.ins().fdiv(x, safe.get(ty))))
         }
     }
 }

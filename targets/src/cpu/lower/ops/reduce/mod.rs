@@ -78,9 +78,15 @@ fn float_elem(lw: &Lowerer, op: &Operand) -> Result<Elem, TargetError> {
 
 /// The exp/log helpers, registered.
 fn math(lw: &mut Lowerer) -> Result<MathHelpers, TargetError> {
+    let fma = lw
+        .isa()
+        .isa_flags()
+        .iter()
+        .any(|f| f.name == "has_fma" && f.as_bool() == Some(true));
     Ok(MathHelpers {
         exp: lw.helper_index("exp")?,
         log: lw.helper_index("log")?,
+        fma,
     })
 }
 

@@ -527,3 +527,52 @@ fn losses() {
         1e-6,
     );
 }
+
+/// Timing of MiniLM's row ops (`cargo test --release -p kiln-targets minilm_rows -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn minilm_rows_timing() {
+    use crate::cpu::codegen::isa::CpuFeatures;
+    use crate::cpu::testing::{graph, load, run};
+    let cases = [
+        (
+            "graph @t(%x: f32[1, 12, 128, 128]) -> (y: f32[1, 12, 128, 128]) {
+               %0 = Identity(%x) : f32[1, 12, 128, 128]
+               return %0
+             }",
+            vec![floats(&[1, 12, 128, 128], 4)],
+        ),
+        (
+            "graph @t(%x: f32[1, 128, 384], %g: f32[384], %b: f32[384]) -> (y: f32[1, 128, 384]) {
+               %0, %1, %2 = LayerNormalization(%x, %g, %b) {axis = -1, epsilon = 1e-12} : f32[1, 128, 384], f32[1, 128, 1], f32[1, 128, 1]
+               return %0
+             }",
+            vec![floats(&[1, 128, 384], 1), floats(&[384], 2), floats(&[384], 3)],
+        ),
+        (
+            "graph @t(%x: f32[1, 12, 128, 128]) -> (y: f32[1, 12, 128, 128]) {
+               %0 = Softmax(%x) {axis = -1} : f32[1, 12, 128, 128]
+               return %0
+             }",
+            vec![floats(&[1, 12, 128, 128], 4)],
+        ),
+    ];
+    for (text, inputs) in cases {
+        let m = load(&graph(text), CpuFeatures::host()).unwrap();
+        run(&m, &inputs);
+        let rt: Vec<_> = inputs
+            .iter()
+            .map(|t| {
+                let e = kiln_runtime::ElemType::from_name(t.dtype().name()).unwrap();
+                kiln_runtime::Tensor::from_bytes(e, t.shape(), &t.to_le_bytes()).unwrap()
+            })
+            .collect();
+        let mut best = std::time::Duration::MAX;
+        for _ in 0..300 {
+            let t = std::time::Instant::now();
+            m.run(&rt).unwrap();
+            best = best.min(t.elapsed());
+        }
+        println!("{best:?} per run (best of 300)");
+    }
+}
