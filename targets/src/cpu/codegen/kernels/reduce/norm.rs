@@ -391,3 +391,94 @@ pub fn batch_norm(kb: &mut KernelBuilder, e: Elem) -> Result<(), TargetError> {
         affine(kb, e, xr, yr, sp, k, b)
     })
 }
+
+/// Training-mode batch normalisation of `[N, C, S]`: per-channel mean and (population)
+/// variance over `N` and `S`, `y = (x - mean) * scale / sqrt(var + eps) + bias`, and the
+/// running statistics `in * momentum + batch * (1 - momentum)`.
+/// Args: `[x, y, scale, bias, in_mean, in_var, eps_bits, momentum_bits, N, C, S,
+/// mean_out, var_out]` (the outputs may be 0 when `running` is false).
+pub fn batch_norm_train(kb: &mut KernelBuilder, e: Elem, running: bool) -> Result<(), TargetError> {
+    let st = e.scalar();
+    let size = e.size();
+    let (x, y, scale, bias) = (kb.arg(0), kb.arg(1), kb.arg(2), kb.arg(3));
+    let (in_mean, in_var) = (kb.arg(4), kb.arg(5));
+    let eps = float_arg(kb, 6, st);
+    let momentum = float_arg(kb, 7, st);
+    let (nb, c, sp) = (kb.arg(8), kb.arg(9), kb.arg(10));
+    let (mean_out, var_out) = (kb.arg(11), kb.arg(12));
+    let count = kb.b.ins().imul(nb, sp);
+    let cf = int_to_float(kb, st, count);
+    let one = fconst(kb, st, 1.0);
+    let inv_count = kb.b.ins().fdiv(one, cf);
+    let zero = kb.iconst(0);
+    kb.for_range(zero, c, 1, |kb, ch| {
+        // The row of batch item b, channel ch.
+        let row = |kb: &mut KernelBuilder, base: Value, b: Value| {
+            let r = kb.b.ins().imul(b, c);
+            let r = kb.b.ins().iadd(r, ch);
+            let r = kb.b.ins().imul(r, sp);
+            kb.addr(base, r, size)
+        };
+        let z = fconst(kb, st, 0.0);
+        let total = kb.var(st, z);
+        let zi = kb.iconst(0);
+        kb.for_range(zi, nb, 1, |kb, b| {
+            let xr = row(kb, x, b);
+            let xr = pin(kb, xr);
+            let s = row_sum(kb, e, xr, sp, |_, _, v| v)?;
+            let t = kb.b.use_var(total);
+            let t = kb.b.ins().fadd(t, s);
+            kb.b.def_var(total, t);
+            Ok(())
+        })?;
+        let t = kb.b.use_var(total);
+        let mean = kb.b.ins().fmul(t, inv_count);
+        let ms = Splat::new(kb, e, mean);
+        let z = fconst(kb, st, 0.0);
+        let sq = kb.var(st, z);
+        let zi = kb.iconst(0);
+        kb.for_range(zi, nb, 1, |kb, b| {
+            let xr = row(kb, x, b);
+            let xr = pin(kb, xr);
+            let s = row_sum(kb, e, xr, sp, |kb, ty, v| {
+                let d = kb.b.ins().fsub(v, ms.get(ty));
+                kb.b.ins().fmul(d, d)
+            })?;
+            let t = kb.b.use_var(sq);
+            let t = kb.b.ins().fadd(t, s);
+            kb.b.def_var(sq, t);
+            Ok(())
+        })?;
+        let t = kb.b.use_var(sq);
+        let var = kb.b.ins().fmul(t, inv_count);
+        let ld = |kb: &mut KernelBuilder, p: Value| {
+            let a = kb.addr(p, ch, size);
+            e.load(kb, st, a)
+        };
+        let (g, bi) = (ld(kb, scale), ld(kb, bias));
+        let t = kb.b.ins().fadd(var, eps);
+        let t = kb.b.ins().sqrt(t);
+        let k = kb.b.ins().fdiv(g, t);
+        let mk = kb.b.ins().fmul(mean, k);
+        let bb = kb.b.ins().fsub(bi, mk);
+        let zi = kb.iconst(0);
+        kb.for_range(zi, nb, 1, |kb, b| {
+            let xr = row(kb, x, b);
+            let yr = row(kb, y, b);
+            affine(kb, e, xr, yr, sp, k, bb)
+        })?;
+        if running {
+            let one = fconst(kb, st, 1.0);
+            let rest = kb.b.ins().fsub(one, momentum);
+            for (inp, batch, out) in [(in_mean, mean, mean_out), (in_var, var, var_out)] {
+                let v = ld(kb, inp);
+                let v = kb.b.ins().fmul(v, momentum);
+                let w = kb.b.ins().fmul(batch, rest);
+                let v = kb.b.ins().fadd(v, w);
+                let a = kb.addr(out, ch, size);
+                e.store(kb, v, a);
+            }
+        }
+        Ok(())
+    })
+}

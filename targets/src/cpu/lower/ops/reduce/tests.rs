@@ -576,3 +576,20 @@ fn minilm_rows_timing() {
         println!("{best:?} per run (best of 300)");
     }
 }
+
+#[test]
+fn batch_norm_training_mode() {
+    let x = floats(&[3, 4, 2, 5], 40);
+    let sc = floats(&[4], 41);
+    let bi = floats(&[4], 42);
+    let var = values(&[4], 43, DType::F32, |v| v.abs() + 0.1);
+    check(
+        "graph @t(%x: f32[3, 4, 2, 5], %s: f32[4], %b: f32[4], %m: f32[4], %v: f32[4]) -> (y: f32[3, 4, 2, 5], rm: f32[4], rv: f32[4]) {
+           %0, %1, %2 = BatchNormalization(%x, %s, %b, %m, %v) {epsilon = 1e-5, momentum = 0.8, training_mode = 1} : f32[3, 4, 2, 5], f32[4], f32[4]
+           return %0, %1, %2
+         }",
+        &[x, sc, bi.clone(), bi, var],
+        1e-5,
+        1e-6,
+    );
+}
