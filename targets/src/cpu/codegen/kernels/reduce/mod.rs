@@ -4,13 +4,13 @@
 //! Shared pieces live here: [`Elem`] (how a kernel loads, computes and stores one dtype),
 //! float constants, combining operators, horizontal folds and loop nests.
 
+mod axes;
 pub mod loss;
 pub mod math;
 pub mod norm;
-mod reduce;
 pub mod rows;
 
-pub use reduce::{reduce, RKind};
+pub use axes::{reduce, RKind};
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};

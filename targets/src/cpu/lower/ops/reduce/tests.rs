@@ -76,7 +76,7 @@ fn every_reduction_f32_over_every_axis_set() {
         for axes in AXES {
             for keep in [false, true] {
                 let g = reduce_graph(op, "f32", &["3", "5", "9"], axes, keep);
-                check(&g, &[x.clone()], 1e-5, 1e-6);
+                check(&g, std::slice::from_ref(&x), 1e-5, 1e-6);
             }
         }
     }
@@ -88,7 +88,7 @@ fn reductions_f64_and_non_adjacent_axes() {
     for op in ALL_REDUCE {
         for axes in [&[0i64, 2][..], &[1, 3], &[0, 3], &[3]] {
             let g = reduce_graph(op, "f64", &["2", "3", "4", "5"], axes, true);
-            check(&g, &[x.clone()], 1e-12, 1e-12);
+            check(&g, std::slice::from_ref(&x), 1e-12, 1e-12);
         }
     }
 }
@@ -107,7 +107,7 @@ fn integer_reductions_are_exact() {
         ] {
             for axes in [&[1i64][..], &[0, 2], &[2]] {
                 let g = reduce_graph(op, name, &["4", "3", "5"], axes, false);
-                check(&g, &[x.clone()], 0.0, 0.0);
+                check(&g, std::slice::from_ref(&x), 0.0, 0.0);
             }
         }
     }
@@ -141,7 +141,7 @@ fn empty_axes_noop_size_one_axes_and_empty_tensors() {
            %1 = ReduceSum(%x, %0) {noop_with_empty_axes = 1} : f32[3, 4]
            return %1
          }",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         0.0,
         0.0,
     );
@@ -178,7 +178,7 @@ fn nan_and_infinity_propagate() {
     for op in ["ReduceMax", "ReduceMin", "ReduceLogSumExp", "ReduceSum"] {
         for axes in [&[0i64][..], &[1]] {
             let g = reduce_graph(op, "f32", &["2", "4"], axes, true);
-            check(&g, &[x.clone()], 1e-6, 0.0);
+            check(&g, std::slice::from_ref(&x), 1e-6, 0.0);
         }
     }
 }
@@ -224,7 +224,7 @@ fn softmax_of_masked_rows() {
     for op in ["Softmax", "LogSoftmax"] {
         check(
             &unary(op, "{axis = -1}", "f32", &["2", "4"]),
-            &[x.clone()],
+            std::slice::from_ref(&x),
             1e-6,
             1e-7,
         );
@@ -236,13 +236,13 @@ fn hardmax_ties_and_lp_norms() {
     let x = Tensor::from_f32s(vec![2, 3], vec![1.0, 5.0, 5.0, 0.0, 0.0, 0.0]).unwrap();
     check(
         &unary("Hardmax", "{axis = 1}", "f32", &["2", "3"]),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         0.0,
         0.0,
     );
     check(
         &unary("Hardmax", "{axis = 0}", "f32", &["2", "3"]),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         0.0,
         0.0,
     );
@@ -254,7 +254,7 @@ fn hardmax_ties_and_lp_norms() {
                 "f32",
                 &["2", "3"],
             );
-            check(&g, &[x.clone()], 1e-6, 0.0);
+            check(&g, std::slice::from_ref(&x), 1e-6, 0.0);
             let g = unary(
                 "LpNormalization",
                 &format!("{{axis = {axis}, p = {p}}}"),
@@ -317,7 +317,7 @@ fn argmax_argmin_ties_nan_and_axes() {
             for keep in [false, true] {
                 for last in [false, true] {
                     let g = arg_graph(op, "f32", &["2", "2", "3"], axis, keep, last);
-                    check(&g, &[ties.clone()], 0.0, 0.0);
+                    check(&g, std::slice::from_ref(&ties), 0.0, 0.0);
                 }
             }
             let xi = values(&[3, 4, 5], 14, DType::I32, |v| (v * 3.0).round());
