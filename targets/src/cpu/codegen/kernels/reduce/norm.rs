@@ -482,3 +482,122 @@ pub fn batch_norm_train(kb: &mut KernelBuilder, e: Elem, running: bool) -> Resul
         Ok(())
     })
 }
+
+/// Nested loops over `(size, stride_a, stride_b)` triples, outermost first: calls `body`
+/// with both running offsets.
+fn nest2(
+    kb: &mut KernelBuilder,
+    dims: &[(Value, Value, Value)],
+    (a, b): (Value, Value),
+    body: &mut dyn FnMut(&mut KernelBuilder, Value, Value) -> Result<(), TargetError>,
+) -> Result<(), TargetError> {
+    match dims.split_first() {
+        None => body(kb, a, b),
+        Some((&(n, sa, sb), rest)) => {
+            let zero = kb.iconst(0);
+            kb.for_range(zero, n, 1, |kb, i| {
+                let oa = kb.b.ins().imul(i, sa);
+                let oa = kb.b.ins().iadd(a, oa);
+                let ob = kb.b.ins().imul(i, sb);
+                let ob = kb.b.ins().iadd(b, ob);
+                nest2(kb, rest, (oa, ob), body)
+            })
+        }
+    }
+}
+
+/// `MeanVarianceNormalization`: `y = (x - mean) / (sqrt(var) + 1e-9)` with statistics over
+/// the reduced groups of `pattern` (as for reductions). Scalar code.
+/// Args: `[x, y, mean_scratch, std_scratch, size_0, .., size_{m-1}]`; the scratch buffers
+/// hold one value per combination of kept groups.
+pub fn mvn(kb: &mut KernelBuilder, e: Elem, pattern: &[bool]) -> Result<(), TargetError> {
+    let st = e.scalar();
+    let size = e.size();
+    let (x, y, mean, sd) = (kb.arg(0), kb.arg(1), kb.arg(2), kb.arg(3));
+    let m = pattern.len();
+    let sizes: Vec<Value> = (0..m).map(|i| kb.arg(4 + i)).collect();
+    let mut src_strides = vec![kb.iconst(1); m];
+    for i in (0..m.saturating_sub(1)).rev() {
+        src_strides[i] = kb.b.ins().imul(src_strides[i + 1], sizes[i + 1]);
+    }
+    let zero = kb.iconst(0);
+    let mut stat_strides = vec![zero; m];
+    let mut acc = kb.iconst(1);
+    let mut count = kb.iconst(1);
+    for i in (0..m).rev() {
+        if pattern[i] {
+            count = kb.b.ins().imul(count, sizes[i]);
+        } else {
+            stat_strides[i] = acc;
+            acc = kb.b.ins().imul(acc, sizes[i]);
+        }
+    }
+    let stats = acc;
+    let dims: Vec<(Value, Value, Value)> = (0..m)
+        .map(|i| (sizes[i], src_strides[i], stat_strides[i]))
+        .collect();
+    let cf = int_to_float(kb, st, count);
+    kb.for_range(zero, stats, 1, |kb, s| {
+        let z = fconst(kb, st, 0.0);
+        for p in [mean, sd] {
+            let a = kb.addr(p, s, size);
+            e.store(kb, z, a);
+        }
+        Ok(())
+    })?;
+    // Accumulates f(x, mean) into `into` over every element.
+    let mut accumulate =
+        |kb: &mut KernelBuilder, into: Value, centred: bool| -> Result<(), TargetError> {
+            let z = kb.iconst(0);
+            nest2(kb, &dims, (z, z), &mut |kb, so, to| {
+                let a = kb.addr(x, so, size);
+                let v = e.load(kb, st, a);
+                let v = if centred {
+                    let ma = kb.addr(mean, to, size);
+                    let mv = e.load(kb, st, ma);
+                    let d = kb.b.ins().fsub(v, mv);
+                    kb.b.ins().fmul(d, d)
+                } else {
+                    v
+                };
+                let ta = kb.addr(into, to, size);
+                let t = e.load(kb, st, ta);
+                let t = kb.b.ins().fadd(t, v);
+                e.store(kb, t, ta);
+                Ok(())
+            })
+        };
+    accumulate(kb, mean, false)?;
+    kb.for_range(zero, stats, 1, |kb, s| {
+        let a = kb.addr(mean, s, size);
+        let v = e.load(kb, st, a);
+        let v = kb.b.ins().fdiv(v, cf);
+        e.store(kb, v, a);
+        Ok(())
+    })?;
+    accumulate(kb, sd, true)?;
+    kb.for_range(zero, stats, 1, |kb, s| {
+        let a = kb.addr(sd, s, size);
+        let v = e.load(kb, st, a);
+        let v = kb.b.ins().fdiv(v, cf);
+        let v = kb.b.ins().sqrt(v);
+        let tiny = fconst(kb, st, 1e-9);
+        let v = kb.b.ins().fadd(v, tiny);
+        e.store(kb, v, a);
+        Ok(())
+    })?;
+    let z = kb.iconst(0);
+    nest2(kb, &dims, (z, z), &mut |kb, so, to| {
+        let a = kb.addr(x, so, size);
+        let v = e.load(kb, st, a);
+        let ma = kb.addr(mean, to, size);
+        let mv = e.load(kb, st, ma);
+        let sa = kb.addr(sd, to, size);
+        let sv = e.load(kb, st, sa);
+        let d = kb.b.ins().fsub(v, mv);
+        let r = kb.b.ins().fdiv(d, sv);
+        let a = kb.addr(y, so, size);
+        e.store(kb, r, a);
+        Ok(())
+    })
+}

@@ -59,6 +59,7 @@ pub const OPS: &[(&str, LowerFn)] = &[
     ("BatchNormalization", normalize::lower_batch_norm),
     ("InstanceNormalization", normalize::lower_instance_norm),
     ("GroupNormalization", normalize::lower_group_norm),
+    ("MeanVarianceNormalization", normalize::lower_mvn),
     ("NegativeLogLikelihoodLoss", loss::lower_nll),
     ("SoftmaxCrossEntropyLoss", loss::lower_sce),
 ];

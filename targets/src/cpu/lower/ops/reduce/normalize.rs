@@ -420,3 +420,44 @@ pub fn lower_batch_norm(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError>
     }
     Ok(())
 }
+
+/// `MeanVarianceNormalization` over its `axes` (default `[0, 2, 3]`).
+pub fn lower_mvn(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let x = lw.input(id, 0)?;
+    let e = float_elem(lw, &x)?;
+    let rank = x.shape.len();
+    let axes = lw
+        .graph
+        .node(id)
+        .attrs
+        .ints("axes")
+        .map_err(|err| attr_err(lw, err))?
+        .unwrap_or_else(|| vec![0, 2, 3]);
+    let mut mask = vec![false; rank];
+    for &a in &axes {
+        let n = norm_axis(lw, a, rank)?;
+        if mask[n] {
+            return Err(lw.error(format!("axis {a} appears twice in {axes:?}")));
+        }
+        mask[n] = true;
+    }
+    let groups = super::reduce_groups(&x.shape, &mask);
+    let pattern: Vec<bool> = groups.iter().map(|g| g.1).collect();
+    let stats = product(
+        &groups
+            .iter()
+            .filter(|g| !g.1)
+            .map(|g| g.0.clone())
+            .collect::<Vec<_>>(),
+    );
+    let pat: String = pattern.iter().map(|&r| if r { 'R' } else { 'K' }).collect();
+    let key = format!("mvn_{}_{pat}", x.dtype);
+    let k = lw.kernel(&key, |kb| norm::mvn(kb, e, &pattern))?;
+    let mean = lw.scratch("mean", x.dtype, vec![stats.clone()]);
+    let sd = lw.scratch("std", x.dtype, vec![stats]);
+    let y = lw.output(id, 0);
+    let mut args = vec![x.ptr(), y.ptr(), mean.ptr(), sd.ptr()];
+    args.extend(groups.into_iter().map(|g| Arg::Int(g.0)));
+    lw.emit(k, args);
+    Ok(())
+}

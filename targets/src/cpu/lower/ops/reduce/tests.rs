@@ -593,3 +593,26 @@ fn batch_norm_training_mode() {
         1e-6,
     );
 }
+
+#[test]
+fn mean_variance_normalization() {
+    let x = floats(&[3, 4, 2, 5], 44);
+    check(
+        "graph @t(%x: f32[3, 4, 2, 5]) -> (y: f32[3, 4, 2, 5]) {
+           %0 = MeanVarianceNormalization(%x) : f32[3, 4, 2, 5]
+           return %0
+         }",
+        std::slice::from_ref(&x),
+        1e-5,
+        1e-6,
+    );
+    check(
+        "graph @t(%x: f32[3, 4, 2, 5]) -> (y: f32[3, 4, 2, 5]) {
+           %0 = MeanVarianceNormalization(%x) {axes = [1, 3]} : f32[3, 4, 2, 5]
+           return %0
+         }",
+        &[x],
+        1e-5,
+        1e-6,
+    );
+}
