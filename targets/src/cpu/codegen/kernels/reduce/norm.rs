@@ -141,6 +141,16 @@ pub fn norm_rows(kb: &mut KernelBuilder, e: Elem, spec: NormSpec) -> Result<(), 
     let one = fconst(kb, st, 1.0);
     let inv_n = kb.b.ins().fdiv(one, nf);
     let zero = kb.iconst(0);
+    // An empty skip (only with mismatched shapes) leaves nothing to add: no rows run, and
+    // no division by zero.
+    let rows = if spec.skip {
+        let none =
+            kb.b.ins()
+                .icmp_imm_s(cranelift_codegen::ir::condcodes::IntCC::Equal, skip_rows, 0);
+        kb.b.ins().select(none, zero, rows)
+    } else {
+        rows
+    };
     kb.for_range(zero, rows, 1, |kb, r| {
         let off = kb.b.ins().imul(r, n);
         let xr = kb.addr(x, off, size);
@@ -546,7 +556,7 @@ pub fn mvn(kb: &mut KernelBuilder, e: Elem, pattern: &[bool]) -> Result<(), Targ
         Ok(())
     })?;
     // Accumulates f(x, mean) into `into` over every element.
-    let mut accumulate =
+    let accumulate =
         |kb: &mut KernelBuilder, into: Value, centred: bool| -> Result<(), TargetError> {
             let z = kb.iconst(0);
             nest2(kb, &dims, (z, z), &mut |kb, so, to| {
