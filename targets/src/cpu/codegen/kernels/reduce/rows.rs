@@ -94,15 +94,13 @@ impl Lane {
         let st = e.scalar();
         let init = op.identity(kb, e, st);
         let acc_s = kb.var(st, init);
-        let acc_v = match (self.contig, e.vector()) {
-            (true, Some(vt)) => {
-                let init = op.identity(kb, e, vt);
-                Some(kb.var(vt, init))
-            }
-            _ => None,
-        };
         let lane = *self;
-        self.visit(kb, |kb, ty, i| {
+        // One element (scalar) or vector at index i, folded into `acc`.
+        let mut step = |kb: &mut KernelBuilder,
+                        ty: Type,
+                        i: Value,
+                        acc: cranelift_frontend::Variable|
+         -> Result<(), TargetError> {
             let a = lane.at(kb, lane.src, i);
             let x = e.load(kb, ty, a);
             let y = f(kb, ty, x)?;
@@ -110,23 +108,44 @@ impl Lane {
                 let d = lane.at(kb, lane.dst, i);
                 e.store(kb, y, d);
             }
-            let acc = if ty.is_vector() {
-                acc_v.expect("vector accumulator")
-            } else {
-                acc_s
-            };
             let v = kb.b.use_var(acc);
             let v = op.apply(kb, e, v, y);
             kb.b.def_var(acc, v);
             Ok(())
-        })?;
-        let mut r = kb.b.use_var(acc_s);
-        if let Some(av) = acc_v {
-            let v = kb.b.use_var(av);
-            let h = hfold(kb, e, op, v);
-            r = op.apply(kb, e, h, r);
-        }
-        Ok(r)
+        };
+        let zero = kb.iconst(0);
+        let rest = match (self.contig, e.vector()) {
+            (true, Some(vt)) => {
+                // Independent accumulators hide the latency of the fold (a maximum's
+                // compare-select or an add): four for plain folds, two when each element
+                // also costs an exp.
+                let unroll: i64 = if store { 2 } else { 4 };
+                let lanes = e.lanes();
+                let vinit = op.identity(kb, e, vt);
+                let accs: Vec<_> = (0..unroll).map(|_| kb.var(vt, vinit)).collect();
+                let r = kb.for_chunks(zero, self.n, lanes * unroll, |kb, i| {
+                    for (k, &acc) in accs.iter().enumerate() {
+                        let ik = kb.b.ins().iadd_imm_s(i, k as i64 * lanes);
+                        step(kb, vt, ik, acc)?;
+                    }
+                    Ok(())
+                })?;
+                let r = kb.for_chunks(r, self.n, lanes, |kb, i| step(kb, vt, i, accs[0]))?;
+                let mut v = kb.b.use_var(accs[0]);
+                for &acc in &accs[1..] {
+                    let w = kb.b.use_var(acc);
+                    v = op.apply(kb, e, v, w);
+                }
+                let h = hfold(kb, e, op, v);
+                let s0 = kb.b.use_var(acc_s);
+                let s0 = op.apply(kb, e, s0, h);
+                kb.b.def_var(acc_s, s0);
+                r
+            }
+            _ => zero,
+        };
+        kb.for_range(rest, self.n, 1, |kb, i| step(kb, st, i, acc_s))?;
+        Ok(kb.b.use_var(acc_s))
     }
 
     /// Stores `f(x)` to `dst` for every element.

@@ -556,6 +556,13 @@ fn minilm_rows_timing() {
              }",
             vec![floats(&[1, 12, 128, 128], 4)],
         ),
+        (
+            "graph @t(%x: f32[1, 12, 128, 128]) -> (y: f32[1, 12, 128, 128]) {
+               %0 = LpNormalization(%x) {axis = -1, p = 1} : f32[1, 12, 128, 128]
+               return %0
+             }",
+            vec![floats(&[1, 12, 128, 128], 4)],
+        ),
     ];
     for (text, inputs) in cases {
         let m = load(&graph(text), CpuFeatures::host()).unwrap();
