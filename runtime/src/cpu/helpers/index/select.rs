@@ -134,25 +134,27 @@ impl Keys {
 /// Outputs (any may be 0: absent): y `[outer, u, inner]`, indices `[u]` (first
 /// occurrences), inverse `[d]`, counts `[u]`; `u` is the compiled count.
 ///
-/// Args: `[x, y, indices, inverse, counts, code, outer, d, inner, u, sorted]`.
+/// Args: `[x, y, indices, inverse, counts, code, outer, d, inner, u, sorted, indices_len,
+/// counts_len]`.
 ///
 /// # Safety
 /// As [`non_zero`].
 pub unsafe fn unique(args: *const u64) {
-    // SAFETY: 11 slots.
-    let mut a = unsafe { Args::new(args, 11) };
+    // SAFETY: 13 slots.
+    let mut a = unsafe { Args::new(args, 13) };
     let (x, y, first, inv, cnt) = (a.ptr(), a.ptr(), a.ptr(), a.ptr(), a.ptr());
     let e = a.elem();
     let (outer, d, inner, u, sorted) = (a.u(), a.u(), a.u(), a.u(), a.u() != 0);
+    let (first_len, cnt_len) = (a.u(), a.u());
     let es = e.size();
     // SAFETY: the lowering passes the sizes of these buffers (absent outputs are 0).
     let (x, y, first, inv, cnt) = unsafe {
         (
             bytes(x, outer * d * inner * es),
             bytes_mut(y, outer * u * inner * es),
-            bytes_mut(first, u * 8),
+            bytes_mut(first, first_len * 8),
             bytes_mut(inv, d * 8),
-            bytes_mut(cnt, u * 8),
+            bytes_mut(cnt, cnt_len * 8),
         )
     };
     for o in [&mut *y, &mut *first, &mut *inv, &mut *cnt] {
@@ -191,11 +193,11 @@ pub unsafe fn unique(args: *const u64) {
     for (p, &g) in rank.iter().enumerate() {
         pos_of[g] = p;
     }
-    for (p, &g) in rank.iter().enumerate().take(u) {
+    for (p, &g) in rank.iter().enumerate() {
         let (k, c) = groups[g];
         put_i64(first, p, k as i64);
         put_i64(cnt, p, c as i64);
-        if !y.is_empty() {
+        if p < u && !y.is_empty() {
             for o in 0..outer {
                 let (s, t) = (at(k, o, 0) * es, (o * u + p) * inner * es);
                 y[t..t + inner * es].copy_from_slice(&x[s..s + inner * es]);
@@ -242,9 +244,9 @@ fn suppress(b1: &[f32], b2: &[f32], center: bool, threshold: f32) -> bool {
 
 /// The first element of an optional scalar input as f64, if present.
 fn first(a: &mut Args) -> Option<f64> {
-    let (p, e) = (a.ptr(), a.elem());
-    // SAFETY: the lowering passes a pointer to at least one element of type `e`, or 0.
-    let b = unsafe { bytes(p, e.size()) };
+    let (p, e, n) = (a.ptr(), a.elem(), a.u());
+    // SAFETY: the lowering passes a pointer to `n` elements of type `e`, or 0.
+    let b = unsafe { bytes(p, n.min(1) * e.size()) };
     (!b.is_empty()).then(|| elem::read_f64(b, e, 0))
 }
 
@@ -252,21 +254,21 @@ fn first(a: &mut Args) -> Option<f64> {
 /// (batch, class, box), the first `n` selections.
 ///
 /// Args: `[boxes, scores, out, boxes_code, scores_code, center_point_box, max_per_class,
-/// max_code, iou, iou_code, score_threshold, threshold_code, B, N, C, n]` (absent optional
-/// inputs have pointer 0).
+/// max_code, max_len, iou, iou_code, iou_len, score_threshold, threshold_code,
+/// threshold_len, B, N, C, n]` (absent optional inputs have pointer 0 and length 0).
 ///
 /// # Safety
 /// As [`non_zero`].
 pub unsafe fn non_max_suppression(args: *const u64) {
-    // SAFETY: 16 slots.
-    let mut a = unsafe { Args::new(args, 16) };
+    // SAFETY: 19 slots.
+    let mut a = unsafe { Args::new(args, 19) };
     let (boxes, scores, out) = (a.ptr(), a.ptr(), a.ptr());
     let (be, se) = (a.elem(), a.elem());
     let center = a.u() != 0;
     let max_out = {
-        let (p, e) = (a.ptr(), a.elem());
-        // SAFETY: a pointer to one element of type `e`, or 0.
-        let b = unsafe { bytes(p, e.size()) };
+        let (p, e, n) = (a.ptr(), a.elem(), a.u());
+        // SAFETY: a pointer to `n` elements of type `e`, or 0.
+        let b = unsafe { bytes(p, n.min(1) * e.size()) };
         if b.is_empty() {
             0
         } else {

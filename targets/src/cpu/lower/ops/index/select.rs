@@ -99,6 +99,13 @@ pub fn unique(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
         Arg::Int(u),
         Arg::Bits(u64::from(sorted)),
     ]);
+    for i in [1, 3] {
+        args.push(
+            outs[i]
+                .as_ref()
+                .map_or(Arg::Bits(0), |o| Arg::Int(o.numel())),
+        );
+    }
     lw.emit(h, args);
     Ok(())
 }
@@ -135,9 +142,9 @@ pub fn non_max_suppression(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetErr
                 } else {
                     computable(lw, t.dtype)?;
                 }
-                args.extend([t.ptr(), code(lw, t.dtype)?]);
+                args.extend([t.ptr(), code(lw, t.dtype)?, Arg::Int(t.numel())]);
             }
-            _ => args.extend([Arg::Bits(0), Arg::Bits(0)]),
+            _ => args.extend([Arg::Bits(0), Arg::Bits(0), Arg::Bits(0)]),
         }
     }
     args.extend([
