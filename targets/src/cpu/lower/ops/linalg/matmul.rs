@@ -1107,6 +1107,19 @@ mod tests {
     }
 
     #[test]
+    fn determinants() {
+        check(
+            "graph @t(%x: f32[2, 3, 3]) -> (y: f32[2]) {
+               %0 = Det(%x) : f32[2]
+               return %0
+             }",
+            &[floats(&[2, 3, 3], 1)],
+            1e-5,
+            1e-6,
+        );
+    }
+
+    #[test]
     fn einsum_patterns() {
         type Case<'a> = (&'a str, &'a [&'a [usize]], &'a [usize]);
         let cases: &[Case] = &[
