@@ -127,6 +127,23 @@ unsafe fn product(
     if m == 0 || n == 0 {
         return;
     }
+    if let (1, BArg::Strided(bp, rsb, _)) = (n, b) {
+        // A matrix-vector product: dot products over A's rows, no panels to pad to NR.
+        for i in 0..m {
+            // SAFETY: row i of A and the column of B are readable (caller).
+            let d = unsafe { dot(a.offset(i as isize * rsa), csa, bp, rsb, k) };
+            // SAFETY: (i, 0) is inside C (caller).
+            unsafe {
+                let cp = c.offset(i as isize * rsc);
+                *cp = if accumulate {
+                    *cp + alpha * d
+                } else {
+                    alpha * d
+                };
+            }
+        }
+        return;
+    }
     let b = match b {
         BArg::Packed(p) => BMatrix::Packed(PackedBRef {
             k,
@@ -172,6 +189,42 @@ unsafe fn product(
                 unsafe { *c.offset(i as isize * rsc + j as isize) += alpha * t[i * n + j] };
             }
         }
+    }
+}
+
+/// `Σ_p x[p*sx] · y[p*sy]` over `k` terms, in eight interleaved partial sums.
+///
+/// # Safety
+/// The `k` elements of x and y at those strides are readable.
+unsafe fn dot(x: *const f32, sx: isize, y: *const f32, sy: isize, k: usize) -> f32 {
+    let mut acc = [0f32; 8];
+    let full = k / 8 * 8;
+    // SAFETY: every index is below k (caller).
+    unsafe {
+        if sx == 1 && sy == 1 {
+            let (xs, ys) = (
+                std::slice::from_raw_parts(x, k),
+                std::slice::from_raw_parts(y, k),
+            );
+            for (xc, yc) in xs[..full].chunks_exact(8).zip(ys[..full].chunks_exact(8)) {
+                for l in 0..8 {
+                    acc[l] += xc[l] * yc[l];
+                }
+            }
+        } else {
+            for p in (0..full).step_by(8) {
+                for (l, a) in acc.iter_mut().enumerate() {
+                    let q = (p + l) as isize;
+                    *a += *x.offset(q * sx) * *y.offset(q * sy);
+                }
+            }
+        }
+        let mut sum =
+            ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        for p in full..k {
+            sum += *x.offset(p as isize * sx) * *y.offset(p as isize * sy);
+        }
+        sum
     }
 }
 
