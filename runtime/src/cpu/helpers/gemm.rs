@@ -25,6 +25,8 @@ use crate::cpu::gemm::{sgemm, BMatrix, PackedB, PackedBRef};
 
 /// Slots before the batch loops.
 const FIXED: usize = 14;
+/// The most batch loops a call has (the lowering merges contiguous ones).
+pub const MAX_LOOPS: usize = 8;
 
 struct Call {
     m: usize,
@@ -40,8 +42,9 @@ struct Call {
     rsc: isize,
     accumulate: bool,
     alpha: f32,
-    /// (count, a stride, b stride, c stride), outer first.
-    batch: Vec<(usize, isize, isize, isize)>,
+    /// (count, a stride, b stride, c stride), outer first: the first `loops` entries.
+    batch: [(usize, isize, isize, isize); MAX_LOOPS],
+    loops: usize,
 }
 // SAFETY: a call's operands are only read (A, B) or written at disjoint batch entries (C)
 // by the tasks that share it.
@@ -69,17 +72,19 @@ unsafe fn read(args: *const u64) -> Call {
         rsc: s[10] as i64 as isize,
         accumulate: s[11] != 0,
         alpha: f64::from_bits(s[12]) as f32,
-        batch: l
-            .chunks(4)
-            .map(|g| {
-                (
+        batch: {
+            let mut b = [(1usize, 0isize, 0isize, 0isize); MAX_LOOPS];
+            for (slot, g) in b.iter_mut().zip(l.chunks(4)) {
+                *slot = (
                     g[0] as usize,
                     g[1] as i64 as isize,
                     g[2] as i64 as isize,
                     g[3] as i64 as isize,
-                )
-            })
-            .collect(),
+                );
+            }
+            b
+        },
+        loops: loops.min(MAX_LOOPS),
     }
 }
 
@@ -249,13 +254,14 @@ const PAR_BATCH_MAX_KN: usize = 1 << 18;
 /// # Safety
 /// As the helpers' contract: the arguments describe valid operands for every batch index.
 unsafe fn run(ctx: &RunContext, c: &Call, packed: bool) {
-    let total: usize = c.batch.iter().map(|b| b.0).product();
+    let batch = &c.batch[..c.loops];
+    let total: usize = batch.iter().map(|b| b.0).product();
     if total == 0 {
         return;
     }
     let offsets = |mut idx: usize| -> (isize, isize, isize) {
         let (mut oa, mut ob, mut oc) = (0isize, 0isize, 0isize);
-        for &(count, sa, sb, sc) in c.batch.iter().rev() {
+        for &(count, sa, sb, sc) in batch.iter().rev() {
             let i = (idx % count) as isize;
             idx /= count;
             oa += i * sa;

@@ -11,6 +11,7 @@ use kiln_ir::dtype::DType;
 use kiln_ir::graph::NodeId;
 use kiln_ir::Tensor;
 use kiln_runtime::cpu::gemm::PackedB;
+use kiln_runtime::cpu::helpers::gemm::MAX_LOOPS;
 
 use super::{
     bcast_strides, contiguous, dtype_code, emit_contract, has_input, input_type, prod, Mode, Term,
@@ -245,6 +246,9 @@ struct GemmCall {
 }
 
 fn emit_gemm(lw: &mut Lowerer, g: GemmCall) -> Result<(), TargetError> {
+    if g.loops.len() > MAX_LOOPS {
+        return Err(lw.unsupported(format!("a MatMul with {} batch loops", g.loops.len())));
+    }
     let callee = lw.helper(if g.packed {
         "gemm_f32_packed"
     } else {
