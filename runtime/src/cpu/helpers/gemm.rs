@@ -475,6 +475,31 @@ unsafe extern "C" fn contract(_ctx: *const RunContext, args: *const u64) {
     }
 }
 
+/// `y[i, j] = beta · c[i*rsc + j*csc]` for an `m x n` row-major y: Gemm's C term broadcast
+/// into the output before the product accumulates onto it.
+///
+/// Arguments: `y | c | m | n | rsc | csc | beta (f64 bits)`.
+///
+/// # Safety
+/// `ctx`/`args` per the `Call` convention; y holds `m*n` floats, c every strided element.
+unsafe extern "C" fn fill_f32(_ctx: *const RunContext, args: *const u64) {
+    // SAFETY: 7 slots (caller).
+    let s = unsafe { std::slice::from_raw_parts(args, 7) };
+    let (y, c) = (s[0] as *mut f32, s[1] as *const f32);
+    let (m, n) = (s[2] as usize, s[3] as usize);
+    let (rsc, csc) = (s[4] as i64 as isize, s[5] as i64 as isize);
+    let beta = f64::from_bits(s[6]);
+    for i in 0..m {
+        for j in 0..n {
+            // SAFETY: (i, j) is inside y and its C element inside c (caller).
+            unsafe {
+                let v = *c.offset(i as isize * rsc + j as isize * csc) as f64;
+                *y.add(i * n + j) = (beta * v) as f32;
+            }
+        }
+    }
+}
+
 /// Det: the determinant of each of `count` row-major `n x n` matrices, by LU decomposition
 /// with partial pivoting in f64.
 ///
@@ -536,6 +561,10 @@ pub(super) const HELPERS: &[Helper] = &[
     Helper {
         name: "contract",
         func: HelperFn::Call(contract),
+    },
+    Helper {
+        name: "fill_f32",
+        func: HelperFn::Call(fill_f32),
     },
     Helper {
         name: "det",

@@ -479,20 +479,37 @@ pub fn gemm(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
         let c = lw.input(id, 2)?;
         let st = bcast_strides(&c.shape, &mn)
             .ok_or_else(|| lw.unsupported(format!("Gemm C {:?} broadcast to {mn:?}", c.shape)))?;
-        emit_contract(
-            lw,
-            &out,
-            &contiguous(&mn),
-            &mn,
-            Mode::Float,
-            beta,
-            false,
-            &[Term {
-                x: c,
-                strides: st,
-                zp: None,
-            }],
-        )?;
+        if c.dtype == DType::F32 && out.dtype == DType::F32 {
+            let callee = lw.helper("fill_f32")?;
+            let [rs, cs] = [st[0].clone(), st[1].clone()];
+            lw.emit(
+                callee,
+                vec![
+                    out.ptr(),
+                    c.ptr(),
+                    Arg::Int(m.clone()),
+                    Arg::Int(n.clone()),
+                    Arg::Int(rs),
+                    Arg::Int(cs),
+                    Arg::Bits(beta.to_bits()),
+                ],
+            );
+        } else {
+            emit_contract(
+                lw,
+                &out,
+                &contiguous(&mn),
+                &mn,
+                Mode::Float,
+                beta,
+                false,
+                &[Term {
+                    x: c,
+                    strides: st,
+                    zp: None,
+                }],
+            )?;
+        }
     }
     if ta.dtype != DType::F32 {
         if ta.dtype == DType::Bool {
