@@ -400,6 +400,35 @@ impl<'g> Lowerer<'g> {
     }
 }
 
+/// An error naming the node and op when an output's shape depends on data (a dim symbol
+/// that no graph input's shape has), which a static memory plan cannot hold.
+fn check_static_outputs(lw: &Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let node = lw.graph.node(id);
+    for (i, ty) in node.outputs.iter().enumerate() {
+        let mut syms = Vec::new();
+        ty.shape.iter().for_each(|d| d.symbols(&mut syms));
+        let unknown = syms.iter().find(|s| {
+            !lw.program
+                .inputs
+                .iter()
+                .any(|p| p.shape.iter().any(|d| has_sym(d, s)))
+        });
+        if let Some(s) = unknown {
+            return Err(lw.error(format!(
+                "output {i} of {} has the data-dependent shape {ty} (dim `{s}` comes from the values of an input, not from input shapes); kiln compiles static and input-derived shapes only",
+                node.op
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn has_sym(d: &Dim, s: &str) -> bool {
+    let mut v = Vec::new();
+    d.symbols(&mut v);
+    v.iter().any(|x| &**x == s)
+}
+
 /// Lowers `graph` (canonicalized, with every value's type inferred).
 pub fn lower(graph: &Graph, isa: &OwnedTargetIsa) -> Result<Program, TargetError> {
     let order = graph
@@ -458,6 +487,7 @@ pub fn lower(graph: &Graph, isa: &OwnedTargetIsa) -> Result<Program, TargetError
         if matches!(node.op.as_str(), "input" | "constant" | "dims") {
             continue; // constants are stored, dims written, when first read
         }
+        check_static_outputs(&lw, id)?;
         ops::lower_node(&mut lw, id)?;
         for i in 0..node.outputs.len() {
             let v = Value {

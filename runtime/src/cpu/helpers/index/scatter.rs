@@ -1,0 +1,280 @@
+//! ScatterElements, ScatterND, TensorScatter, MaxUnpool. The output starts as a copy of
+//! the data (unless it is the data's own buffer); updates apply in order; an update whose
+//! index is out of range is skipped.
+
+use crate::model::ElemType;
+
+use super::{bytes, bytes_mut, count, elem, index_at, norm, numel, strides, Args};
+
+/// Reduction codes: 0 none, 1 add, 2 mul, 3 max, 4 min.
+#[derive(Clone, Copy, PartialEq)]
+enum Red {
+    None,
+    Add,
+    Mul,
+    Max,
+    Min,
+}
+
+fn red(code: usize) -> Red {
+    match code {
+        1 => Red::Add,
+        2 => Red::Mul,
+        3 => Red::Max,
+        4 => Red::Min,
+        _ => Red::None,
+    }
+}
+
+/// `out[t] = out[t] (red) upd[s]` for elements of type `e`; floats combine in f64 and round
+/// back, integers combine as i64 with wrapping arithmetic (the interpreter's rules).
+#[inline]
+fn combine(out: &mut [u8], e: ElemType, t: usize, upd: &[u8], s: usize, r: Red) {
+    let es = e.size();
+    if r == Red::None {
+        out[t * es..t * es + es].copy_from_slice(&upd[s * es..s * es + es]);
+        return;
+    }
+    if elem::is_float(e) {
+        let (d, u) = (elem::read_f64(out, e, t), elem::read_f64(upd, e, s));
+        let v = match r {
+            Red::Add => d + u,
+            Red::Mul => d * u,
+            Red::Max => d.max(u),
+            _ => d.min(u),
+        };
+        elem::write_f64(out, e, t, v);
+    } else {
+        let (d, u) = (elem::read_i64(out, e, t), elem::read_i64(upd, e, s));
+        let v = match r {
+            Red::Add => d.wrapping_add(u),
+            Red::Mul => d.wrapping_mul(u),
+            Red::Max => d.max(u),
+            _ => d.min(u),
+        };
+        elem::write_i64(out, e, t, v);
+    }
+}
+
+/// The output view, holding a copy of `data` (`len` bytes) unless both are one buffer.
+///
+/// # Safety
+/// `data` and `out` point at `len` bytes each and are the same buffer or disjoint ones;
+/// nothing else accesses `out` during `'a`.
+unsafe fn start<'a>(data: usize, out: usize, len: usize) -> &'a mut [u8] {
+    // SAFETY: guaranteed by the caller.
+    let o = unsafe { bytes_mut(out, len) };
+    if data != out {
+        // SAFETY: disjoint from `out`, `len` readable bytes.
+        o.copy_from_slice(unsafe { bytes(data, len) });
+    }
+    o
+}
+
+/// `ScatterElements` (and `Scatter`): `out[i with i[axis] = idx[i]] (red)= upd[i]`.
+///
+/// Args: `[data, idx, upd, out, idx_code, dtype, reduction, upd_len, rank, axis,
+/// data_shape[rank], idx_shape[rank]]`.
+///
+/// # Safety
+/// The slots hold valid pointers to buffers of the sizes the other slots imply; `out` is
+/// `data` or disjoint from every input.
+pub unsafe fn scatter_elements(args: *const u64) {
+    // SAFETY: slot 8 is the rank.
+    let n = unsafe { count(args, 8, 10, 2) };
+    // SAFETY: `n` slots.
+    let mut a = unsafe { Args::new(args, n) };
+    let (data, idx, upd, out) = (a.ptr(), a.ptr(), a.ptr(), a.ptr());
+    let (ie, e) = (a.elem(), a.elem());
+    let (r, upd_len, rank, axis) = (red(a.u()), a.u(), a.u(), a.u());
+    let (ds, is) = (a.list(rank), a.list(rank));
+    let es = e.size();
+    let n_idx = numel(&is);
+    // SAFETY: the lowering passes the sizes of these buffers.
+    let (out, idx, upd) = unsafe {
+        (
+            start(data, out, numel(&ds) * es),
+            bytes(idx, n_idx * ie.size()),
+            bytes(upd, upd_len * es),
+        )
+    };
+    if axis >= rank || out.is_empty() {
+        return;
+    }
+    let dst = strides(&ds);
+    let mut c = vec![0usize; rank];
+    for f in 0..n_idx.min(upd_len) {
+        let mut off = Some(0usize);
+        for ax in 0..rank {
+            let k = if ax == axis {
+                norm(index_at(idx, ie, f), ds[ax])
+            } else {
+                (c[ax] < ds[ax]).then_some(c[ax])
+            };
+            off = off.zip(k).map(|(s, k)| s + k * dst[ax]);
+        }
+        if let Some(t) = off {
+            combine(out, e, t, upd, f, r);
+        }
+        for ax in (0..rank).rev() {
+            c[ax] += 1;
+            if c[ax] < is[ax] {
+                break;
+            }
+            c[ax] = 0;
+        }
+    }
+}
+
+/// `ScatterND`: for each index tuple `t` (of `m` indices), the slice `out[idx[t]]` (red)=
+/// `upd[t]`.
+///
+/// Args: `[data, idx, upd, out, idx_code, dtype, reduction, upd_len, tuples, rank, m,
+/// data_shape[rank]]`.
+///
+/// # Safety
+/// As [`scatter_elements`].
+pub unsafe fn scatter_nd(args: *const u64) {
+    // SAFETY: slot 9 is the rank.
+    let n = unsafe { count(args, 9, 11, 1) };
+    // SAFETY: `n` slots.
+    let mut a = unsafe { Args::new(args, n) };
+    let (data, idx, upd, out) = (a.ptr(), a.ptr(), a.ptr(), a.ptr());
+    let (ie, e) = (a.elem(), a.elem());
+    let (r, upd_len, tuples, rank, m) = (red(a.u()), a.u(), a.u(), a.u(), a.u());
+    let ds = a.list(rank);
+    let es = e.size();
+    // SAFETY: the lowering passes the sizes of these buffers.
+    let (out, idx, upd) = unsafe {
+        (
+            start(data, out, numel(&ds) * es),
+            bytes(idx, tuples * m * ie.size()),
+            bytes(upd, upd_len * es),
+        )
+    };
+    if m > rank || out.is_empty() {
+        return;
+    }
+    let st = strides(&ds);
+    let inner = numel(&ds[m..]);
+    for t in 0..tuples {
+        if (t + 1) * inner > upd_len {
+            break;
+        }
+        let mut off = Some(0usize);
+        for k in 0..m {
+            let i = norm(index_at(idx, ie, t * m + k), ds[k]);
+            off = off.zip(i).map(|(o, i)| o + i * st[k]);
+        }
+        let Some(off) = off else { continue };
+        if r == Red::None {
+            let (d, s) = (off * es, t * inner * es);
+            out[d..d + inner * es].copy_from_slice(&upd[s..s + inner * es]);
+        } else {
+            for j in 0..inner {
+                combine(out, e, off + j, upd, t * inner + j, r);
+            }
+        }
+    }
+}
+
+/// `TensorScatter`: cache `[batch, per_batch, max_len, inner]`, update `[batch, per_batch,
+/// len, inner]` written at sequence position `write_indices[batch]` (0 without them),
+/// wrapping around `max_len` in circular mode; positions past the cache are skipped.
+///
+/// Args: `[cache, upd, write_indices (0: none), out, wi_code, batch, per_batch, max_len,
+/// len, inner_bytes, circular]`.
+///
+/// # Safety
+/// As [`scatter_elements`].
+pub unsafe fn tensor_scatter(args: *const u64) {
+    // SAFETY: 11 slots.
+    let mut a = unsafe { Args::new(args, 11) };
+    let (cache, upd, wi, out) = (a.ptr(), a.ptr(), a.ptr(), a.ptr());
+    let we = a.elem();
+    let (batch, per_batch, max_len, len, inner) = (a.u(), a.u(), a.u(), a.u(), a.u());
+    let circular = a.u() != 0;
+    let prefix = batch * per_batch;
+    // SAFETY: the lowering passes the sizes of these buffers.
+    let (out, upd, wi) = unsafe {
+        (
+            start(cache, out, prefix * max_len * inner),
+            bytes(upd, prefix * len * inner),
+            bytes(wi, batch * we.size()),
+        )
+    };
+    if out.is_empty() || inner == 0 {
+        return;
+    }
+    for p in 0..prefix {
+        let w = if wi.is_empty() {
+            0
+        } else {
+            index_at(wi, we, p / per_batch.max(1))
+        };
+        for s in 0..len {
+            let mut ci = w.saturating_add(s as i64);
+            if circular && max_len > 0 {
+                ci = ci.rem_euclid(max_len as i64);
+            }
+            if ci < 0 || ci as u64 >= max_len as u64 {
+                continue;
+            }
+            let t = (p * max_len + ci as usize) * inner;
+            let src = (p * len + s) * inner;
+            out[t..t + inner].copy_from_slice(&upd[src..src + inner]);
+        }
+    }
+}
+
+/// `MaxUnpool`: zeros of the output shape, then `x[i]` placed at flat position `idx[i]` of
+/// the natural unpooled shape (which sits at the origin of the output).
+///
+/// Args: `[x, idx, out, idx_code, elem_bytes, n, rank, natural[rank], out_shape[rank]]`.
+///
+/// # Safety
+/// As [`scatter_elements`].
+pub unsafe fn max_unpool(args: *const u64) {
+    // SAFETY: slot 6 is the rank.
+    let n = unsafe { count(args, 6, 7, 2) };
+    // SAFETY: `n` slots.
+    let mut a = unsafe { Args::new(args, n) };
+    let (x, idx, out) = (a.ptr(), a.ptr(), a.ptr());
+    let ie = a.elem();
+    let (es, count, rank) = (a.u(), a.u(), a.u());
+    let (nat, os) = (a.list(rank), a.list(rank));
+    // SAFETY: the lowering passes the sizes of these buffers.
+    let (x, idx, out) = unsafe {
+        (
+            bytes(x, count * es),
+            bytes(idx, count * ie.size()),
+            bytes_mut(out, numel(&os) * es),
+        )
+    };
+    out.fill(0);
+    let (ns, ost) = (strides(&nat), strides(&os));
+    let total = numel(&nat);
+    for i in 0..count {
+        let Ok(k) = usize::try_from(index_at(idx, ie, i)) else {
+            continue;
+        };
+        if k >= total {
+            continue;
+        }
+        let (mut rem, mut o) = (k, 0usize);
+        let mut inside = true;
+        for ax in 0..rank {
+            let c = rem / ns[ax];
+            rem %= ns[ax];
+            inside &= c < os[ax];
+            o += c * ost[ax];
+        }
+        if inside {
+            if let (Some(d), Some(s)) =
+                (out.get_mut(o * es..o * es + es), x.get(i * es..i * es + es))
+            {
+                d.copy_from_slice(s);
+            }
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! Normalisation kernels.
+//!
+//! - [`norm_rows`]: layer and RMS normalisation of contiguous rows, with the com.microsoft
+//!   residual forms (`s = x + skip (+ bias)`) and optional statistics outputs. Rows are
+//!   walked three times (sum, centred squares, output): a row of a transformer's hidden size
+//!   stays in L1, and the two-pass variance keeps f32 accuracy where `E[x^2] - mean^2`
+//!   would cancel.
+//! - [`channel_norm`]: instance and group normalisation over `[N, C, spatial]`.
+//! - [`batch_norm`]: inference-mode batch normalisation.
+
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+
+use super::rows::splat_to;
+use super::{fconst, float_arg, hfold, int_to_float, Bin, Elem};
+use crate::cpu::codegen::kernel::KernelBuilder;
+use crate::error::TargetError;
+
+/// Visits `n` contiguous elements: `f(ty, i)` on vector blocks, then single elements.
+pub fn contiguous(
+    kb: &mut KernelBuilder,
+    e: Elem,
+    n: Value,
+    mut f: impl FnMut(&mut KernelBuilder, Type, Value) -> Result<(), TargetError>,
+) -> Result<(), TargetError> {
+    let zero = kb.iconst(0);
+    let rest = match e.vector() {
+        Some(vt) => kb.for_chunks(zero, n, e.lanes(), |kb, i| f(kb, vt, i))?,
+        None => zero,
+    };
+    kb.for_range(rest, n, 1, |kb, i| f(kb, e.scalar(), i))
+}
+
+/// Sums `f(x_i)` over `n` contiguous elements at `row`; returns a scalar. Two vector
+/// accumulators hide the add latency.
+pub fn row_sum(
+    kb: &mut KernelBuilder,
+    e: Elem,
+    row: Value,
+    n: Value,
+    mut f: impl FnMut(&mut KernelBuilder, Type, Value) -> Value,
+) -> Result<Value, TargetError> {
+    let st = e.scalar();
+    let size = e.size();
+    let zs = fconst(kb, st, 0.0);
+    let acc_s = kb.var(st, zs);
+    let zero = kb.iconst(0);
+    let mut rest = zero;
+    let mut vacc = None;
+    if let Some(vt) = e.vector() {
+        let zv = fconst(kb, vt, 0.0);
+        let (a0, a1) = (kb.var(vt, zv), kb.var(vt, zv));
+        let lanes = e.lanes();
+        let r = kb.for_chunks(zero, n, 2 * lanes, |kb, i| {
+            let p = kb.addr(row, i, size);
+            for (k, acc) in [a0, a1].into_iter().enumerate() {
+                let x = kb.b.ins().load(
+                    vt,
+                    crate::cpu::codegen::kernel::mem(),
+                    p,
+                    (k as i64 * lanes * size) as i32,
+                );
+                let y = f(kb, vt, x);
+                let v = kb.b.use_var(acc);
+                let v = kb.b.ins().fadd(v, y);
+                kb.b.def_var(acc, v);
+            }
+            Ok(())
+        })?;
+        let r = kb.for_chunks(r, n, lanes, |kb, i| {
+            let p = kb.addr(row, i, size);
+            let x = e.load(kb, vt, p);
+            let y = f(kb, vt, x);
+            let v = kb.b.use_var(a0);
+            let v = kb.b.ins().fadd(v, y);
+            kb.b.def_var(a0, v);
+            Ok(())
+        })?;
+        rest = r;
+        vacc = Some((a0, a1));
+    }
+    kb.for_range(rest, n, 1, |kb, i| {
+        let p = kb.addr(row, i, size);
+        let x = e.load(kb, st, p);
+        let y = f(kb, st, x);
+        let v = kb.b.use_var(acc_s);
+        let v = kb.b.ins().fadd(v, y);
+        kb.b.def_var(acc_s, v);
+        Ok(())
+    })?;
+    let mut r = kb.b.use_var(acc_s);
+    if let Some((a0, a1)) = vacc {
+        let v0 = kb.b.use_var(a0);
+        let v1 = kb.b.use_var(a1);
+        let v = kb.b.ins().fadd(v0, v1);
+        let h = hfold(kb, e, Bin::Add, v);
+        r = kb.b.ins().fadd(h, r);
+    }
+    Ok(r)
+}
+
+/// What [`norm_rows`] computes; every flag is part of the kernel key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NormSpec {
+    /// RMS normalisation (no centring) instead of layer normalisation.
+    pub rms: bool,
+    /// The scale has one value for the whole row (else one per element).
+    pub scalar_scale: bool,
+    /// A bias (beta) is added after scaling; `scalar_bias`: one value for the row.
+    pub beta: bool,
+    pub scalar_beta: bool,
+    /// The normalised row is `x + skip (+ in_bias)`.
+    pub skip: bool,
+    pub in_bias: bool,
+    /// Write the row sum `x + skip (+ bias)`.
+    pub out_sum: bool,
+    /// Write the mean / the inverse standard deviation per row, as `stat`.
+    pub out_mean: bool,
+    pub out_inv: bool,
+    pub stat: Elem,
+}
+
+/// Row normalisation. Args: `[x, y, rows, n, eps_bits, scale, beta, skip, skip_rows,
+/// in_bias, sum_out, mean_out, inv_out]` (unused pointers may be 0). Row `r` adds skip row
+/// `r % skip_rows`.
+pub fn norm_rows(kb: &mut KernelBuilder, e: Elem, spec: NormSpec) -> Result<(), TargetError> {
+    let st = e.scalar();
+    let size = e.size();
+    let x = kb.arg(0);
+    let y = kb.arg(1);
+    let rows = kb.arg(2);
+    let n = kb.arg(3);
+    let eps = float_arg(kb, 4, st);
+    let scale = kb.arg(5);
+    let beta = kb.arg(6);
+    let skip = kb.arg(7);
+    let skip_rows = kb.arg(8);
+    let in_bias = kb.arg(9);
+    let sum_out = kb.arg(10);
+    let mean_out = kb.arg(11);
+    let inv_out = kb.arg(12);
+    let nf = int_to_float(kb, st, n);
+    let one = fconst(kb, st, 1.0);
+    let inv_n = kb.b.ins().fdiv(one, nf);
+    let zero = kb.iconst(0);
+    kb.for_range(zero, rows, 1, |kb, r| {
+        let off = kb.b.ins().imul(r, n);
+        let xr = kb.addr(x, off, size);
+        let yr = kb.addr(y, off, size);
+        // The row to normalise: x itself, or x + skip (+ bias) stored in sum_out or y.
+        let src = if spec.skip {
+            let dst = if spec.out_sum {
+                kb.addr(sum_out, off, size)
+            } else {
+                yr
+            };
+            let sr = kb.b.ins().urem(r, skip_rows);
+            let so = kb.b.ins().imul(sr, n);
+            let skr = kb.addr(skip, so, size);
+            contiguous(kb, e, n, |kb, ty, i| {
+                let a = kb.addr(xr, i, size);
+                let v = e.load(kb, ty, a);
+                let a = kb.addr(skr, i, size);
+                let s = e.load(kb, ty, a);
+                let mut v = kb.b.ins().fadd(v, s);
+                if spec.in_bias {
+                    let a = kb.addr(in_bias, i, size);
+                    let b = e.load(kb, ty, a);
+                    v = kb.b.ins().fadd(v, b);
+                }
+                let a = kb.addr(dst, i, size);
+                e.store(kb, v, a);
+                Ok(())
+            })?;
+            dst
+        } else {
+            xr
+        };
+        let (mean, inv) = if spec.rms {
+            let ss = row_sum(kb, e, src, n, |kb, _, v| kb.b.ins().fmul(v, v))?;
+            let ms = kb.b.ins().fmul(ss, inv_n);
+            let t = kb.b.ins().fadd(ms, eps);
+            let t = kb.b.ins().sqrt(t);
+            let one = fconst(kb, st, 1.0);
+            (fconst(kb, st, 0.0), kb.b.ins().fdiv(one, t))
+        } else {
+            let s = row_sum(kb, e, src, n, |_, _, v| v)?;
+            let mean = kb.b.ins().fmul(s, inv_n);
+            let ss = row_sum(kb, e, src, n, |kb, ty, v| {
+                let m = splat_to(kb, ty, mean);
+                let d = kb.b.ins().fsub(v, m);
+                kb.b.ins().fmul(d, d)
+            })?;
+            let var = kb.b.ins().fmul(ss, inv_n);
+            let t = kb.b.ins().fadd(var, eps);
+            let t = kb.b.ins().sqrt(t);
+            let one = fconst(kb, st, 1.0);
+            (mean, kb.b.ins().fdiv(one, t))
+        };
+        let scale0 = if spec.scalar_scale {
+            let v = e.load(kb, st, scale);
+            Some(kb.b.ins().fmul(v, inv))
+        } else {
+            None
+        };
+        let beta0 = if spec.beta && spec.scalar_beta {
+            Some(e.load(kb, st, beta))
+        } else {
+            None
+        };
+        contiguous(kb, e, n, |kb, ty, i| {
+            let a = kb.addr(src, i, size);
+            let v = e.load(kb, ty, a);
+            let v = if spec.rms {
+                v
+            } else {
+                let m = splat_to(kb, ty, mean);
+                kb.b.ins().fsub(v, m)
+            };
+            let k = match scale0 {
+                Some(k) => splat_to(kb, ty, k),
+                None => {
+                    let a = kb.addr(scale, i, size);
+                    let g = e.load(kb, ty, a);
+                    let iv = splat_to(kb, ty, inv);
+                    kb.b.ins().fmul(g, iv)
+                }
+            };
+            let mut out = kb.b.ins().fmul(v, k);
+            if spec.beta {
+                let b = match beta0 {
+                    Some(b) => splat_to(kb, ty, b),
+                    None => {
+                        let a = kb.addr(beta, i, size);
+                        e.load(kb, ty, a)
+                    }
+                };
+                out = kb.b.ins().fadd(out, b);
+            }
+            let a = kb.addr(yr, i, size);
+            e.store(kb, out, a);
+            Ok(())
+        })?;
+        let stat_ty = spec.stat.scalar();
+        let conv = |kb: &mut KernelBuilder, v: Value| {
+            if stat_ty == st {
+                v
+            } else if stat_ty == types::F64 {
+                kb.b.ins().fpromote(types::F64, v)
+            } else {
+                kb.b.ins().fdemote(types::F32, v)
+            }
+        };
+        if spec.out_mean {
+            let a = kb.addr(mean_out, r, spec.stat.size());
+            let m = conv(kb, mean);
+            spec.stat.store(kb, m, a);
+        }
+        if spec.out_inv {
+            let a = kb.addr(inv_out, r, spec.stat.size());
+            let m = conv(kb, inv);
+            spec.stat.store(kb, m, a);
+        }
+        Ok(())
+    })
+}
+
+/// Instance / group normalisation of `[N, C, S]` with `C = groups * per`: statistics over
+/// each group's `per * S` elements, then `y = (x - mean) * inv * scale[c] + bias[c]`.
+/// Args: `[x, y, scale, bias, eps_bits, N, groups, per, S]`. With `group_params` the scale
+/// and bias hold one value per group instead of per channel.
+pub fn channel_norm(
+    kb: &mut KernelBuilder,
+    e: Elem,
+    group_params: bool,
+) -> Result<(), TargetError> {
+    let st = e.scalar();
+    let size = e.size();
+    let (x, y, scale, bias) = (kb.arg(0), kb.arg(1), kb.arg(2), kb.arg(3));
+    let eps = float_arg(kb, 4, st);
+    let (nb, groups, per, sp) = (kb.arg(5), kb.arg(6), kb.arg(7), kb.arg(8));
+    let len = kb.b.ins().imul(per, sp);
+    let lf = int_to_float(kb, st, len);
+    let one = fconst(kb, st, 1.0);
+    let inv_len = kb.b.ins().fdiv(one, lf);
+    let rows = kb.b.ins().imul(nb, groups);
+    let zero = kb.iconst(0);
+    kb.for_range(zero, rows, 1, |kb, r| {
+        let g = kb.b.ins().urem(r, groups);
+        let off = kb.b.ins().imul(r, len);
+        let xr = kb.addr(x, off, size);
+        let yr = kb.addr(y, off, size);
+        let s = row_sum(kb, e, xr, len, |_, _, v| v)?;
+        let mean = kb.b.ins().fmul(s, inv_len);
+        let ss = row_sum(kb, e, xr, len, |kb, ty, v| {
+            let m = splat_to(kb, ty, mean);
+            let d = kb.b.ins().fsub(v, m);
+            kb.b.ins().fmul(d, d)
+        })?;
+        let var = kb.b.ins().fmul(ss, inv_len);
+        let t = kb.b.ins().fadd(var, eps);
+        let t = kb.b.ins().sqrt(t);
+        let one = fconst(kb, st, 1.0);
+        let inv = kb.b.ins().fdiv(one, t);
+        let z = kb.iconst(0);
+        kb.for_range(z, per, 1, |kb, c| {
+            let p = if group_params {
+                g
+            } else {
+                let gp = kb.b.ins().imul(g, per);
+                kb.b.ins().iadd(gp, c)
+            };
+            let a = kb.addr(scale, p, size);
+            let k = e.load(kb, st, a);
+            let k = kb.b.ins().fmul(k, inv);
+            let a = kb.addr(bias, p, size);
+            let b = e.load(kb, st, a);
+            let mk = kb.b.ins().fmul(mean, k);
+            let b = kb.b.ins().fsub(b, mk);
+            let co = kb.b.ins().imul(c, sp);
+            let xc = kb.addr(xr, co, size);
+            let yc = kb.addr(yr, co, size);
+            affine(kb, e, xc, yc, sp, k, b)
+        })
+    })
+}
+
+/// `y[i] = x[i] * k + b` over `n` contiguous elements.
+fn affine(
+    kb: &mut KernelBuilder,
+    e: Elem,
+    x: Value,
+    y: Value,
+    n: Value,
+    k: Value,
+    b: Value,
+) -> Result<(), TargetError> {
+    let size = e.size();
+    contiguous(kb, e, n, |kb, ty, i| {
+        let a = kb.addr(x, i, size);
+        let v = e.load(kb, ty, a);
+        let kv = splat_to(kb, ty, k);
+        let bv = splat_to(kb, ty, b);
+        let v = kb.b.ins().fmul(v, kv);
+        let v = kb.b.ins().fadd(v, bv);
+        let a = kb.addr(y, i, size);
+        e.store(kb, v, a);
+        Ok(())
+    })
+}
+
+/// Inference batch normalisation of `[N, C, S]`:
+/// `y = (x - mean[c]) * scale[c] / sqrt(var[c] + eps) + bias[c]`.
+/// Args: `[x, y, scale, bias, mean, var, eps_bits, N, C, S]`.
+pub fn batch_norm(kb: &mut KernelBuilder, e: Elem) -> Result<(), TargetError> {
+    let st = e.scalar();
+    let size = e.size();
+    let (x, y, scale, bias, mean, var) = (
+        kb.arg(0),
+        kb.arg(1),
+        kb.arg(2),
+        kb.arg(3),
+        kb.arg(4),
+        kb.arg(5),
+    );
+    let eps = float_arg(kb, 6, st);
+    let (nb, c, sp) = (kb.arg(7), kb.arg(8), kb.arg(9));
+    let rows = kb.b.ins().imul(nb, c);
+    let zero = kb.iconst(0);
+    kb.for_range(zero, rows, 1, |kb, r| {
+        let ch = kb.b.ins().urem(r, c);
+        let ld = |kb: &mut KernelBuilder, p: Value| {
+            let a = kb.addr(p, ch, size);
+            e.load(kb, st, a)
+        };
+        let (g, b, m, v) = (ld(kb, scale), ld(kb, bias), ld(kb, mean), ld(kb, var));
+        let t = kb.b.ins().fadd(v, eps);
+        let t = kb.b.ins().sqrt(t);
+        let k = kb.b.ins().fdiv(g, t);
+        let mk = kb.b.ins().fmul(m, k);
+        let b = kb.b.ins().fsub(b, mk);
+        let off = kb.b.ins().imul(r, sp);
+        let xr = kb.addr(x, off, size);
+        let yr = kb.addr(y, off, size);
+        affine(kb, e, xr, yr, sp, k, b)
+    })
+}
