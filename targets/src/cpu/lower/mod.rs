@@ -185,6 +185,25 @@ impl<'g> Lowerer<'g> {
         self.graph.const_of(self.graph.node(node).input(i)?)
     }
 
+    /// The integers node input `i` holds when they are known at compile time, possibly
+    /// symbolically: a constant integer tensor, or a `dims` node (`[1, seq, 4, 16]`). For
+    /// inputs such as shapes, axes, starts/ends and counts.
+    pub fn dims_input(&self, node: NodeId, i: usize) -> Option<Vec<Dim>> {
+        let v = self.graph.node(node).input(i)?;
+        let producer = self.graph.node(v.node);
+        if producer.op == "dims" {
+            return match producer.attrs.get("value") {
+                Some(kiln_ir::attr::Attr::Dims(d)) => Some(d.clone()),
+                _ => None,
+            };
+        }
+        let t = self.graph.const_of(v)?;
+        if !t.dtype().is_int() {
+            return None;
+        }
+        Some(t.to_i64().into_iter().map(Dim::from).collect())
+    }
+
     fn value(&mut self, v: Value) -> Option<Operand> {
         if let Some(op) = self.values.get(&v) {
             return Some(op.clone());
