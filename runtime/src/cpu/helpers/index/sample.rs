@@ -152,13 +152,14 @@ pub unsafe fn grid_sample(args: *const u64) {
                         let f = v.floor();
                         let w = v - f;
                         t.push((fetch(f as i64, d), 1.0 - w));
-                        t.push((fetch(f as i64 + 1, d), w));
+                        t.push((fetch((f as i64).saturating_add(1), d), w));
                     }
                     Mode::Cubic => {
                         let f = v.floor();
                         let cs = cubic_coeffs(v - f);
                         for (k, &cw) in cs.iter().enumerate() {
-                            t.push((fetch(f as i64 - 1 + k as i64, d), cw));
+                            let i = (f as i64).saturating_add(k as i64 - 1);
+                            t.push((fetch(i, d), cw));
                         }
                     }
                 }
