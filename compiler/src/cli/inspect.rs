@@ -254,9 +254,10 @@ pub fn render(path: &Path, file_len: u64, h: &Header, m: &Manifest, all: bool) -
     let kernel_code: u64 = m.kernels.iter().map(|k| k.len).sum();
     let _ = writeln!(
         o,
-        "code: {} in {} kernels, plus the entry function ({})",
+        "code: {} in {} kernel{}, plus the entry function ({})",
         size(kernel_code),
         m.kernels.len(),
+        if m.kernels.len() == 1 { "" } else { "s" },
         size(m.entry.len)
     );
     if !m.helpers.is_empty() {

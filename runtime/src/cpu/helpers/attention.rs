@@ -276,11 +276,11 @@ unsafe fn attention_call(a: &Slots) -> Option<()> {
     let flags = a.u(50);
     let (mut kv_len, mut q_pos) = (Vec::new(), vec![a.i(79); batch]);
     if let Some((addr, e)) = a.ptr(77) {
-        for b in 0..batch {
+        for (b, pos) in q_pos.iter_mut().enumerate() {
             // SAFETY: nonpad holds one integer per batch entry.
             let n = unsafe { load_int(e, (addr + b * e.size()) as *const u8) };
             kv_len.push(n.clamp(0, (past + new) as i64) as usize);
-            q_pos[b] = n - sq as i64;
+            *pos = n - sq as i64;
         }
     }
     let window = |i: usize| if a.i(i) < 0 { None } else { Some(a.i(i)) };
@@ -459,7 +459,7 @@ unsafe fn gqa_call(a: &Slots) -> Option<()> {
         (q_in, k_in)
     };
     let scale = match a.f(51) {
-        x if x == 0.0 => 1.0 / (h as f32).sqrt(),
+        0.0 => 1.0 / (h as f32).sqrt(),
         x => x,
     };
     let qk = a.ptr(72).map(|(addr, elem)| QkOut {
@@ -482,22 +482,22 @@ unsafe fn gqa_call(a: &Slots) -> Option<()> {
     }
     let bias = a.mask(63);
     // Per batch entry: keys = past rows [0, rows) then the new keys.
-    for b in 0..batch {
+    for (b, &tot_b) in tot.iter().enumerate() {
         let at = |v: &View| View {
             addr: v.row(b, 0, 0) as usize,
             ..*v
         };
         let (rows, kv_len, base) = if windowed {
             let gap = past_len - window as usize + 1;
-            let before = tot[b].saturating_sub(s);
+            let before = tot_b.saturating_sub(s);
             let res = resident(before, past_len, gap);
             (res, res + s, before - res)
         } else {
-            let rows = if first_prompt { 0 } else { tot[b] - s };
+            let rows = if first_prompt { 0 } else { tot_b - s };
             if rows > past_len || rows + s > present_len {
                 return None;
             }
-            (rows, tot[b], 0)
+            (rows, tot_b, 0)
         };
         let (pk, pv) = match past {
             Some((k, v)) => (at(&k), at(&v)),

@@ -183,34 +183,36 @@ pub unsafe fn scatter_nd(args: *const u64) {
 /// wrapping around `max_len` in circular mode; positions past the cache are skipped.
 ///
 /// Args: `[cache, upd, write_indices (0: none), out, wi_code, batch, per_batch, max_len,
-/// len, inner_bytes, circular]`.
+/// len, inner_bytes, circular, upd_bytes, wi_len]`.
 ///
 /// # Safety
 /// As [`scatter_elements`].
 pub unsafe fn tensor_scatter(args: *const u64) {
-    // SAFETY: 11 slots.
-    let mut a = unsafe { Args::new(args, 11) };
+    // SAFETY: 13 slots.
+    let mut a = unsafe { Args::new(args, 13) };
     let (cache, upd, wi, out) = (a.ptr(), a.ptr(), a.ptr(), a.ptr());
     let we = a.elem();
     let (batch, per_batch, max_len, len, inner) = (a.u(), a.u(), a.u(), a.u(), a.u());
     let circular = a.u() != 0;
+    let (upd_bytes, wi_len) = (a.u(), a.u());
     let prefix = batch * per_batch;
     // SAFETY: the lowering passes the sizes of these buffers.
     let (out, upd, wi) = unsafe {
         (
             start(cache, out, prefix * max_len * inner),
-            bytes(upd, prefix * len * inner),
-            bytes(wi, batch * we.size()),
+            bytes(upd, upd_bytes),
+            bytes(wi, wi_len * we.size()),
         )
     };
     if out.is_empty() || inner == 0 {
         return;
     }
     for p in 0..prefix {
-        let w = if wi.is_empty() {
-            0
+        let b = p / per_batch.max(1);
+        let w = if b < wi_len && !wi.is_empty() {
+            index_at(wi, we, b)
         } else {
-            index_at(wi, we, p / per_batch.max(1))
+            0
         };
         for s in 0..len {
             let mut ci = w.saturating_add(s as i64);
@@ -222,7 +224,9 @@ pub unsafe fn tensor_scatter(args: *const u64) {
             }
             let t = (p * max_len + ci as usize) * inner;
             let src = (p * len + s) * inner;
-            out[t..t + inner].copy_from_slice(&upd[src..src + inner]);
+            if let Some(u) = upd.get(src..src + inner) {
+                out[t..t + inner].copy_from_slice(u);
+            }
         }
     }
 }

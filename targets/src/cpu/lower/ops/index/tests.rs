@@ -46,7 +46,8 @@ fn check_pinned(text: &str, dims: &[(&str, i64)], inputs: &[Tensor], tol: f64) {
     for ((name, w), g) in want.iter().zip(&got) {
         assert_eq!(w.shape(), g.shape(), "{name}");
         for (a, b) in w.to_f64().iter().zip(g.to_f64()) {
-            assert!((a - b).abs() <= tol * (1.0 + a.abs()), "{name}: {a} vs {b}");
+            let same = (a.is_nan() && b.is_nan()) || (a - b).abs() <= tol * (1.0 + a.abs());
+            assert!(same, "{name}: {a} vs {b}");
         }
     }
 }
@@ -675,6 +676,72 @@ fn run_time_scales_sizes_k_and_depth() {
             ints(DType::I64, &[3], &[4, -1, 9]),
             ints(DType::I64, &[], &[5]),
             Tensor::from_f32s(vec![2], vec![0.0, 1.0]).unwrap(),
+        ],
+        0.0,
+    );
+}
+
+#[test]
+fn selections_with_pinned_sizes() {
+    let x = Tensor::from_f32s(vec![2, 3], vec![0.0, -0.0, 2.0, f32::NAN, 0.0, -1.0]).unwrap();
+    check_pinned(
+        "graph @t(%x: f32[2, 3]) -> (y: i64[2, u0]) {
+           %0 = NonZero(%x) : i64[2, u0]
+           return %0
+         }",
+        &[("u0", 3)],
+        std::slice::from_ref(&x),
+        0.0,
+    );
+    let c = Tensor::from_i64(DType::Bool, vec![4], &[1, 0, 1, 1]);
+    let c2 = Tensor::from_i64(DType::Bool, vec![2], &[0, 1]);
+    check_pinned(
+        "graph @t(%x: f32[2, 3], %c: bool[4], %d: bool[2]) -> (y: f32[u0, 3], z: f32[u1]) {
+           %0 = Compress(%x, %d) {axis = 0} : f32[u0, 3]
+           %1 = Compress(%x, %c) : f32[u1]
+           return %0, %1
+         }",
+        &[("u0", 1), ("u1", 3)],
+        &[x, c, c2],
+        0.0,
+    );
+    let v = Tensor::from_f32s(vec![4, 2], vec![1., 2., 0., 9., 1., 2., -0., 9.]).unwrap();
+    for sorted in [0, 1] {
+        let text = format!(
+            "graph @t(%x: f32[4, 2]) -> (y: f32[u0, 2], i: i64[u0], v: i64[4], c: i64[u0], f: f32[u1]) {{
+               %0, %1, %2, %3 = Unique(%x) {{axis = 0, sorted = {sorted}}} : f32[u0, 2], i64[u0], i64[4], i64[u0]
+               %4 = Unique(%x) {{sorted = {sorted}}} : f32[u1]
+               return %0, %1, %2, %3, %4
+             }}"
+        );
+        check_pinned(
+            &text,
+            &[("u0", 2), ("u1", 4)],
+            std::slice::from_ref(&v),
+            0.0,
+        );
+    }
+    let boxes = Tensor::from_f32s(
+        vec![1, 6, 4],
+        vec![
+            0., 0., 1., 1., 0., 0.1, 1., 1.1, 0., -0.1, 1., 0.9, 0., 10., 1., 11., 0., 10.1, 1.,
+            11.1, 0., 100., 1., 101.,
+        ],
+    )
+    .unwrap();
+    let scores = Tensor::from_f32s(vec![1, 1, 6], vec![0.9, 0.75, 0.6, 0.95, 0.5, 0.3]).unwrap();
+    check_pinned(
+        "graph @t(%b: f32[1, 6, 4], %s: f32[1, 1, 6], %m: i64[1], %iou: f32[1], %th: f32[1]) -> (y: i64[u0, 3]) {
+           %0 = NonMaxSuppression(%b, %s, %m, %iou, %th) : i64[u0, 3]
+           return %0
+         }",
+        &[("u0", 3)],
+        &[
+            boxes,
+            scores,
+            ints(DType::I64, &[1], &[3]),
+            Tensor::from_f32s(vec![1], vec![0.5]).unwrap(),
+            Tensor::from_f32s(vec![1], vec![0.0]).unwrap(),
         ],
         0.0,
     );

@@ -6,8 +6,8 @@ use kiln_ir::dim::Dim;
 use kiln_ir::graph::NodeId;
 
 use super::{
-    attr_err, c, const_dims, const_ints, copy, copy_to_output, fill_all, has_input, is_used,
-    nonneg, norm_axis, out_type, strides, Axis, FillValue,
+    attr_err, c, const_ints, copy, copy_to_output, fill_all, has_input, is_used, nonneg, norm_axis,
+    out_type, strides, Axis, FillValue,
 };
 use crate::cpu::lower::{Lowerer, Operand};
 use crate::error::TargetError;
@@ -68,7 +68,8 @@ pub fn slice(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     let x = lw.input(id, 0)?;
     let out = out_type(lw, id, 0);
     let rank = x.shape.len();
-    let starts = const_dims(lw, id, 1)
+    let starts = lw
+        .dims_input(id, 1)
         .ok_or_else(|| lw.unsupported("Slice with starts computed at run time"))?;
     let n = starts.len();
     let axes = if has_input(lw, id, 3) {
@@ -199,7 +200,8 @@ pub fn split(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
 pub fn tile(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     let x = lw.input(id, 0)?;
     let out = out_type(lw, id, 0);
-    let reps = const_dims(lw, id, 1)
+    let reps = lw
+        .dims_input(id, 1)
         .ok_or_else(|| lw.unsupported("Tile with repeats computed at run time"))?;
     let rank = x.shape.len();
     if reps.len() != rank || out.shape.len() != rank {
