@@ -188,6 +188,25 @@ fn slices_of_symbolic_dims() {
 }
 
 #[test]
+fn slices_from_symbolic_starts() {
+    for seq in [1, 2, 6] {
+        run(
+            "graph @t(%x: f32[seq, 6]) -> (a: f32[1, 6], b: f32[seq, 2]) {
+               %0 = dims {value = dims<[seq-1]>} : i64[1]
+               %1 = constant {value = dense<i64[1]>[9223372036854775807]} : i64[1]
+               %2 = Slice(%x, %0, %1) : f32[1, 6]
+               %3 = dims {value = dims<[seq-1, 4]>} : i64[2]
+               %4 = dims {value = dims<[-9223372036854775807, 2]>} : i64[2]
+               %5 = constant {value = dense<i64[2]>[-1, -1]} : i64[2]
+               %6 = Slice(%x, %3, %4, _, %5) : f32[seq, 2]
+               return %2, %6
+             }",
+            &[floats(&[seq, 6], 36)],
+        );
+    }
+}
+
+#[test]
 fn slices_by_dims_nodes() {
     let x = floats(&[2, 9, 4], 7);
     run(
