@@ -79,6 +79,12 @@ fn transposes_in_tiles_with_edges() {
         (DType::F64, 7, 5),
         (DType::I64, 2, 2),
         (DType::F32, 1, 9),
+        (DType::F16, 13, 10),
+        (DType::BF16, 8, 16),
+        (DType::I16, 17, 9),
+        (DType::U8, 16, 16),
+        (DType::I8, 35, 21),
+        (DType::Bool, 3, 40),
     ] {
         let text = format!(
             "graph @t(%x: {}) -> (y: {}) {{
