@@ -768,6 +768,7 @@ struct Tile {
 /// # Safety
 /// As [`attention`].
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile(
     p: &Attention,
     vals: bool,
