@@ -3,19 +3,26 @@
 //! still fails (so the lists stay true).
 
 use kiln_compiler::conformance::{
-    list_cases, run_cases_with_timeout, Engine, ExpectedFailures, Outcome, Summary,
-    DEFAULT_TIMEOUT,
+    list_cases, run_cases_with_timeout, Engine, ExpectedFailures, Outcome, Summary, DEFAULT_TIMEOUT,
 };
 use kiln_tests::{repo_root, shared_dir};
 
 #[test]
 fn onnx_node_tests_pass_on_the_interpreter_except_the_listed_ones() {
-    check(Engine::Interpreter, "tests/onnx-node-expected-failures.txt", 1300);
+    check(
+        Engine::Interpreter,
+        "tests/onnx-node-expected-failures.txt",
+        1300,
+    );
 }
 
 #[test]
 fn onnx_node_tests_pass_compiled_except_the_listed_ones() {
-    check(Engine::Compiled, "tests/onnx-node-compiled-expected-failures.txt", 1250);
+    check(
+        Engine::Compiled,
+        "tests/onnx-node-compiled-expected-failures.txt",
+        1250,
+    );
 }
 
 /// Runs the suite on `engine`, checks it against the list at `list`, and requires at least
