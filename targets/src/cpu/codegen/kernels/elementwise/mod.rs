@@ -39,10 +39,12 @@ pub enum Ty {
 }
 
 impl Ty {
-    /// The compute type of a dtype's elements (none for the fp8 formats).
+    /// The compute type of a dtype's elements (fp8 values load as f32; an fp8 output stores
+    /// the code an [`Op::Fp8Encode`] made).
     pub fn of(d: DType) -> Option<Ty> {
         Some(match d {
             DType::F32 | DType::F16 | DType::BF16 => Ty::F32,
+            d if d.is_fp8() => Ty::F32,
             DType::F64 => Ty::F64,
             DType::I8 | DType::I16 | DType::I32 | DType::I64 => Ty::I64,
             DType::U8 | DType::U16 | DType::U32 | DType::U64 => Ty::U64,
@@ -153,6 +155,22 @@ pub enum Op {
     FloatToLow64,
     /// Integer power by squaring, wrapping (0 to a negative power gives 0).
     IntPow,
+    /// An f32 value as the code (an integer) of fp8 dtype `dtype`, rounding to nearest even,
+    /// saturating or overflowing to infinity/NaN.
+    Fp8Encode {
+        dtype: DType,
+        sat: bool,
+    },
+}
+
+/// The format index the fp8 helpers take.
+pub fn fp8_index(d: DType) -> u8 {
+    match d {
+        DType::F8E4M3FN => 0,
+        DType::F8E4M3FNUZ => 1,
+        DType::F8E5M2 => 2,
+        _ => 3,
+    }
 }
 
 /// A node of an expression.
@@ -218,6 +236,7 @@ impl Expr {
                 Node::Op(Op::Call1(n) | Op::Call2(n), _) => Some(*n),
                 Node::Op(Op::FloatToLow64, _) => Some("f64_to_i128_low64"),
                 Node::Op(Op::IntPow, _) => Some("int_pow"),
+                Node::Op(Op::Fp8Encode { .. }, _) => Some("fp8_encode"),
                 Node::Op(op, _) if *ty == Ty::F64 => emit::f64_helper(*op),
                 _ => None,
             };
@@ -227,12 +246,18 @@ impl Expr {
                 }
             }
         }
+        if self.inputs.iter().any(|d| d.is_fp8()) {
+            out.push("fp8_decode");
+        }
         out
     }
 
     /// The vector width of the innermost loop: 4 when every value is f32 or bool, 2 when
     /// every value is f64 or bool, else 1.
     pub fn lanes(&self) -> u8 {
+        if self.out.is_fp8() || self.inputs.iter().any(|d| d.is_fp8()) {
+            return 1;
+        }
         let all = |ok: &[Ty]| self.nodes.iter().all(|(_, t)| ok.contains(t));
         if all(&[Ty::F32, Ty::Bool]) {
             4

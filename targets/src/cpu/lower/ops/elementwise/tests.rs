@@ -509,6 +509,70 @@ fn casts_between_every_pair() {
 }
 
 #[test]
+fn fp8_casts() {
+    let fp8 = [
+        DType::F8E4M3FN,
+        DType::F8E4M3FNUZ,
+        DType::F8E5M2,
+        DType::F8E5M2FNUZ,
+    ];
+    let others = [
+        DType::F32,
+        DType::F64,
+        DType::F16,
+        DType::BF16,
+        DType::I32,
+        DType::U64,
+    ];
+    for &f in &fp8 {
+        for &o in others.iter().chain(&fp8) {
+            for sat in [0, 1] {
+                let attrs = format!("{{saturate = {sat}, to = {}}}", f.name());
+                // The reference's search for the nearest code loses precision far beyond
+                // the largest finite value, so the inputs stay below 1e6.
+                for scale in [2.0, 500.0, 1e5] {
+                    let mut x = data(o, &[45], 3, scale, false);
+                    if !o.is_float() {
+                        let v: Vec<i64> = x.to_i64().iter().map(|v| v.rem_euclid(1000)).collect();
+                        x = Tensor::from_i64(o, vec![45], &v);
+                    }
+                    op_check("Cast", &attrs, &[x], Some(f), 0.0, 0.0);
+                }
+                if o.is_float() && !o.is_fp8() {
+                    let sp = [
+                        f64::NAN,
+                        f64::INFINITY,
+                        f64::NEG_INFINITY,
+                        0.0,
+                        -0.0,
+                        464.0,
+                        480.0,
+                        -248.0,
+                        61440.0,
+                        1e-9,
+                        -3e-3,
+                        0.0068359375,
+                    ];
+                    let x = Tensor::from_f64(o, vec![sp.len()], &sp);
+                    op_check("Cast", &attrs, &[x], Some(f), 0.0, 0.0);
+                }
+            }
+            // From fp8: every code.
+            let codes: Vec<u8> = (0..=255).collect();
+            let x = Tensor::from_le_bytes(f, vec![256], &codes).unwrap();
+            op_check(
+                "Cast",
+                &format!("{{to = {}}}", o.name()),
+                &[x],
+                Some(o),
+                0.0,
+                0.0,
+            );
+        }
+    }
+}
+
+#[test]
 fn symbolic_dims_and_dynamic_broadcast() {
     let text = "graph @t(%a: f32[2, seq, 5], %b: f32[seq, 1], %c: f32[5]) -> (y: f32[2, seq, 5]) {
        %0 = Mul(%a, %b) : f32[2, seq, 5]
