@@ -147,7 +147,7 @@ fn float_unary_ops() {
         ("Round", "", 10.0, 0.0),
         ("Exp", "", 100.0, 3e-7),
         ("Log", "", 100.0, 3e-7),
-        ("Erf", "", 5.0, 3e-7),
+        ("Erf", "", 5.0, 4e-7),
         ("Tanh", "", 12.0, 3e-7),
         ("Sigmoid", "", 30.0, 5e-7),
         ("Sin", "", 10.0, 0.0),
@@ -197,7 +197,7 @@ fn transcendentals_are_accurate_on_many_points() {
     for (op, scale, rt) in [
         ("Exp", 90.0, 2.5e-7),
         ("Log", 1e6, 2.5e-7),
-        ("Erf", 4.5, 2.5e-7),
+        ("Erf", 4.5, 4e-7),
         ("Tanh", 10.0, 2.5e-7),
     ] {
         let mut x = data(DType::F32, &[4099], 11, scale, false);
@@ -690,7 +690,9 @@ fn chains_fuse_into_one_kernel() {
     for seq in [1, 5] {
         let x = data(DType::F32, &[2, seq, 12], 1, 4.0, true);
         let b = data(DType::F32, &[12], 2, 1.0, false);
-        check(GELU_CHAIN, &[x, b], 2e-6, 1e-30);
+        // 1 + erf(x) cancels for negative x: the reference (erf rounded to f32) and the
+        // kernel (erf within 6 ulp) agree to a few 1e-7 absolute there.
+        check(GELU_CHAIN, &[x, b], 2e-6, 5e-7);
     }
     // A value that is also a graph output keeps its buffer and its own step; values used
     // twice inside one group are computed once.
@@ -739,4 +741,97 @@ fn chains_fuse_into_one_kernel() {
     let a = data(DType::F16, &[33], 1, 300.0, true);
     let b = data(DType::F16, &[33], 2, 300.0, true);
     check(text, &[a, b], 0.0, 0.0);
+}
+
+/// Times the MiniLM-sized elementwise groups (run with `--ignored --nocapture`).
+#[test]
+#[ignore]
+fn bench_minilm_groups() {
+    let cases = [
+        (
+            "neg [128, 1536]",
+            "graph @t(%x: f32[1, seq, 1536], %b: f32[1536]) -> (y: f32[1, seq, 1536]) {
+               %0 = Neg(%x) : f32[1, seq, 1536]
+               return %0
+             }"
+            .to_string(),
+            vec![1, 128, 1536],
+            1536,
+        ),
+        (
+            "erf [128, 1536]",
+            "graph @t(%x: f32[1, seq, 1536], %b: f32[1536]) -> (y: f32[1, seq, 1536]) {
+               %0 = Erf(%x) : f32[1, seq, 1536]
+               return %0
+             }"
+            .to_string(),
+            vec![1, 128, 1536],
+            1536,
+        ),
+        ("gelu chain [128, 1536]", GELU_CHAIN.replace("2, seq, 12", "1, seq, 1536").replace("f32[12]", "f32[1536]"), vec![1, 128, 1536], 1536),
+        (
+            "bias + residual [128, 384]",
+            "graph @t(%x: f32[1, seq, 384], %b: f32[384], %r: f32[1, seq, 384]) -> (y: f32[1, seq, 384]) {
+               %0 = Add(%x, %b) : f32[1, seq, 384]
+               %1 = Add(%0, %r) : f32[1, seq, 384]
+               return %1
+             }"
+            .to_string(),
+            vec![1, 128, 384],
+            384,
+        ),
+    ];
+    for (name, text, shape, bias) in cases {
+        let g = graph(&text);
+        let m = load(&g, CpuFeatures::host()).unwrap();
+        let mut inputs = vec![
+            data(DType::F32, &shape, 1, 3.0, false),
+            data(DType::F32, &[bias], 2, 1.0, false),
+        ];
+        if g.inputs().len() == 3 {
+            inputs.push(data(DType::F32, &shape, 3, 1.0, false));
+        }
+        let rt: Vec<_> = inputs
+            .iter()
+            .map(|t| {
+                let e = kiln_runtime::ElemType::from_name(t.dtype().name()).unwrap();
+                kiln_runtime::Tensor::from_bytes(e, t.shape(), &t.to_le_bytes()).unwrap()
+            })
+            .collect();
+        for _ in 0..20 {
+            m.run(&rt).unwrap();
+        }
+        // The machine may be shared: the fastest of many runs.
+        let mut best = f64::INFINITY;
+        for _ in 0..2000 {
+            let t = std::time::Instant::now();
+            m.run(&rt).unwrap();
+            best = best.min(t.elapsed().as_secs_f64() * 1e6);
+        }
+        eprintln!("{name}: {best:.1} us (fastest run)");
+    }
+}
+
+/// Prints the machine code of an elementwise kernel (run with `--ignored --nocapture`).
+#[test]
+#[ignore]
+fn print_kernel_code() {
+    use cranelift_codegen::control::ControlPlane;
+    use cranelift_codegen::Context;
+    let text = std::env::var("KILN_EW_GRAPH").unwrap_or_else(|_| {
+        "graph @t(%x: f32[1, seq, 1536]) -> (y: f32[1, seq, 1536]) {
+           %0 = Erf(%x) : f32[1, seq, 1536]
+           return %0
+         }"
+        .to_string()
+    });
+    let g = graph(&text);
+    let isa = x86_64_isa(CpuFeatures::host()).unwrap();
+    let p = crate::cpu::lower::lower(&g, &isa).unwrap();
+    for (name, f) in p.kernels {
+        let mut ctx = Context::for_function(f);
+        ctx.set_disasm(true);
+        let c = ctx.compile(&*isa, &mut ControlPlane::default()).unwrap();
+        eprintln!("== {name}\n{}", c.vcode.clone().unwrap_or_default());
+    }
 }
