@@ -1,7 +1,9 @@
 //! The command line: one file per subcommand.
 
+mod bench;
 mod compile;
 mod conformance;
+mod inspect;
 mod opt;
 mod run;
 
@@ -24,6 +26,8 @@ enum Command {
     Opt(opt::OptArgs),
     Compile(compile::CompileArgs),
     Run(run::RunArgs),
+    Inspect(inspect::InspectArgs),
+    Bench(bench::BenchArgs),
     Conformance(conformance::ConformanceArgs),
 }
 
@@ -32,6 +36,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Opt(a) => opt::run(a),
         Command::Compile(a) => compile::run(a),
         Command::Run(a) => run::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Bench(a) => bench::run(a),
         Command::Conformance(a) => conformance::run(a),
     }
 }

@@ -81,6 +81,13 @@ impl fmt::Display for Features {
         if self.0 == 0 {
             return f.write_str("(none)");
         }
-        f.write_str(&self.names().join(", "))
+        let mut names: Vec<String> = self.names().iter().map(|n| n.to_string()).collect();
+        let known = FEATURES.iter().fold(0, |acc, (b, _)| acc | b);
+        let unknown = self.0 & !known;
+        if unknown != 0 {
+            // A newer compiler's feature: name its bits rather than print nothing.
+            names.push(format!("unknown feature bits {unknown:#x}"));
+        }
+        f.write_str(&names.join(", "))
     }
 }

@@ -96,14 +96,16 @@ impl Header {
 
     /// Decodes and checks a header against the file's length.
     pub fn decode(b: &[u8], file_len: u64) -> Result<Header, RuntimeError> {
+        // Some other file, short or not, is not an artifact; a short one that starts like
+        // an artifact is a truncated one.
+        if b.len() >= MAGIC.len() && b[0..MAGIC.len()] != MAGIC {
+            return Err(RuntimeError::NotAnArtifact);
+        }
         if b.len() < HEADER_LEN {
             return Err(RuntimeError::Corrupt(format!(
                 "file is {} bytes, shorter than the {HEADER_LEN}-byte header",
                 b.len()
             )));
-        }
-        if b[0..8] != MAGIC {
-            return Err(RuntimeError::NotAnArtifact);
         }
         let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         let u64_at = |o: usize| {

@@ -42,6 +42,11 @@ pub struct TensorSpec {
     /// An element type name as kiln's IR prints it (`f32`, `i64`, `bool`, ...).
     pub dtype: String,
     pub shape: Vec<DimExpr>,
+    /// For an integer input used as indices (a Gather's, say): the values are valid in
+    /// `0..index_range` (the smallest axis they index). Informative: tools such as `kiln
+    /// bench` use it to generate inputs; the runtime does not check it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_range: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

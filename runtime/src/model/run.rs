@@ -7,6 +7,7 @@ use crate::artifact::{ArtifactFile, Features, Target};
 use crate::cpu::gemm::Kernel;
 use crate::cpu::helpers::{self, RunContext};
 use crate::error::RuntimeError;
+use crate::model::dim_expr::DimExpr;
 use crate::model::frame::{self, FrameLayout};
 use crate::model::manifest::{Manifest, TensorSpec, MANIFEST_FORMAT};
 use crate::model::tensor::{ElemType, Tensor};
@@ -151,14 +152,16 @@ impl Model {
         if inputs.len() != m.inputs.len() {
             let names: Vec<&str> = m.inputs.iter().map(|s| s.name.as_str()).collect();
             return bad(format!(
-                "the model takes {} input(s) ({}), got {}",
+                "the model takes {} input{} ({}), got {}",
                 m.inputs.len(),
+                if m.inputs.len() == 1 { "" } else { "s" },
                 names.join(", "),
                 inputs.len()
             ));
         }
         let names: Vec<String> = m.symbols.iter().map(|s| s.name.clone()).collect();
-        let mut symbols: Vec<Option<(i64, usize)>> = vec![None; m.symbols.len()];
+        // Each symbol's value, with the input and dim it was read from.
+        let mut symbols: Vec<Option<(i64, usize, usize)>> = vec![None; m.symbols.len()];
         for (i, (spec, t)) in m.inputs.iter().zip(inputs).enumerate() {
             if t.dtype() != self.input_types[i] {
                 return bad(format!(
@@ -171,8 +174,9 @@ impl Model {
             let shown: Vec<String> = spec.shape.iter().map(|d| d.display(&names)).collect();
             if t.shape().len() != spec.shape.len() {
                 return bad(format!(
-                    "input `{}`: expected shape [{}], got {:?}",
+                    "input `{}`: expected rank {} (shape [{}]), got shape {:?}",
                     spec.name,
+                    spec.shape.len(),
                     shown.join(", "),
                     t.shape()
                 ));
@@ -180,14 +184,14 @@ impl Model {
             for (d, (&got, want)) in t.shape().iter().zip(&spec.shape).enumerate() {
                 if let Some(s) = want.as_sym() {
                     match symbols.get(s).copied().flatten() {
-                        Some((v, from)) if v != got as i64 => {
+                        Some((v, from, from_dim)) if v != got as i64 => {
                             return bad(format!(
-                                "input `{}` dim {d} is {got}, but `{}` is {v} (from input `{}`)",
+                                "input `{}` dim {d} is {got}, but `{}` is {v} (from input `{}` dim {from_dim})",
                                 spec.name, names[s], m.inputs[from].name
                             ))
                         }
                         Some(_) => {}
-                        None if s < symbols.len() => symbols[s] = Some((got as i64, i)),
+                        None if s < symbols.len() => symbols[s] = Some((got as i64, i, d)),
                         None => {
                             return Err(RuntimeError::Corrupt(format!(
                                 "manifest: input `{}` names symbol {s}",
@@ -200,7 +204,7 @@ impl Model {
         }
         let mut values = Vec::with_capacity(symbols.len());
         for (s, v) in m.symbols.iter().zip(&symbols) {
-            let Some((v, _)) = *v else {
+            let Some((v, _, _)) = *v else {
                 return Err(RuntimeError::Corrupt(format!(
                     "manifest: symbol `{}` is not the dim of any input",
                     s.name
@@ -220,11 +224,14 @@ impl Model {
             for (d, (&got, want)) in t.shape().iter().zip(&spec.shape).enumerate() {
                 let w = want.eval(&values);
                 if w != Some(got as i64) {
+                    let expected = match (want, w) {
+                        (DimExpr::Const(c), _) => c.to_string(),
+                        (_, Some(w)) => format!("{} = {w}", want.display(&names)),
+                        (_, None) => want.display(&names),
+                    };
                     return bad(format!(
-                        "input `{}` dim {d} is {got}, expected {} = {}",
-                        spec.name,
-                        want.display(&names),
-                        w.map_or("?".into(), |w| w.to_string())
+                        "input `{}` dim {d} is {got}, expected {expected}",
+                        spec.name
                     ));
                 }
             }
@@ -265,7 +272,11 @@ impl Model {
             .map_err(|_| corrupt("arena pool poisoned".into()))?
             .pop()
             .unwrap_or_default();
-        arena.resize(words.max(1), 0);
+        if arena.len() < words.max(1) {
+            // Zeroed allocation: the OS maps pages lazily, so a run only pays for (and the
+            // process only holds) the arena pages its sizes touch.
+            arena = vec![0u64; words.max(1)];
+        }
         let mut frame = vec![0u64; self.layout.len()];
         frame[frame::HELPER_TABLE] = self.helper_table.as_ptr() as u64;
         frame[frame::RUN_CONTEXT] = &self.context as *const RunContext as u64;
@@ -290,5 +301,14 @@ impl Model {
             pool.push(arena);
         }
         Ok(outputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_model_is_send_and_sync() {
+        fn shared<T: Send + Sync>() {}
+        shared::<super::Model>();
     }
 }

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use kiln_ir::graph::Graph;
+use kiln_ir::graph::{Graph, Value};
+use kiln_ir::AttrsExt;
 use kiln_runtime::artifact::{write_artifact, ArtifactParts, Features, Target};
 use kiln_runtime::model::frame::FrameLayout;
 use kiln_runtime::model::manifest::{
@@ -103,7 +104,7 @@ pub fn compile(graph: &Graph, options: &CpuOptions) -> Result<CpuArtifact, Targe
     let (bounds, memory) = loop {
         let mut bounds = options.bounds.clone();
         for n in &defaulted {
-            bounds.insert((*n).clone(), (1, default_max));
+            bounds.insert((*n).clone(), (0, default_max));
         }
         let memory = plan(&program, &bounds)?;
         if defaulted.is_empty() || memory.arena_bytes <= DEFAULT_ARENA_BUDGET || default_max == 1 {
@@ -127,7 +128,10 @@ pub fn compile(graph: &Graph, options: &CpuOptions) -> Result<CpuArtifact, Targe
     for w in &program.weights {
         weights[w.offset as usize..w.offset as usize + w.bytes.len()].copy_from_slice(&w.bytes);
     }
-    let manifest = manifest(&program, &memory, &symbols, &bounds, &placed, entry_index)?;
+    let mut manifest = manifest(&program, &memory, &symbols, &bounds, &placed, entry_index)?;
+    for (spec, &v) in manifest.inputs.iter_mut().zip(graph.inputs()) {
+        spec.index_range = index_range(graph, v);
+    }
     let features = Features::from_names(&options.features.names()).map_err(TargetError::Isa)?;
     Ok(CpuArtifact {
         manifest,
@@ -136,9 +140,67 @@ pub fn compile(graph: &Graph, options: &CpuOptions) -> Result<CpuArtifact, Targe
         features,
         defaulted: defaulted
             .iter()
-            .map(|n| (n.to_string(), 1, default_max))
+            .map(|n| (n.to_string(), 0, default_max))
             .collect(),
     })
+}
+
+/// The exclusive upper bound of the indices integer value `v` holds, when it reaches the
+/// indices of a Gather or GatherElements (through casts and reshapes): the smallest size of
+/// an axis it indexes, if that size is static.
+fn index_range(graph: &Graph, v: Value) -> Option<i64> {
+    if !graph.value_type(v).dtype.is_int() {
+        return None;
+    }
+    let mut best: Option<i64> = None;
+    let mut todo = vec![v];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(v) = todo.pop() {
+        if !seen.insert(v) {
+            continue;
+        }
+        for (user, i) in graph.users(v) {
+            let node = graph.node(user);
+            match (node.op.as_str(), i) {
+                ("Gather" | "GatherElements", 1) => {
+                    let Some(data) = node.input(0) else { continue };
+                    let shape = &graph.value_type(data).shape;
+                    let rank = shape.len() as i64;
+                    let axis = node.attrs.int_or("axis", 0).unwrap_or(0);
+                    let axis = if axis < 0 { axis + rank } else { axis };
+                    if let Some(n) = usize::try_from(axis)
+                        .ok()
+                        .and_then(|a| shape.get(a))
+                        .and_then(|d| d.as_const())
+                    {
+                        best = Some(best.map_or(n, |b| b.min(n)));
+                    }
+                }
+                ("Cast", 0)
+                    if graph
+                        .value_type(Value {
+                            node: user,
+                            output: 0,
+                        })
+                        .dtype
+                        .is_int() =>
+                {
+                    todo.push(Value {
+                        node: user,
+                        output: 0,
+                    })
+                }
+                ("Reshape" | "Squeeze" | "Unsqueeze" | "Flatten" | "Identity" | "Expand", 0) => {
+                    todo.push(Value {
+                        node: user,
+                        output: 0,
+                    })
+                }
+                _ => {}
+            }
+        }
+    }
+    best
 }
 
 fn manifest(
@@ -160,6 +222,7 @@ fn manifest(
                         .iter()
                         .map(|d| symbols.expr(d))
                         .collect::<Result<_, _>>()?,
+                    index_range: None,
                 })
             })
             .collect::<Result<Vec<_>, TargetError>>()
@@ -233,4 +296,28 @@ fn manifest(
             })
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_ranges_follow_gathers_through_casts_and_reshapes() {
+        let g = crate::cpu::testing::graph(
+            "graph @t(%ids: i64[seq], %tt: i32[seq], %mask: i64[seq], %x: f32[seq]) -> (a: f32[seq, 4], b: f32[1, seq, 4], m: i64[seq], y: f32[seq]) {
+               %0 = constant {value = dense<f32[10, 4]>[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]} : f32[10, 4]
+               %1 = constant {value = dense<f32[3, 4]>[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]} : f32[3, 4]
+               %2 = Gather(%0, %ids) {axis = 0} : f32[seq, 4]
+               %3 = Gather(%1, %ids) {axis = -2} : f32[seq, 4]
+               %4 = Cast(%tt) {to = i64} : i64[seq]
+               %5 = constant {value = dense<i64[1]>[0]} : i64[1]
+               %6 = Unsqueeze(%4, %5) : i64[1, seq]
+               %7 = Gather(%0, %6) {axis = 0} : f32[1, seq, 4]
+               return %2, %7, %mask, %x
+             }",
+        );
+        let ranges: Vec<_> = g.inputs().iter().map(|&v| index_range(&g, v)).collect();
+        assert_eq!(ranges, [Some(3), Some(10), None, None]);
+    }
 }

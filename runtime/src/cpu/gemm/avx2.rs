@@ -10,6 +10,7 @@ pub const KERNEL: Kernel = Kernel {
     name: "avx2 3x32",
     mr: MR,
     run: kernel,
+    row: None,
 };
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -18,33 +19,51 @@ pub const KERNEL: Kernel = super::portable::KERNEL;
 /// # Safety
 /// See [`super::Microkernel`]; the CPU must have AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn kernel(
     kc: usize,
     a: *const f32,
+    rsa: isize,
     b: *const f32,
     c: *mut f32,
-    ldc: usize,
+    rsc: isize,
+    rows: usize,
+    cols: usize,
     accumulate: bool,
 ) {
     // SAFETY: KERNEL is only chosen when avx2 and fma are detected; pointers per the contract.
-    unsafe { kernel_avx2(kc, a, b, c, ldc, accumulate) }
+    unsafe {
+        match (rows, rsa == 0) {
+            (3, true) => tile::<3, true>(kc, a, rsa, b, c, rsc, cols, accumulate),
+            (2, true) => tile::<2, true>(kc, a, rsa, b, c, rsc, cols, accumulate),
+            (1, true) => tile::<1, true>(kc, a, rsa, b, c, rsc, cols, accumulate),
+            (3, false) => tile::<3, false>(kc, a, rsa, b, c, rsc, cols, accumulate),
+            (2, false) => tile::<2, false>(kc, a, rsa, b, c, rsc, cols, accumulate),
+            (1, false) => tile::<1, false>(kc, a, rsa, b, c, rsc, cols, accumulate),
+            _ => {}
+        }
+    }
 }
 
+/// An `R x cols` tile (`R <= MR`); A packed (`PACKED`) or row-major with row stride `rsa`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_avx2(
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile<const R: usize, const PACKED: bool>(
     kc: usize,
     a: *const f32,
+    rsa: isize,
     b: *const f32,
     c: *mut f32,
-    ldc: usize,
+    rsc: isize,
+    cols: usize,
     accumulate: bool,
 ) {
     use std::arch::x86_64::*;
-    // SAFETY (whole body): a has kc*MR floats, b kc*NR, c an MR x NR tile with stride ldc;
-    // unaligned loads and stores are used throughout.
+    // SAFETY (whole body): a has kc*MR floats (packed) or R rows of kc (row-major), b kc*NR, c an R x cols tile with row stride
+    // rsc; loads and stores are unaligned, and masked past cols.
     unsafe {
-        let mut acc = [[_mm256_setzero_ps(); 4]; MR];
+        let mut acc = [[_mm256_setzero_ps(); 4]; R];
         let (mut ap, mut bp) = (a, b);
         for _ in 0..kc {
             let bv = [
@@ -54,23 +73,39 @@ unsafe fn kernel_avx2(
                 _mm256_loadu_ps(bp.add(24)),
             ];
             for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm256_set1_ps(*ap.add(r));
+                let av = _mm256_set1_ps(if PACKED {
+                    *ap.add(r)
+                } else {
+                    *ap.offset(r as isize * rsa)
+                });
                 for (x, b) in row.iter_mut().zip(bv) {
                     *x = _mm256_fmadd_ps(av, b, *x);
                 }
             }
-            ap = ap.add(MR);
+            ap = ap.add(if PACKED { MR } else { 1 });
             bp = bp.add(NR);
         }
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         for (r, row) in acc.iter().enumerate() {
-            let out = c.add(r * ldc);
+            let out = c.offset(r as isize * rsc);
             for (q, &x) in row.iter().enumerate() {
-                let v = if accumulate {
-                    _mm256_add_ps(x, _mm256_loadu_ps(out.add(8 * q)))
-                } else {
-                    x
-                };
-                _mm256_storeu_ps(out.add(8 * q), v);
+                let o = out.add(8 * q);
+                if cols >= 8 * q + 8 {
+                    let v = if accumulate {
+                        _mm256_add_ps(_mm256_loadu_ps(o), x)
+                    } else {
+                        x
+                    };
+                    _mm256_storeu_ps(o, v);
+                } else if cols > 8 * q {
+                    let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((cols - 8 * q) as i32), lane);
+                    let v = if accumulate {
+                        _mm256_add_ps(_mm256_maskload_ps(o, mask), x)
+                    } else {
+                        x
+                    };
+                    _mm256_maskstore_ps(o, mask, v);
+                }
             }
         }
     }

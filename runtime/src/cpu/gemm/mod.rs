@@ -1,28 +1,74 @@
-//! f32 GEMM: `C[m, n] (+)= A[m, k] · B[k, n]` with B prepacked.
+//! f32 GEMM: `C[m, n] (+)= A[m, k] · B[k, n]`.
 //!
-//! The classic blocked design: B lives in column panels of [`NR`] (packed once, at compile
-//! time for weights), A is packed per block into row panels of the kernel's `mr`, and a
-//! register-tile microkernel computes `mr x NR` of C at a time. Every kernel shares the B
-//! layout, so an artifact's prepacked weights serve whichever kernel the CPU picks at load.
+//! The classic blocked design. B lives in column panels of [`NR`] (packed once, at compile
+//! time for weights; a strided B is packed on the fly into the same layout), A is packed per
+//! block into row panels of the kernel's `mr`, and a register-tile microkernel computes
+//! `rows x cols` (at most `mr x NR`) of C at a time. Every kernel shares the B layout, so an
+//! artifact's prepacked weights serve whichever kernel the CPU picks at load.
+//!
+//! Loop order (outer to inner): K blocks of `kc`; M blocks of `mc` rows (A packed); N blocks
+//! of `NB` panels (this `kc x NB*NR` block of B stays in L2); row panels of `mr` (this
+//! `mr x kc` micro-panel of A stays in L1); B panels (streamed from L2, prefetched by the
+//! kernel); microkernel. A row-major A feeding at most `DIRECT_MAX_PANELS` panels is read in
+//! place rather than packed (attention's `P·V`), and a single row of A (GEMV) goes to a
+//! one-row kernel covering several panels per call.
+//!
+//! Threads: a GEMM with enough products, or enough of B to stream, splits its rows or its
+//! panels over `rayon::current_num_threads()` tasks (whichever balances better; panels when
+//! A has few rows).
+//!
+//! Results do not depend on the thread count: work is split over M blocks and B panels only,
+//! never over K, and each kernel computes every element of C the same way wherever it lies
+//! (a sum over one K block in order, from zero, then added to C; the K blocks depend on the
+//! shape only), so one thread and many give bit-identical C.
 
 mod avx2;
 mod avx512;
+mod pack;
 mod portable;
+
+use std::cell::RefCell;
 
 /// Columns of C a microkernel computes at once; B panels are this wide.
 pub const NR: usize = 32;
-/// Depth of a block: one B micro-panel (`KC x NR` f32 = 24 KiB) stays in L1.
-const KC: usize = 192;
-/// Rows of A packed per block (a multiple of every kernel's `mr`): `MC x KC` stays in L2.
-const MC: usize = 144;
+/// Largest depth of a K block: an A micro-panel (`mr x KC_MAX` f32, 24 KiB for avx512)
+/// stays in L1 while B panels stream through. Deeper blocks re-read C less often.
+const KC_MAX: usize = 512;
+/// Largest number of rows of A packed per block (`MC_MAX x KC_MAX`, 576 KiB, in L2).
+const MC_MAX: usize = 288;
+/// B panels per N block: `NB x KC_MAX x NR` f32 (512 KiB) stays in L2 while every A
+/// micro-panel of the M block passes over it.
+const NB: usize = 8;
+/// Largest strided B (floats, 4 MiB) whose packing buffer a thread keeps for the next call.
+const KEEP_BPACK_MAX: usize = 1 << 20;
+/// Tasks with at most this many B panels read a row-major A in place instead of packing it.
+const DIRECT_MAX_PANELS: usize = 4;
+/// A GEMM splits over threads from this many multiply-adds (`m*n*k`, ~50 us on one core)...
+const PARALLEL_MIN_MNK: usize = 1 << 22;
+/// ...or from this many elements of B (1 MiB, streamed from L3 or memory).
+const PARALLEL_MIN_KN: usize = 1 << 18;
 
-/// A microkernel: `C[mr, NR] (+)= Apanel[kc][mr] · Bpanel[kc][NR]`.
+/// A microkernel: `C[rows, cols] (+)= A[rows, kc] · Bpanel[kc][NR]` (rows <= mr,
+/// cols <= NR; `accumulate` adds to C, else C is overwritten). A is a packed panel
+/// (`rsa == 0`: element `(r, p)` at `a + p*mr + r`) or row-major (element `(r, p)` at
+/// `a + r*rsa + p`).
 ///
 /// # Safety
-/// `a` holds `kc * mr` floats, `b` holds `kc * NR`, and `c` points at an `mr x NR` tile with
-/// row stride `ldc`, all valid for the call; the CPU has the kernel's features.
-type Microkernel =
-    unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool);
+/// `a` holds those A elements (packed: `kc * mr` floats, of which only the first `rows` of
+/// each group of `mr` are read), `b` holds `kc * NR` floats, `c` points at a `rows x cols`
+/// tile with row stride `rsc` (elements), all valid for the call; the CPU has the kernel's
+/// features.
+type Microkernel = unsafe fn(
+    kc: usize,
+    a: *const f32,
+    rsa: isize,
+    b: *const f32,
+    c: *mut f32,
+    rsc: isize,
+    rows: usize,
+    cols: usize,
+    accumulate: bool,
+);
 
 /// A microkernel and its register-tile height.
 #[derive(Clone, Copy)]
@@ -30,23 +76,40 @@ pub struct Kernel {
     pub name: &'static str,
     pub mr: usize,
     run: Microkernel,
+    /// For a single row of A (GEMV): several panels per call, for more loads in flight.
+    row: Option<RowKernel>,
+}
+
+/// Panels a [`RowKernel`] covers per call.
+const ROW_PANELS: usize = 4;
+
+/// A one-row kernel: `C[0, cols] (+)= A[0, kc] · B[kc, cols]` for `cols <= ROW_PANELS*NR`,
+/// B being `cols.div_ceil(NR)` panels `pstride` floats apart (each `kc x NR`), A element `p`
+/// at `a + p*csa`. Every element of C gets the same operations as in a [`Microkernel`].
+///
+/// # Safety
+/// As [`Microkernel`] for the given A, panels and a `1 x cols` C.
+type RowKernel = unsafe fn(
+    kc: usize,
+    a: *const f32,
+    csa: isize,
+    b: *const f32,
+    pstride: usize,
+    c: *mut f32,
+    cols: usize,
+    accumulate: bool,
+);
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
 }
 
 impl Kernel {
     /// The best kernel for this CPU.
     pub fn detect() -> Kernel {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return avx512::KERNEL;
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return avx2::KERNEL;
-            }
-        }
-        portable::KERNEL
+        Kernel::available()[0]
     }
 
     /// The portable kernel (for tests and CPUs without AVX2).
@@ -73,13 +136,25 @@ impl Kernel {
     }
 }
 
+/// 64 bytes of floats, so that buffers of them start on a cache line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+/// A zeroed, cache-line-aligned buffer of at least `len` floats.
+fn aligned_buffer(len: usize) -> Vec<Line> {
+    vec![Line([0.0; 16]); len.div_ceil(16)]
+}
+
 /// B packed into panels of [`NR`] columns: panel `p` holds, for each `k`, columns
-/// `p*NR .. p*NR+NR` (zero-padded past `n`).
+/// `p*NR .. p*NR+NR` (zero-padded past `n`), i.e. float `(p*k + kk)*NR + j` is
+/// `B[kk, p*NR + j]`. The buffer starts on a 64-byte boundary (B is read in 64-byte vectors;
+/// packed data mapped from a file is fastest at 64-byte-aligned offsets too).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PackedB {
     pub k: usize,
     pub n: usize,
-    pub data: Vec<f32>,
+    buf: Vec<Line>,
 }
 
 impl PackedB {
@@ -89,36 +164,88 @@ impl PackedB {
     }
 
     /// Packs row-major `b` (`k x n`, row stride `ldb`).
+    ///
+    /// # Panics
+    /// If `b` is shorter than `(k-1)*ldb + n` or `ldb < n`.
     pub fn pack(b: &[f32], k: usize, n: usize, ldb: usize) -> PackedB {
-        let panels = n.div_ceil(NR);
-        let mut data = vec![0.0f32; panels * k * NR];
-        for p in 0..panels {
-            let cols = NR.min(n - p * NR);
-            for kk in 0..k {
-                let src = &b[kk * ldb + p * NR..kk * ldb + p * NR + cols];
-                let dst = (p * k + kk) * NR;
-                data[dst..dst + cols].copy_from_slice(src);
-            }
-        }
-        PackedB { k, n, data }
+        let len = PackedB::packed_len(k, n);
+        let mut packed = PackedB {
+            k,
+            n,
+            buf: aligned_buffer(len),
+        };
+        PackedB::pack_into(b, k, n, ldb, packed.data_mut());
+        packed
     }
 
-    /// Views packed data (e.g. mapped from an artifact) without copying.
+    /// Packs row-major `b` (`k x n`, row stride `ldb`) into `out`, which must hold
+    /// [`PackedB::packed_len`]`(k, n)` floats (e.g. a region of an artifact being written).
+    ///
+    /// # Panics
+    /// If `b` is shorter than `(k-1)*ldb + n`, `ldb < n`, or `out` is shorter than the packed
+    /// length.
+    pub fn pack_into(b: &[f32], k: usize, n: usize, ldb: usize, out: &mut [f32]) {
+        let len = PackedB::packed_len(k, n);
+        assert!(
+            out.len() >= len,
+            "pack_into: out holds {} < {len}",
+            out.len()
+        );
+        assert!(
+            ldb >= n && (k == 0 || n == 0 || b.len() >= (k - 1) * ldb + n),
+            "pack_into: b ({} floats, ldb {ldb}) too small for {k} x {n}",
+            b.len()
+        );
+        if len == 0 {
+            return;
+        }
+        // SAFETY: the asserts above bound every read of b and write of out.
+        unsafe { pack::pack_b(k, n, b.as_ptr(), ldb as isize, 1, out.as_mut_ptr()) }
+    }
+
+    /// The packed floats ([`PackedB::packed_len`] of them).
+    pub fn data(&self) -> &[f32] {
+        let len = PackedB::packed_len(self.k, self.n);
+        // SAFETY: buf holds at least len floats (Line is 16 plain f32s).
+        unsafe { std::slice::from_raw_parts(self.buf.as_ptr().cast::<f32>(), len) }
+    }
+
+    fn data_mut(&mut self) -> &mut [f32] {
+        let len = PackedB::packed_len(self.k, self.n);
+        // SAFETY: as in data(), and we hold the buffer mutably.
+        unsafe { std::slice::from_raw_parts_mut(self.buf.as_mut_ptr().cast::<f32>(), len) }
+    }
+
+    /// Views the packed data without copying.
     pub fn view(&self) -> PackedBRef<'_> {
         PackedBRef {
             k: self.k,
             n: self.n,
-            data: &self.data,
+            data: self.data(),
         }
     }
 }
 
-/// A borrowed packed B.
-#[derive(Clone, Copy)]
+/// A borrowed packed B (e.g. mapped from an artifact): `data` holds
+/// [`PackedB::packed_len`]`(k, n)` floats in [`PackedB`]'s layout.
+#[derive(Clone, Copy, Debug)]
 pub struct PackedBRef<'a> {
     pub k: usize,
     pub n: usize,
     pub data: &'a [f32],
+}
+
+/// How B is given: prepacked panels (weights) or a strided matrix (activations, e.g. Kᵀ in
+/// attention).
+#[derive(Clone, Copy, Debug)]
+pub enum BMatrix<'a> {
+    Packed(PackedBRef<'a>),
+    /// Element `(p, j)` at `ptr + p*rs + j*cs` (strides in elements).
+    Strided {
+        ptr: *const f32,
+        rs: isize,
+        cs: isize,
+    },
 }
 
 /// Shape errors of a GEMM call.
@@ -126,7 +253,7 @@ pub struct PackedBRef<'a> {
 pub struct GemmShapeError(pub String);
 
 /// `C = A·B` (or `C += A·B` with `accumulate`), A row-major `m x k` with row stride `lda`,
-/// C row-major `m x n` with row stride `ldc`.
+/// C row-major `m x n` with row stride `ldc`: the checked form of [`sgemm`].
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     kernel: Kernel,
@@ -152,167 +279,362 @@ pub fn gemm(
             c.len()
         )));
     }
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    if k == 0 {
-        if !accumulate {
-            for i in 0..m {
-                c[i * ldc..i * ldc + n].fill(0.0);
-            }
-        }
-        return Ok(());
-    }
-    let mr = kernel.mr;
-    let panels = n.div_ceil(NR);
-    let mut apack = vec![0.0f32; MC.div_ceil(mr) * mr * KC];
-    let mut tile = [0.0f32; 32 * NR];
-    for pc in (0..k).step_by(KC) {
-        let kc = KC.min(k - pc);
-        let acc = accumulate || pc > 0;
-        for ic in (0..m).step_by(MC) {
-            let mc = MC.min(m - ic);
-            pack_a(&a[ic * lda + pc..], lda, mc, kc, mr, &mut apack);
-            for p in 0..panels {
-                let cols = NR.min(n - p * NR);
-                let bp = &b.data[(p * k + pc) * NR..(p * k + pc + kc) * NR];
-                for ir in (0..mc).step_by(mr) {
-                    let rows = mr.min(mc - ir);
-                    let ap = &apack[ir * kc..(ir + mr) * kc];
-                    let c0 = (ic + ir) * ldc + p * NR;
-                    if rows == mr && cols == NR {
-                        // SAFETY: ap has kc*mr floats and bp kc*NR; the C tile's last element
-                        // is c0 + (mr-1)*ldc + NR-1 < c.len(), checked above through m, n.
-                        unsafe {
-                            (kernel.run)(
-                                kc,
-                                ap.as_ptr(),
-                                bp.as_ptr(),
-                                c[c0..].as_mut_ptr(),
-                                ldc,
-                                acc,
-                            )
-                        }
-                    } else {
-                        // Edge tile: compute the full tile into scratch, copy the valid part.
-                        for r in 0..rows {
-                            tile[r * NR..r * NR + cols]
-                                .copy_from_slice(&c[c0 + r * ldc..c0 + r * ldc + cols]);
-                        }
-                        // SAFETY: scratch holds 32 x NR >= mr x NR floats with row stride NR.
-                        unsafe {
-                            (kernel.run)(kc, ap.as_ptr(), bp.as_ptr(), tile.as_mut_ptr(), NR, acc)
-                        }
-                        for r in 0..rows {
-                            c[c0 + r * ldc..c0 + r * ldc + cols]
-                                .copy_from_slice(&tile[r * NR..r * NR + cols]);
-                        }
-                    }
-                }
-            }
-        }
+    // SAFETY: the checks above keep every A, B and C access in bounds; c is borrowed mutably.
+    unsafe {
+        sgemm(
+            kernel,
+            m,
+            n,
+            k,
+            a.as_ptr(),
+            lda as isize,
+            1,
+            BMatrix::Packed(b),
+            c.as_mut_ptr(),
+            ldc as isize,
+            accumulate,
+        )
     }
     Ok(())
 }
 
-/// Packs `mc x kc` of A (row stride `lda`) into row panels of `mr`: panel `q` holds, for
-/// each k, rows `q*mr .. q*mr+mr` (zero-padded past `mc`).
-fn pack_a(a: &[f32], lda: usize, mc: usize, kc: usize, mr: usize, out: &mut [f32]) {
-    for q in 0..mc.div_ceil(mr) {
-        let rows = mr.min(mc - q * mr);
-        let panel = &mut out[q * mr * kc..(q + 1) * mr * kc];
-        for r in 0..rows {
-            let src = &a[(q * mr + r) * lda..(q * mr + r) * lda + kc];
-            for (kk, &v) in src.iter().enumerate() {
-                panel[kk * mr + r] = v;
+/// `C[m,n] = A[m,k]·B[k,n]` (or `+=` with `accumulate`).
+///
+/// A element `(i, p)` is at `a + i*rsa + p*csa` (strides in elements, any positive values:
+/// a transposed A works); C element `(i, j)` at `c + i*rsc + j`. `k` may be 0 (C is zeroed,
+/// or left as is with `accumulate`). The work is split over `rayon::current_num_threads()`
+/// when the GEMM is big enough to gain, inside whatever rayon pool the caller runs in; the
+/// result is bit-identical for every thread count.
+///
+/// # Safety
+/// - For `i < m`, `p < k`: `a + i*rsa + p*csa` is readable.
+/// - For `i < m`, `j < n`: `c + i*rsc + j` is readable and writable, no two `(i, j)` alias,
+///   and C overlaps neither A nor B; nothing else accesses C during the call.
+/// - `BMatrix::Strided`: for `p < k`, `j < n`, `ptr + p*rs + j*cs` is readable.
+/// - `kernel` came from [`Kernel::detect`] / [`Kernel::available`] on this CPU.
+///
+/// # Panics
+/// If a `BMatrix::Packed` B does not have this `k` and `n` or its data is short.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm(
+    kernel: Kernel,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: BMatrix<'_>,
+    c: *mut f32,
+    rsc: isize,
+    accumulate: bool,
+) {
+    if let BMatrix::Packed(pb) = b {
+        assert!(
+            pb.k == k && pb.n == n && pb.data.len() >= PackedB::packed_len(k, n),
+            "sgemm: packed B is {}x{} with {} floats, the call is k={k} n={n}",
+            pb.k,
+            pb.n,
+            pb.data.len()
+        );
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                // SAFETY: row i of C has n writable elements (contract).
+                unsafe { std::ptr::write_bytes(c.offset(i as isize * rsc), 0, n) };
             }
         }
-        for r in rows..mr {
-            for kk in 0..kc {
-                panel[kk * mr + r] = 0.0;
+        return;
+    }
+    match b {
+        BMatrix::Packed(pb) => {
+            // SAFETY: the contract of sgemm, and pb was checked above.
+            unsafe {
+                run(
+                    kernel,
+                    m,
+                    n,
+                    k,
+                    a,
+                    rsa,
+                    csa,
+                    pb.data.as_ptr(),
+                    c,
+                    rsc,
+                    accumulate,
+                )
             }
+        }
+        BMatrix::Strided { ptr, rs, cs } => {
+            thread_local! {
+                static BPACK: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
+            }
+            let len = PackedB::packed_len(k, n);
+            BPACK.with(|cell| {
+                // A nested call on this thread (from a task it picks up while waiting), or a
+                // B too big to keep around, packs into a fresh buffer.
+                let mut fresh = Vec::new();
+                let mut borrowed = cell.try_borrow_mut();
+                let buf = match borrowed.as_deref_mut() {
+                    Ok(v) if len <= KEEP_BPACK_MAX => v,
+                    _ => &mut fresh,
+                };
+                if buf.len() * 16 < len {
+                    *buf = aligned_buffer(len);
+                }
+                let bp = buf.as_mut_ptr().cast::<f32>();
+                // SAFETY: B is readable per the contract; buf holds packed_len(k, n) floats,
+                // all written by pack_b before run reads them.
+                unsafe {
+                    pack::pack_b(k, n, ptr, rs, cs, bp);
+                    run(kernel, m, n, k, a, rsa, csa, bp, c, rsc, accumulate)
+                }
+            })
         }
     }
+}
+
+/// Pointers moved into rayon tasks.
+#[derive(Clone, Copy)]
+struct Shared {
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+}
+// SAFETY: tasks read A and B and write disjoint parts of C (see run()).
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+/// How one GEMM is blocked: the K block depth and the M block height.
+#[derive(Clone, Copy, Debug)]
+struct Blocking {
+    kc: usize,
+    mc: usize,
+    /// B panels per N block.
+    nb: usize,
+}
+
+impl Blocking {
+    /// Equal-sized blocks no bigger than the maxima; a function of the shape only (never of
+    /// the thread count), so every thread count sums over the same K blocks.
+    fn new(kernel: &Kernel, m: usize, k: usize) -> Blocking {
+        let kc = k.div_ceil(k.div_ceil(KC_MAX));
+        let mc_max = MC_MAX / kernel.mr * kernel.mr;
+        let mc = m.div_ceil(m.div_ceil(mc_max)).next_multiple_of(kernel.mr);
+        Blocking { kc, mc, nb: NB }
+    }
+}
+
+/// The GEMM over packed B at `b`: splits rows and panels over the rayon pool's threads.
+///
+/// # Safety
+/// As [`sgemm`], with `b` pointing at `packed_len(k, n)` packed floats; m, n, k > 0.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run(
+    kernel: Kernel,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    c: *mut f32,
+    rsc: isize,
+    accumulate: bool,
+) {
+    let blocking = Blocking::new(&kernel, m, k);
+    let panels = n.div_ceil(NR);
+    let threads = rayon::current_num_threads();
+    // Worth a second thread: enough products, or enough of B to stream (a GEMV is bound by
+    // memory bandwidth, which a second core adds to).
+    let big = m * n * k >= PARALLEL_MIN_MNK || k * n >= PARALLEL_MIN_KN;
+    let (tm, tn) = if threads <= 1 || !big {
+        (1, 1)
+    } else {
+        split(&kernel, m, panels, threads)
+    };
+    let task = |sh: Shared, ti: usize, tj: usize| {
+        // Rows: whole mr panels per task; panels: a contiguous run per task.
+        let row_tiles = m.div_ceil(kernel.mr);
+        let (r0, r1) = (row_tiles * ti / tm, row_tiles * (ti + 1) / tm);
+        let (i0, i1) = (r0 * kernel.mr, (r1 * kernel.mr).min(m));
+        let (p0, p1) = (panels * tj / tn, panels * (tj + 1) / tn);
+        if i0 >= i1 || p0 >= p1 {
+            return;
+        }
+        // SAFETY: this task reads rows i0..i1 of A and writes rows i0..i1, columns
+        // p0*NR..min(p1*NR, n) of C, disjoint from every other task's part of C.
+        unsafe {
+            block(
+                &kernel,
+                blocking,
+                (i0, i1),
+                (p0, p1),
+                n,
+                k,
+                sh.a.offset(i0 as isize * rsa),
+                rsa,
+                csa,
+                sh.b,
+                sh.c.offset(i0 as isize * rsc),
+                rsc,
+                accumulate,
+            )
+        }
+    };
+    let sh = Shared { a, b, c };
+    if tm * tn == 1 {
+        task(sh, 0, 0);
+    } else {
+        use rayon::prelude::*;
+        (0..tm * tn)
+            .into_par_iter()
+            .for_each(|t| task(sh, t / tn, t % tn));
+    }
+}
+
+/// How to split `m` rows and `panels` B panels into a grid of `tm x tn` tasks for `threads`.
+/// Splitting rows shares no work; splitting panels makes every task pack all of A but read
+/// only its share of B, and balances better when there are few row panels.
+fn split(kernel: &Kernel, m: usize, panels: usize, threads: usize) -> (usize, usize) {
+    let row_tiles = m.div_ceil(kernel.mr);
+    let balance = |units: usize| units as f64 / (threads * units.div_ceil(threads)) as f64;
+    if panels >= threads && (row_tiles < 4 * threads || balance(panels) > balance(row_tiles) + 0.02)
+    {
+        return (1, threads);
+    }
+    if row_tiles >= threads {
+        return (threads, 1);
+    }
+    (1, threads.min(panels))
+}
+
+/// One task's share: rows `i0..i1` (A and C already offset to row `i0`), panels `p0..p1`.
+///
+/// # Safety
+/// As [`run`], restricted to the given rows and panels.
+#[allow(clippy::too_many_arguments)]
+unsafe fn block(
+    kernel: &Kernel,
+    blocking: Blocking,
+    (i0, i1): (usize, usize),
+    (p0, p1): (usize, usize),
+    n: usize,
+    k: usize,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    c: *mut f32,
+    rsc: isize,
+    accumulate: bool,
+) {
+    thread_local! {
+        static APACK: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
+    }
+    let m = i1 - i0;
+    let mr = kernel.mr;
+    let Blocking { kc: kc_max, mc, nb } = blocking;
+    if let (1, Some(row)) = (m, kernel.row) {
+        let mut pc = 0;
+        while pc < k {
+            let kc = kc_max.min(k - pc);
+            let mut p = p0;
+            while p < p1 {
+                let cols = (ROW_PANELS * NR).min(n - p * NR).min((p1 - p) * NR);
+                // SAFETY: A row 0, columns pc..pc+kc; panels p.. of B, rows pc..pc+kc; C row
+                // 0, columns p*NR..p*NR+cols, inside this task's part.
+                unsafe {
+                    row(
+                        kc,
+                        a.offset(pc as isize * csa),
+                        csa,
+                        b.add((p * k + pc) * NR),
+                        k * NR,
+                        c.add(p * NR),
+                        cols,
+                        accumulate || pc > 0,
+                    )
+                };
+                p += ROW_PANELS;
+            }
+            pc += kc;
+        }
+        return;
+    }
+    let need = mc.min(m.next_multiple_of(mr)) * kc_max;
+    APACK.with(|cell| {
+        let mut fresh = Vec::new();
+        let mut borrowed = cell.try_borrow_mut();
+        let buf = match borrowed.as_deref_mut() {
+            Ok(v) => v,
+            Err(_) => &mut fresh,
+        };
+        if buf.len() * 16 < need {
+            *buf = aligned_buffer(need);
+        }
+        let apack = buf.as_mut_ptr().cast::<f32>();
+        let mut pc = 0;
+        while pc < k {
+            let kc = kc_max.min(k - pc);
+            let acc = accumulate || pc > 0;
+            let mut ic = 0;
+            while ic < m {
+                let mcb = mc.min(m - ic);
+                // A row-major block feeding few panels is read in place: packing it would cost
+                // about as much as the products.
+                let direct = csa == 1 && rsa != 0 && p1 - p0 <= DIRECT_MAX_PANELS;
+                let a_block = a.wrapping_offset(ic as isize * rsa + pc as isize * csa);
+                if !direct {
+                    // SAFETY: rows ic..ic+mcb, columns pc..pc+kc of A are readable; apack holds
+                    // mcb.next_multiple_of(mr) * kc floats.
+                    unsafe { pack::pack_a(mcb, kc, mr, a_block, rsa, csa, apack) };
+                }
+                let mut jb = p0;
+                while jb < p1 {
+                    let je = (jb + nb).min(p1);
+                    let mut ir = 0;
+                    while ir < mcb {
+                        let rows = mr.min(mcb - ir);
+                        for p in jb..je {
+                            let cols = NR.min(n - p * NR);
+                            // SAFETY: the A micro-panel at ir (packed: kc*mr floats; direct:
+                            // rows ic+ir.. of A, columns pc..pc+kc) is readable, panel p of B
+                            // rows pc..pc+kc*NR floats; the C tile (rows ic+ir.., columns
+                            // p*NR..) is rows x cols inside this task's part of C.
+                            unsafe {
+                                (kernel.run)(
+                                    kc,
+                                    if direct {
+                                        a_block.offset(ir as isize * rsa)
+                                    } else {
+                                        apack.add(ir * kc)
+                                    },
+                                    if direct { rsa } else { 0 },
+                                    b.add((p * k + pc) * NR),
+                                    c.offset((ic + ir) as isize * rsc + (p * NR) as isize),
+                                    rsc,
+                                    rows,
+                                    cols,
+                                    acc,
+                                )
+                            }
+                        }
+                        ir += mr;
+                    }
+                    jb = je;
+                }
+                ic += mcb;
+            }
+            pc += kc;
+        }
+    });
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn reference(m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
-        let mut c = vec![0.0f32; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                let mut s = 0.0f64;
-                for kk in 0..k {
-                    s += a[i * k + kk] as f64 * b[kk * n + j] as f64;
-                }
-                c[i * n + j] = s as f32;
-            }
-        }
-        c
-    }
-
-    fn data(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16) % 17) as f32 / 8.0
-                    - 1.0
-            })
-            .collect()
-    }
-
-    #[test]
-    fn every_kernel_matches_reference_on_ragged_shapes() {
-        for kernel in Kernel::available() {
-            for &(m, n, k) in &[
-                (1, 1, 1),
-                (13, 33, 7),
-                (150, 70, 200),
-                (12, 32, 192),
-                (40, 100, 400),
-                (3, 5, 0),
-            ] {
-                let a = data(m * k, 1);
-                let b = data(k * n, 2);
-                let want = reference(m, n, k, &a, &b);
-                let packed = PackedB::pack(&b, k, n, n);
-                let mut c = vec![f32::NAN; m * n];
-                gemm(kernel, m, &a, k, packed.view(), &mut c, n, false).unwrap();
-                for (i, (x, y)) in c.iter().zip(&want).enumerate() {
-                    assert!(
-                        (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-                        "{} m{m} n{n} k{k} at {i}: {x} vs {y}",
-                        kernel.name
-                    );
-                }
-                // Accumulating adds to what is there.
-                gemm(kernel, m, &a, k, packed.view(), &mut c, n, true).unwrap();
-                for (x, y) in c.iter().zip(&want) {
-                    assert!(
-                        (x - 2.0 * y).abs() <= 2e-4 * (1.0 + y.abs()),
-                        "{} accumulate",
-                        kernel.name
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn short_buffers_are_an_error() {
-        let packed = PackedB::pack(&[1.0; 4], 2, 2, 2);
-        let mut c = vec![0.0; 3];
-        let err = gemm(
-            Kernel::portable(),
-            2,
-            &[1.0; 4],
-            2,
-            packed.view(),
-            &mut c,
-            2,
-            false,
-        );
-        assert!(err.is_err());
-    }
-}
+mod tests;

@@ -8,40 +8,47 @@ pub const KERNEL: Kernel = Kernel {
     name: "portable 4x32",
     mr: MR,
     run: kernel,
+    row: None,
 };
 
 /// # Safety
 /// See [`super::Microkernel`].
+#[allow(clippy::too_many_arguments)]
 unsafe fn kernel(
     kc: usize,
     a: *const f32,
+    rsa: isize,
     b: *const f32,
     c: *mut f32,
-    ldc: usize,
+    rsc: isize,
+    rows: usize,
+    cols: usize,
     accumulate: bool,
 ) {
     let mut acc = [[0.0f32; NR]; MR];
-    // SAFETY: the caller guarantees kc*MR floats at a and kc*NR at b.
-    let (a, b) = unsafe {
-        (
-            std::slice::from_raw_parts(a, kc * MR),
-            std::slice::from_raw_parts(b, kc * NR),
-        )
-    };
+    // SAFETY: the caller guarantees kc*NR floats at b.
+    let b = unsafe { std::slice::from_raw_parts(b, kc * NR) };
     for kk in 0..kc {
         let brow = &b[kk * NR..kk * NR + NR];
-        for r in 0..MR {
-            let av = a[kk * MR + r];
-            for j in 0..NR {
-                acc[r][j] += av * brow[j];
+        for (r, row) in acc.iter_mut().enumerate().take(rows) {
+            // SAFETY: A element (r, kk) of the packed panel or of the row-major rows.
+            let av = unsafe {
+                if rsa == 0 {
+                    *a.add(kk * MR + r)
+                } else {
+                    *a.offset(r as isize * rsa + kk as isize)
+                }
+            };
+            for (x, &bv) in row.iter_mut().zip(brow) {
+                *x += av * bv;
             }
         }
     }
-    for (r, row) in acc.iter().enumerate() {
-        // SAFETY: the caller guarantees an MR x NR tile with row stride ldc at c.
-        let out = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), NR) };
-        for j in 0..NR {
-            out[j] = if accumulate { out[j] + row[j] } else { row[j] };
+    for (r, row) in acc.iter().enumerate().take(rows) {
+        // SAFETY: the caller guarantees a rows x cols tile with row stride rsc at c.
+        let out = unsafe { std::slice::from_raw_parts_mut(c.offset(r as isize * rsc), cols) };
+        for (o, &x) in out.iter_mut().zip(row) {
+            *o = if accumulate { *o + x } else { x };
         }
     }
 }

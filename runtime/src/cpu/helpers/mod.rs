@@ -4,10 +4,12 @@
 
 mod attention;
 mod conv;
-mod gemm;
+pub mod elem;
+pub mod gemm;
 mod index;
 mod math;
 mod moe;
+mod quant;
 
 use crate::cpu::gemm::Kernel;
 
@@ -71,6 +73,7 @@ pub fn all() -> impl Iterator<Item = &'static Helper> {
         attention::HELPERS,
         moe::HELPERS,
         index::HELPERS,
+        quant::HELPERS,
     ]
     .into_iter()
     .flatten()

@@ -201,6 +201,25 @@ impl<'g> Lowerer<'g> {
         self.graph.const_of(self.graph.node(node).input(i)?)
     }
 
+    /// The integers node input `i` holds when they are known at compile time, possibly
+    /// symbolically: a constant integer tensor, or a `dims` node (`[1, seq, 4, 16]`). For
+    /// inputs such as shapes, axes, starts/ends and counts.
+    pub fn dims_input(&self, node: NodeId, i: usize) -> Option<Vec<Dim>> {
+        let v = self.graph.node(node).input(i)?;
+        let producer = self.graph.node(v.node);
+        if producer.op == "dims" {
+            return match producer.attrs.get("value") {
+                Some(kiln_ir::attr::Attr::Dims(d)) => Some(d.clone()),
+                _ => None,
+            };
+        }
+        let t = self.graph.const_of(v)?;
+        if !t.dtype().is_int() {
+            return None;
+        }
+        Some(t.to_i64().into_iter().map(Dim::from).collect())
+    }
+
     fn value(&mut self, v: Value) -> Option<Operand> {
         if let Some(op) = self.values.get(&v) {
             return Some(op.clone());
@@ -397,6 +416,35 @@ impl<'g> Lowerer<'g> {
     }
 }
 
+/// An error naming the node and op when an output's shape depends on data (a dim symbol
+/// that no graph input's shape has), which a static memory plan cannot hold.
+fn check_static_outputs(lw: &Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let node = lw.graph.node(id);
+    for (i, ty) in node.outputs.iter().enumerate() {
+        let mut syms = Vec::new();
+        ty.shape.iter().for_each(|d| d.symbols(&mut syms));
+        let unknown = syms.iter().find(|s| {
+            !lw.program
+                .inputs
+                .iter()
+                .any(|p| p.shape.iter().any(|d| has_sym(d, s)))
+        });
+        if let Some(s) = unknown {
+            return Err(lw.error(format!(
+                "output {i} of {} has the data-dependent shape {ty} (dim `{s}` comes from the values of an input, not from input shapes); kiln compiles static and input-derived shapes only",
+                node.op
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn has_sym(d: &Dim, s: &str) -> bool {
+    let mut v = Vec::new();
+    d.symbols(&mut v);
+    v.iter().any(|x| &**x == s)
+}
+
 /// Lowers `graph` (canonicalized, with every value's type inferred).
 pub fn lower(graph: &Graph, isa: &OwnedTargetIsa) -> Result<Program, TargetError> {
     let order = graph
@@ -457,6 +505,7 @@ pub fn lower(graph: &Graph, isa: &OwnedTargetIsa) -> Result<Program, TargetError
             continue; // constants are stored, dims written, when first read; fused nodes
                       // are computed by their group's kernel
         }
+        check_static_outputs(&lw, id)?;
         ops::lower_node(&mut lw, id)?;
         for i in 0..node.outputs.len() {
             let v = Value {

@@ -1,0 +1,414 @@
+use super::*;
+
+/// `C = A·B` in f64, A element (i, p) at `a[i*rsa + p*csa]`, B row-major `k x n`.
+#[allow(clippy::too_many_arguments)]
+fn reference(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    c0: Option<&[f32]>,
+) -> Vec<f32> {
+    let mut c = vec![0.0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = c0.map_or(0.0, |c0| c0[i * n + j] as f64);
+            for p in 0..k {
+                s += a[i * rsa + p * csa] as f64 * b[p * n + j] as f64;
+            }
+            c[i * n + j] = s as f32;
+        }
+    }
+    c
+}
+
+fn data(len: usize, seed: u32) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16) % 17) as f32 / 8.0 - 1.0
+        })
+        .collect()
+}
+
+fn close(got: &[f32], want: &[f32], k: usize, what: &str) {
+    for (i, (x, y)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-5 * (k as f32 + 1.0) * (1.0 + y.abs()),
+            "{what} at {i}: {x} vs {y}"
+        );
+    }
+}
+
+const SIZES: &[usize] = &[1, 2, 3, 5, 8, 11, 12, 13, 17, 31, 32, 33, 47, 64, 70];
+const DEPTHS: &[usize] = &[0, 1, 4, 7, 33, 70, 255, 256, 257, 600];
+
+/// `sgemm` with row-major (or transposed) A and packed or strided B, single-threaded.
+#[allow(clippy::too_many_arguments)]
+fn run_sgemm(
+    kernel: Kernel,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: BMatrix<'_>,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(m == 0 || k == 0 || a.len() > (m - 1) * rsa + (k - 1) * csa);
+    assert!(c.len() >= m * n);
+    // SAFETY: A, B and C are in bounds for the given strides (asserted / built by callers).
+    unsafe {
+        sgemm(
+            kernel,
+            m,
+            n,
+            k,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b,
+            c.as_mut_ptr(),
+            n as isize,
+            accumulate,
+        )
+    }
+}
+
+#[test]
+fn every_kernel_matches_reference_on_ragged_shapes() {
+    for kernel in Kernel::available() {
+        for &m in SIZES {
+            for &n in SIZES {
+                for &k in DEPTHS {
+                    if m * n * k > 400_000 {
+                        continue;
+                    }
+                    let a = data(m * k, 1);
+                    let b = data(k * n, 2);
+                    let want = reference(m, n, k, &a, k, 1, &b, None);
+                    let packed = PackedB::pack(&b, k, n, n);
+                    let mut c = vec![f32::NAN; m * n];
+                    let what = format!("{kernel:?} m{m} n{n} k{k}");
+                    gemm(kernel, m, &a, k, packed.view(), &mut c, n, false).unwrap();
+                    close(&c, &want, k, &what);
+                    // Accumulating adds to what is there.
+                    let c0 = data(m * n, 3);
+                    let want = reference(m, n, k, &a, k, 1, &b, Some(&c0));
+                    let mut c = c0.clone();
+                    gemm(kernel, m, &a, k, packed.view(), &mut c, n, true).unwrap();
+                    close(&c, &want, k, &format!("{what} accumulate"));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn strided_a_and_b_match_packed() {
+    for kernel in Kernel::available() {
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (13, 33, 7),
+            (70, 65, 300),
+            (12, 32, 256),
+            (25, 100, 513),
+            (128, 128, 32),
+            (3, 5, 0),
+        ] {
+            let what = format!("{kernel:?} m{m} n{n} k{k}");
+            let a = data(m * k, 1);
+            let b = data(k * n, 2);
+            let packed = PackedB::pack(&b, k, n, n);
+            let mut want = vec![f32::NAN; m * n];
+            run_sgemm(
+                kernel,
+                m,
+                n,
+                k,
+                &a,
+                (k, 1),
+                BMatrix::Packed(packed.view()),
+                &mut want,
+                false,
+            );
+            close(&want, &reference(m, n, k, &a, k, 1, &b, None), k, &what);
+
+            // Transposed A (column-major, with padding between columns): same products in the
+            // same order, so the same bits.
+            let lda = m + 3;
+            let mut at = vec![f32::NAN; lda * k];
+            for i in 0..m {
+                for p in 0..k {
+                    at[p * lda + i] = a[i * k + p];
+                }
+            }
+            let mut c = vec![f32::NAN; m * n];
+            run_sgemm(
+                kernel,
+                m,
+                n,
+                k,
+                &at,
+                (1, lda),
+                BMatrix::Packed(packed.view()),
+                &mut c,
+                false,
+            );
+            assert_eq!(c, want, "{what} transposed A");
+
+            // A with both strides non-unit.
+            let mut a2 = vec![f32::NAN; 2 * m * 3 * k.max(1)];
+            for i in 0..m {
+                for p in 0..k {
+                    a2[i * 3 * k + 2 * p] = a[i * k + p];
+                }
+            }
+            let mut c = vec![f32::NAN; m * n];
+            run_sgemm(
+                kernel,
+                m,
+                n,
+                k,
+                &a2,
+                (3 * k, 2),
+                BMatrix::Packed(packed.view()),
+                &mut c,
+                false,
+            );
+            assert_eq!(c, want, "{what} strided A");
+
+            // Row-major strided B with a padded row.
+            let ldb = n + 5;
+            let mut bs = vec![f32::NAN; ldb * k];
+            for p in 0..k {
+                bs[p * ldb..p * ldb + n].copy_from_slice(&b[p * n..p * n + n]);
+            }
+            let mut c = vec![f32::NAN; m * n];
+            let sb = BMatrix::Strided {
+                ptr: bs.as_ptr(),
+                rs: ldb as isize,
+                cs: 1,
+            };
+            run_sgemm(kernel, m, n, k, &a, (k, 1), sb, &mut c, false);
+            assert_eq!(c, want, "{what} row-major strided B");
+
+            // B given as Kᵀ: B(p, j) = K[j][p], K row-major n x k.
+            let mut kt = vec![f32::NAN; n * k];
+            for p in 0..k {
+                for j in 0..n {
+                    kt[j * k + p] = b[p * n + j];
+                }
+            }
+            let mut c = vec![f32::NAN; m * n];
+            let sb = BMatrix::Strided {
+                ptr: kt.as_ptr(),
+                rs: 1,
+                cs: k as isize,
+            };
+            run_sgemm(kernel, m, n, k, &a, (k, 1), sb, &mut c, false);
+            assert_eq!(c, want, "{what} transposed strided B");
+
+            // Accumulate into C with strided B.
+            let c0 = data(m * n, 5);
+            let mut c = c0.clone();
+            run_sgemm(kernel, m, n, k, &a, (k, 1), sb, &mut c, true);
+            close(&c, &reference(m, n, k, &a, k, 1, &b, Some(&c0)), k, &what);
+        }
+    }
+}
+
+#[test]
+fn k_zero_zeroes_or_keeps_c() {
+    let kernel = Kernel::detect();
+    let packed = PackedB::pack(&[], 0, 5, 5);
+    let mut c = vec![7.0f32; 15];
+    run_sgemm(
+        kernel,
+        3,
+        5,
+        0,
+        &[],
+        (0, 1),
+        BMatrix::Packed(packed.view()),
+        &mut c,
+        true,
+    );
+    assert!(c.iter().all(|&x| x == 7.0));
+    run_sgemm(
+        kernel,
+        3,
+        5,
+        0,
+        &[],
+        (0, 1),
+        BMatrix::Packed(packed.view()),
+        &mut c,
+        false,
+    );
+    assert!(c.iter().all(|&x| x == 0.0));
+}
+
+#[test]
+fn c_row_stride_leaves_the_gap_alone() {
+    let (m, n, k) = (20, 40, 30);
+    let a = data(m * k, 1);
+    let b = data(k * n, 2);
+    let packed = PackedB::pack(&b, k, n, n);
+    let ldc = n + 7;
+    for kernel in Kernel::available() {
+        let mut c = vec![-3.0f32; m * ldc];
+        gemm(kernel, m, &a, k, packed.view(), &mut c, ldc, false).unwrap();
+        let want = reference(m, n, k, &a, k, 1, &b, None);
+        for i in 0..m {
+            close(
+                &c[i * ldc..i * ldc + n],
+                &want[i * n..i * n + n],
+                k,
+                kernel.name,
+            );
+            assert!(c[i * ldc + n..i * ldc + ldc].iter().all(|&x| x == -3.0));
+        }
+    }
+}
+
+#[test]
+fn pack_into_matches_pack() {
+    let (k, n, ldb) = (37, 70, 75);
+    let b = data(k * ldb, 9);
+    let packed = PackedB::pack(&b, k, n, ldb);
+    let mut out = vec![f32::NAN; PackedB::packed_len(k, n)];
+    PackedB::pack_into(&b, k, n, ldb, &mut out);
+    assert_eq!(packed.data(), &out[..]);
+    assert_eq!(out[(2 * k + 3) * NR + 5], b[3 * ldb + 2 * NR + 5]);
+    assert_eq!(out[(2 * k + 3) * NR + 6], 0.0, "padding past n is zero");
+}
+
+/// Whatever the pool size, every element of C comes out with the same bits.
+#[test]
+fn thread_count_does_not_change_results() {
+    let pools: Vec<rayon::ThreadPool> = [1, 2, 3]
+        .iter()
+        .map(|&t| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    for kernel in Kernel::available() {
+        for &(m, n, k) in &[
+            (1, 2000, 700),
+            (5, 1000, 600),
+            (128, 384, 384),
+            (200, 70, 300),
+            (300, 300, 300),
+        ] {
+            let a = data(m * k, 1);
+            let b = data(k * n, 2);
+            let packed = PackedB::pack(&b, k, n, n);
+            let c0 = data(m * n, 3);
+            let results: Vec<(Vec<f32>, Vec<f32>)> = pools
+                .iter()
+                .map(|pool| {
+                    pool.install(|| {
+                        let mut c = c0.clone();
+                        run_sgemm(
+                            kernel,
+                            m,
+                            n,
+                            k,
+                            &a,
+                            (k, 1),
+                            BMatrix::Packed(packed.view()),
+                            &mut c,
+                            true,
+                        );
+                        let mut d = vec![f32::NAN; m * n];
+                        let sb = BMatrix::Strided {
+                            ptr: b.as_ptr(),
+                            rs: n as isize,
+                            cs: 1,
+                        };
+                        run_sgemm(kernel, m, n, k, &a, (k, 1), sb, &mut d, false);
+                        (c, d)
+                    })
+                })
+                .collect();
+            close(
+                &results[0].1,
+                &reference(m, n, k, &a, k, 1, &b, None),
+                k,
+                kernel.name,
+            );
+            for r in &results[1..] {
+                assert!(
+                    r == &results[0],
+                    "{kernel:?} m{m} n{n} k{k}: threads changed bits"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn short_buffers_are_an_error() {
+    let packed = PackedB::pack(&[1.0; 4], 2, 2, 2);
+    let mut c = vec![0.0; 3];
+    let err = gemm(
+        Kernel::portable(),
+        2,
+        &[1.0; 4],
+        2,
+        packed.view(),
+        &mut c,
+        2,
+        false,
+    );
+    assert!(err.is_err());
+}
+
+/// A single row (the GEMV path), a row-major A read in place and a packed A all compute each
+/// element with the same operations.
+#[test]
+fn one_row_matches_its_row_in_a_bigger_gemm() {
+    for kernel in Kernel::available() {
+        for &(n, k) in &[(1, 1), (33, 7), (200, 600), (130, 1100)] {
+            let m = 13;
+            let a = data(m * k, 1);
+            let b = data(k * n, 2);
+            let packed = PackedB::pack(&b, k, n, n);
+            let mut big = vec![f32::NAN; m * n];
+            run_sgemm(
+                kernel,
+                m,
+                n,
+                k,
+                &a,
+                (k, 1),
+                BMatrix::Packed(packed.view()),
+                &mut big,
+                false,
+            );
+            for i in [0, 5, 12] {
+                let mut one = vec![f32::NAN; n];
+                let row = &a[i * k..i * k + k];
+                run_sgemm(
+                    kernel,
+                    1,
+                    n,
+                    k,
+                    row,
+                    (k, 1),
+                    BMatrix::Packed(packed.view()),
+                    &mut one,
+                    false,
+                );
+                assert_eq!(one, big[i * n..i * n + n], "{kernel:?} n{n} k{k} row {i}");
+            }
+        }
+    }
+}

@@ -1,5 +1,0 @@
-//! Index helpers that are not plain gathers (TopK, ...).
-
-use super::Helper;
-
-pub(super) const HELPERS: &[Helper] = &[];

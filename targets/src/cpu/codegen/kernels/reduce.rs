@@ -1,1 +1,0 @@
-//! Reduction and row kernels (reduce, arg-reduce, softmax, normalisation).

@@ -1,0 +1,268 @@
+//! kiln's `attention` and ONNX `Attention` (opsets 23-24), lowered to the runtime's
+//! `attention` helper.
+
+use kiln_ir::attr::AttrsExt;
+use kiln_ir::dim::Dim;
+use kiln_ir::dtype::DType;
+use kiln_ir::graph::{NodeId, Value};
+
+use super::{
+    attr, elem, float_elem, int_elem, konst, mask_strides, set_mask, strides, used, Slots,
+};
+use crate::cpu::lower::{Lowerer, Operand};
+use crate::error::TargetError;
+
+const SLOTS: usize = 80;
+const FLAG_CAUSAL: u64 = 1;
+
+fn zero() -> Dim {
+    Dim::from(0i64)
+}
+
+/// Strides (batch, head, seq) of a `[B, H, S, D]` tensor.
+fn bhsd(shape: &[Dim]) -> [Dim; 3] {
+    let st = strides(shape);
+    [st[0].clone(), st[1].clone(), st[2].clone()]
+}
+
+/// Strides (batch, head, seq) of a `[B, S, H * D]` tensor of heads of `d`.
+fn bsd(shape: &[Dim], d: &Dim) -> [Dim; 3] {
+    let st = strides(shape);
+    [st[0].clone(), d.clone(), st[1].clone()]
+}
+
+/// Emits `attention` with the present outputs (when used) and the shared slots filled.
+fn common(
+    lw: &mut Lowerer,
+    id: NodeId,
+    s: &mut Slots,
+    past: Option<(&Operand, &Operand)>,
+    k_code: u64,
+    v_code: u64,
+) -> Result<(), TargetError> {
+    for (out, code, slot) in [(1, k_code, 38), (2, v_code, 43)] {
+        if used(lw, id, out) {
+            let o = lw.output(id, out);
+            s.view(slot, &o, code, &zero(), bhsd(&o.shape));
+        }
+    }
+    if let Some((pk, pv)) = past {
+        s.view(13, pk, k_code, &zero(), bhsd(&pk.shape));
+        s.view(23, pv, v_code, &zero(), bhsd(&pv.shape));
+        s.int(6, pk.shape[2].clone());
+        s.int(79, pk.shape[2].clone());
+    }
+    let h = lw.helper("attention")?;
+    lw.emit(h, std::mem::take(&mut s.0));
+    Ok(())
+}
+
+/// kiln's `attention(q, k, v, mask?, past_k?, past_v?, sinks?)`.
+pub fn lower_fused(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let attrs = lw.graph.node(id).attrs.clone();
+    let q = lw.input(id, 0)?;
+    let k = lw.input(id, 1)?;
+    let v = lw.input(id, 2)?;
+    if q.shape.len() != 4 || k.shape.len() != 4 || v.shape.len() != 4 {
+        return Err(lw.error("q, k, v must have rank 4"));
+    }
+    let code = float_elem(lw, q.dtype, "attention")?;
+    let (dk, dv) = (q.shape[3].clone(), v.shape[3].clone());
+    let mut s = Slots::new(SLOTS);
+    for (i, d) in [&q.shape[0], &q.shape[1], &k.shape[1], &q.shape[2], &dk, &dv]
+        .into_iter()
+        .enumerate()
+    {
+        s.int(i, d.clone());
+    }
+    s.int(7, k.shape[2].clone());
+    s.view(8, &q, code, &zero(), bhsd(&q.shape));
+    s.view(18, &k, code, &zero(), bhsd(&k.shape));
+    s.view(28, &v, code, &zero(), bhsd(&v.shape));
+    let out = lw.output(id, 0);
+    s.view(33, &out, code, &zero(), bhsd(&out.shape));
+    let scale = match attr(lw, attrs.float("scale"))? {
+        Some(x) => x,
+        None => 1.0 / (konst(lw, &dk, "head size")? as f32).sqrt(),
+    };
+    s.f32(48, scale);
+    s.f32(49, attr(lw, attrs.float_or("softcap", 0.0))?);
+    let causal = attr(lw, attrs.int_or("causal", 0))? != 0;
+    s.bits(50, if causal { FLAG_CAUSAL } else { 0 });
+    let window = attr(lw, attrs.int_or("window", 0))?;
+    s.bits(
+        51,
+        if window > 0 {
+            (window - 1) as u64
+        } else {
+            u64::MAX
+        },
+    );
+    s.bits(52, u64::MAX);
+    let past = match (lw.opt_input(id, 4), lw.opt_input(id, 5)) {
+        (Some(a), Some(b)) => Some((a, b)),
+        _ => None,
+    };
+    let total = match &past {
+        Some((pk, _)) => pk.shape[2].add(&k.shape[2]),
+        None => k.shape[2].clone(),
+    };
+    if let Some(m) = lw.opt_input(id, 3) {
+        let mc = elem(lw, m.dtype, "mask")?;
+        if m.dtype != DType::Bool {
+            float_elem(lw, m.dtype, "mask")?;
+        }
+        let st = mask_strides(&m.shape, true);
+        set_mask(&mut s, 53, &m, mc, st, total.clone());
+    }
+    if let Some(sk) = lw.opt_input(id, 6) {
+        let c = float_elem(lw, sk.dtype, "sinks")?;
+        s.ptr(67, &sk, &zero());
+        s.bits(68, c);
+    }
+    if let Some((pk, pv)) = &past {
+        if pk.dtype != q.dtype || pv.dtype != q.dtype {
+            return Err(lw.unsupported("a cache of another dtype than q"));
+        }
+    }
+    let past_ref = past.as_ref().map(|(a, b)| (a, b));
+    common(lw, id, &mut s, past_ref, code, code)
+}
+
+/// ONNX `Attention`: Q, K, V 3-D `(B, S, heads * D)` or 4-D `(B, heads, S, D)`, attn_mask,
+/// past_key, past_value, nonpad_kv_seqlen; outputs Y, present_key, present_value,
+/// qk_matmul_output.
+pub fn lower_onnx(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let attrs = lw.graph.node(id).attrs.clone();
+    let q = lw.input(id, 0)?;
+    let k = lw.input(id, 1)?;
+    let v = lw.input(id, 2)?;
+    let rank = q.shape.len();
+    if !(rank == 3 || rank == 4) || k.shape.len() != rank || v.shape.len() != rank {
+        return Err(lw.error("Q, K and V must all be 3-D or all 4-D"));
+    }
+    let qc = float_elem(lw, q.dtype, "Q")?;
+    let kc = float_elem(lw, k.dtype, "K")?;
+    let vc = float_elem(lw, v.dtype, "V")?;
+    let y_ty = lw
+        .graph
+        .value_type(Value {
+            node: id,
+            output: 0,
+        })
+        .clone();
+    let (b, nq, nkv, sq, l, dk, dv) = if rank == 3 {
+        let nq = attr(lw, attrs.int("q_num_heads"))?.unwrap_or(0);
+        let nkv = attr(lw, attrs.int("kv_num_heads"))?.unwrap_or(0);
+        if nq <= 0 || nkv <= 0 {
+            return Err(lw.error("3-D inputs need q_num_heads and kv_num_heads"));
+        }
+        let dk = q.shape[2].floor_div(&Dim::from(nq));
+        let dv = v.shape[2].floor_div(&Dim::from(nkv));
+        (
+            q.shape[0].clone(),
+            Dim::from(nq),
+            Dim::from(nkv),
+            q.shape[1].clone(),
+            k.shape[1].clone(),
+            dk,
+            dv,
+        )
+    } else {
+        (
+            q.shape[0].clone(),
+            q.shape[1].clone(),
+            k.shape[1].clone(),
+            q.shape[2].clone(),
+            k.shape[2].clone(),
+            q.shape[3].clone(),
+            v.shape[3].clone(),
+        )
+    };
+    let view_of = |op: &Operand, d: &Dim| {
+        if rank == 3 {
+            bsd(&op.shape, d)
+        } else {
+            bhsd(&op.shape)
+        }
+    };
+    let mut s = Slots::new(SLOTS);
+    for (i, d) in [&b, &nq, &nkv, &sq, &dk, &dv].into_iter().enumerate() {
+        s.int(i, d.clone());
+    }
+    s.int(7, l.clone());
+    s.view(8, &q, qc, &zero(), view_of(&q, &dk));
+    s.view(18, &k, kc, &zero(), view_of(&k, &dk));
+    s.view(28, &v, vc, &zero(), view_of(&v, &dv));
+    let out = lw.output(id, 0);
+    let oc = float_elem(lw, y_ty.dtype, "Y")?;
+    s.view(33, &out, oc, &zero(), view_of(&out, &dv));
+    let scale = match attr(lw, attrs.float("scale"))? {
+        Some(x) => x,
+        None => 1.0 / (konst(lw, &dk, "head size")? as f32).sqrt(),
+    };
+    s.f32(48, scale);
+    s.f32(49, attr(lw, attrs.float_or("softcap", 0.0))?);
+    let causal = attr(lw, attrs.int_or("is_causal", 0))? != 0;
+    s.bits(50, if causal { FLAG_CAUSAL } else { 0 });
+    let left = attr(lw, attrs.int_or("left_window_size", -1))?;
+    let right = attr(lw, attrs.int_or("right_window_size", -1))?;
+    if left < -1 || right < -1 {
+        return Err(lw.error("window sizes must be -1 or nonnegative"));
+    }
+    s.bits(51, left as u64);
+    s.bits(52, right as u64);
+    let past = match (lw.opt_input(id, 4), lw.opt_input(id, 5)) {
+        (Some(a), Some(c)) => Some((a, c)),
+        (None, None) => None,
+        _ => return Err(lw.error("past_key and past_value must be given together")),
+    };
+    if let Some((pk, pv)) = &past {
+        if pk.shape.len() != 4 || pv.shape.len() != 4 {
+            return Err(lw.error("past_key and past_value must be 4-D"));
+        }
+        float_elem(lw, pk.dtype, "past_key")?;
+        float_elem(lw, pv.dtype, "past_value")?;
+        if pk.dtype != k.dtype || pv.dtype != v.dtype {
+            return Err(lw.unsupported("a cache of another dtype than K / V"));
+        }
+    }
+    let total = match &past {
+        Some((pk, _)) => pk.shape[2].add(&l),
+        None => l.clone(),
+    };
+    if let Some(m) = lw.opt_input(id, 3) {
+        if m.shape.is_empty() || m.shape.len() > 4 {
+            return Err(lw.error("attn_mask must have rank 1 to 4"));
+        }
+        let mc = elem(lw, m.dtype, "attn_mask")?;
+        if m.dtype != DType::Bool {
+            float_elem(lw, m.dtype, "attn_mask")?;
+        }
+        let cols = m.shape[m.shape.len() - 1].clone();
+        let st = mask_strides(&m.shape, false);
+        set_mask(&mut s, 53, &m, mc, st, cols);
+    }
+    if let Some(np) = lw.opt_input(id, 6) {
+        if past.is_some() {
+            return Err(lw.error("nonpad_kv_seqlen cannot be combined with past_key / past_value"));
+        }
+        let c = int_elem(lw, np.dtype, "nonpad_kv_seqlen")?;
+        s.ptr(77, &np, &zero());
+        s.bits(78, c);
+    }
+    if used(lw, id, 3) {
+        let mode = attr(lw, attrs.int_or("qk_matmul_output_mode", 0))?;
+        if !(0..=3).contains(&mode) {
+            return Err(lw.error(format!("qk_matmul_output_mode must be 0 to 3, got {mode}")));
+        }
+        let qk = lw.output(id, 3);
+        let c = float_elem(lw, qk.dtype, "qk_matmul_output")?;
+        s.view(69, &qk, c, &zero(), bhsd(&qk.shape));
+        s.int(74, total.clone());
+        s.bits(75, mode as u64);
+        s.bits(76, 1);
+    }
+    let past_ref = past.as_ref().map(|(a, c)| (a, c));
+    common(lw, id, &mut s, past_ref, kc, vc)
+}
