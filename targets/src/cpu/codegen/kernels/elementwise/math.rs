@@ -44,6 +44,7 @@ const ERF_SMALL: [f32; 7] = [
     0.128_379_17,
 ];
 /// erf(x) = x P(x^2) / Q(x^2) for |x| <= ERF_ONE (a rational fit, relative error 2e-8).
+#[allow(clippy::approx_constant)] // fitted, not 2/sqrt(pi) rounded
 const ERF_P: [f32; 6] = [
     0.000_002_035_851_8,
     0.000_284_745_1,

@@ -21,7 +21,7 @@ use super::LowerFn;
 use crate::cpu::codegen::kernels::elementwise::{
     self as kernel, Expr, Layout, Node, Op, Options, Stride, Ty,
 };
-use crate::cpu::lower::{Arg, Lowerer, Operand};
+use crate::cpu::lower::{Arg, Callee, Lowerer, Operand};
 use crate::error::TargetError;
 
 pub const OPS: &[(&str, LowerFn)] = &[
@@ -422,14 +422,33 @@ fn emit_kernel(
         opts.helpers.insert(name, i);
     }
     let key = format!("ew:{}:{}", expr.key(), layout.key());
-    let callee = lw.kernel(&key, |kb| kernel::elementwise(kb, expr, &layout, &opts))?;
+    let mut callee = lw.kernel(&key, |kb| kernel::elementwise(kb, expr, &layout, &opts))?;
+    // Large (or symbolic) outputs share their rows out among the run's threads.
+    let big = out.numel().as_const().is_none_or(|n| n >= PARALLEL_ELEMS);
+    if big {
+        if let Callee::Kernel(body) = callee {
+            let helper = lw.helper_index("parallel_rows")?;
+            let (nargs, begin) = kernel::arg_slots(expr, &layout);
+            let rank = layout.rank;
+            callee = lw.kernel(&format!("par:{key}"), |kb| {
+                kernel::parallel(kb, body, nargs, begin, rank, helper)
+            })?;
+        }
+    }
     let mut args = vec![out.ptr()];
     args.extend(operands.iter().map(Operand::ptr));
-    args.extend(extents.into_iter().map(Arg::Int));
+    let mut extents = extents.into_iter();
+    args.push(Arg::int(0i64));
+    args.extend(extents.next().map(Arg::Int));
+    args.extend(extents.map(Arg::Int));
     args.extend(strides.into_iter().map(Arg::Int));
     lw.emit(callee, args);
     Ok(())
 }
+
+/// Outputs from this many elements (or of symbolic size) run through `parallel_rows`, which
+/// decides at run time.
+const PARALLEL_ELEMS: i64 = 32 * 1024;
 
 /// How an operand relates to one output axis.
 #[derive(Clone, Copy, PartialEq)]
