@@ -99,7 +99,6 @@ pub const OPS: &[(&str, LowerFn)] = &[
     ("com.microsoft.QuickGelu", lower),
     ("swiglu", lower),
     ("SwiGLU", lower),
-    ("Dropout", dropout),
 ];
 
 /// Most nodes one fused group may hold (its kernel stays of reasonable size).
@@ -109,7 +108,7 @@ const MAX_GROUP: usize = 48;
 /// expression, one output, every dtype supported.
 fn fusible(graph: &Graph, id: NodeId) -> bool {
     let node = graph.node(id);
-    if node.outputs.len() != 1 || node.op == "Dropout" {
+    if node.outputs.len() != 1 {
         return false;
     }
     if !OPS.iter().any(|(n, _)| *n == node.op) {
@@ -568,47 +567,6 @@ fn lower(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     let mut g = Group::new(lw);
     let root = g.node(id)?;
     g.emit(root, out)
-}
-
-/// Dropout in inference: the output is the input, the mask all true. Training mode (a
-/// `training_mode` input not known to be false, with a ratio not known to be 0) is rejected.
-fn dropout(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
-    let node = lw.graph.node(id);
-    let training = match node.input(2) {
-        None => false,
-        Some(_) => match lw.const_input(id, 2) {
-            Some(t) => t.to_bool().first().copied().unwrap_or(false),
-            None => true,
-        },
-    };
-    let zero_ratio = match node.input(1) {
-        None => false,
-        Some(_) => lw
-            .const_input(id, 1)
-            .is_some_and(|t| t.to_f64().first() == Some(&0.0)),
-    };
-    if training && !zero_ratio {
-        return Err(lw.unsupported("Dropout in training mode"));
-    }
-    let x = lw.input(id, 0)?;
-    lw.alias_output(id, 0, &x)?;
-    if node.outputs.len() > 1 {
-        let v = Value {
-            node: id,
-            output: 1,
-        };
-        if !lw.graph.users(v).is_empty() || lw.graph.is_output(v) {
-            let mask = lw.output(id, 1);
-            let expr = Expr {
-                nodes: vec![(Node::Const(1), Ty::Bool)],
-                inputs: Vec::new(),
-                root: 0,
-                out: DType::Bool,
-            };
-            emit_kernel(lw, &expr, &[], &mask)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
