@@ -505,7 +505,8 @@ impl Nest<'_> {
                     fixed.insert(j, em.load_splat(expr.inputs[j], bases[j])?);
                 }
             }
-            kb.for_chunks(start, n, i64::from(w), |kb, i| {
+            // One group of `w` lanes at element `i`.
+            let group = |kb: &mut KernelBuilder, i: Value| -> Result<(), TargetError> {
                 let mut em = Emitter::new(kb, w, self.opts);
                 let mut inputs = Vec::with_capacity(bases.len());
                 for (j, &base) in bases.iter().enumerate() {
@@ -521,7 +522,23 @@ impl Nest<'_> {
                 let v = em.expr(expr, &inputs)?;
                 let p = em.kb.addr(out_base, i, expr.out.size() as i64);
                 em.store(expr.out, v, p)
-            })?
+            };
+            // Unrolled: independent groups give the CPU work to overlap and share the loop
+            // overhead; then single groups.
+            let unroll: i64 = if expr.nodes.len() <= 12 { 4 } else { 2 };
+            let step = i64::from(w);
+            let rest = kb.for_chunks(start, n, step * unroll, |kb, i| {
+                for u in 0..unroll {
+                    let iu = if u == 0 {
+                        i
+                    } else {
+                        kb.b.ins().iadd_imm_s(i, u * step)
+                    };
+                    group(kb, iu)?;
+                }
+                Ok(())
+            })?;
+            kb.for_chunks(rest, n, step, group)?
         } else {
             start
         };
