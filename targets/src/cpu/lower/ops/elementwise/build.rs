@@ -23,7 +23,7 @@ pub(super) fn node(g: &mut Group, id: NodeId) -> R {
         "Add" => arith(g, id, Op::Add),
         "Sub" => arith(g, id, Op::Sub),
         "Mul" => arith(g, id, Op::Mul),
-        "Div" => arith(g, id, Op::Div),
+        "Div" => div(g, id),
         "Pow" => pow(g, id),
         "Mod" => modulo(g, id),
         "Neg" => num_unary(g, id, Op::Neg),
@@ -321,6 +321,32 @@ fn arith(g: &mut Group, id: NodeId, op: Op) -> R {
     let y = g.input(id, 1)?;
     same(g, x, y)?;
     let n = g.op(op, &[x.n, y.n], x.ty());
+    Ok(g.finish(n, x.dt))
+}
+
+/// Div. A float divided by a constant becomes a product with its reciprocal when that is
+/// exact (a power of two), or when the quotient only feeds more computation of the same
+/// kernel (an interior node of a group): one rounding more on an intermediate value, for a
+/// multiplication instead of a division.
+fn div(g: &mut Group, id: NodeId) -> R {
+    let x = typed_in(g, id, 0, |t| t != Ty::Bool, "a number")?;
+    let y = g.input(id, 1)?;
+    same(g, x, y)?;
+    let t = x.ty();
+    if t.is_float() {
+        if let Some(c) = g.lw.const_input(id, 1).filter(|c| c.len() == 1) {
+            let c = c.to_f64()[0];
+            let r = 1.0 / c;
+            let exact = r.is_normal() && r.abs().log2().fract() == 0.0 && c.is_normal();
+            let fused = g.lw.is_fused(id) && r.is_normal() && c.is_normal();
+            if exact || fused {
+                let k = g.fc(t, r);
+                let n = g.op(Op::Mul, &[x.n, k], t);
+                return Ok(g.finish(n, x.dt));
+            }
+        }
+    }
+    let n = g.op(Op::Div, &[x.n, y.n], t);
     Ok(g.finish(n, x.dt))
 }
 
