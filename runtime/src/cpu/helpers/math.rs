@@ -148,6 +148,146 @@ extern "C" fn int_pow(base: f64, exp: f64) -> f64 {
     f64::from_bits(r as u64)
 }
 
+/// The four ONNX fp8 formats, by the index kiln's code passes: E4M3FN, E4M3FNUZ, E5M2,
+/// E5M2FNUZ.
+#[derive(Clone, Copy)]
+struct Fp8 {
+    exp_bits: u32,
+    man_bits: u32,
+    bias: i32,
+    /// No negative zero; 0x80 is the one NaN.
+    fnuz: bool,
+    /// All-ones exponent for infinities and NaNs (E5M2).
+    ieee: bool,
+    /// The largest finite code.
+    max: u8,
+}
+
+const FP8: [Fp8; 4] = [
+    Fp8 {
+        exp_bits: 4,
+        man_bits: 3,
+        bias: 7,
+        fnuz: false,
+        ieee: false,
+        max: 0x7E,
+    },
+    Fp8 {
+        exp_bits: 4,
+        man_bits: 3,
+        bias: 8,
+        fnuz: true,
+        ieee: false,
+        max: 0x7F,
+    },
+    Fp8 {
+        exp_bits: 5,
+        man_bits: 2,
+        bias: 15,
+        fnuz: false,
+        ieee: true,
+        max: 0x7B,
+    },
+    Fp8 {
+        exp_bits: 5,
+        man_bits: 2,
+        bias: 16,
+        fnuz: true,
+        ieee: false,
+        max: 0x7F,
+    },
+];
+
+fn fp8_value(f: Fp8, code: u8) -> f64 {
+    if f.fnuz && code == 0x80 {
+        return f64::NAN;
+    }
+    let sign = if code & 0x80 != 0 { -1.0 } else { 1.0 };
+    let e = (u32::from(code) >> f.man_bits) & ((1 << f.exp_bits) - 1);
+    let m = u32::from(code) & ((1 << f.man_bits) - 1);
+    let e_max = (1 << f.exp_bits) - 1;
+    if f.ieee && e == e_max {
+        return if m == 0 {
+            sign * f64::INFINITY
+        } else {
+            f64::NAN
+        };
+    }
+    if !f.fnuz && !f.ieee && e == e_max && m == (1 << f.man_bits) - 1 {
+        return f64::NAN;
+    }
+    let v = if e == 0 {
+        f64::from(m) * 2f64.powi(1 - f.bias - f.man_bits as i32)
+    } else {
+        (1.0 + f64::from(m) / f64::from(1u32 << f.man_bits)) * 2f64.powi(e as i32 - f.bias)
+    };
+    sign * v
+}
+
+/// `code` (an fp8 code of format `fmt`) as its value.
+extern "C" fn fp8_decode(code: f64, fmt: f64) -> f64 {
+    fp8_value(FP8[(fmt as usize) & 3], code as u8)
+}
+
+/// `x` (an f32 value) as the nearest code (ties to even) of format `cfg & 3`, saturating
+/// beyond the largest finite value when `cfg & 4`, else overflowing to infinity (E5M2) or NaN.
+extern "C" fn fp8_encode(x: f64, cfg: f64) -> f64 {
+    let cfg = cfg as usize;
+    let f = FP8[cfg & 3];
+    let saturate = cfg & 4 != 0;
+    let nan = if f.fnuz { 0x80u8 } else { 0x7F };
+    if x.is_nan() {
+        return f64::from(nan);
+    }
+    let sign = if x.is_sign_negative() { 0x80u8 } else { 0 };
+    let overflow = || {
+        f64::from(if saturate {
+            sign | f.max
+        } else if f.ieee {
+            sign | 0x7C
+        } else {
+            nan
+        })
+    };
+    let a = x.abs();
+    if a.is_infinite() {
+        return overflow();
+    }
+    let e_min = 1 - f.bias;
+    let m = f.man_bits as i32;
+    // The quantum of a's binade (subnormals share the lowest one), then round to even.
+    let e = if a == 0.0 {
+        e_min
+    } else {
+        (a.log2().floor() as i32).max(e_min)
+    };
+    // log2 may be off by one at binade edges: fix e so that 2^e <= a < 2^(e+1).
+    let e = if e > e_min && a < 2f64.powi(e) {
+        e - 1
+    } else if a >= 2f64.powi(e + 1) {
+        e + 1
+    } else {
+        e
+    };
+    let q = 2f64.powi(e - m);
+    let r = (a / q).round_ties_even() * q;
+    if r > fp8_value(f, f.max) {
+        return overflow();
+    }
+    if r == 0.0 {
+        return f64::from(if f.fnuz { 0 } else { sign });
+    }
+    let code = if r < 2f64.powi(e_min) {
+        (r / 2f64.powi(e_min - m)) as u32
+    } else {
+        let e = r.log2().floor() as i32;
+        let e = if r < 2f64.powi(e) { e - 1 } else { e };
+        let mant = (r / 2f64.powi(e - m)) as u32 - (1 << f.man_bits);
+        (((e + f.bias) as u32) << f.man_bits) | mant
+    };
+    f64::from(sign | code as u8)
+}
+
 extern "C" fn pow(x: f64, y: f64) -> f64 {
     x.powf(y)
 }
@@ -248,6 +388,14 @@ pub(super) const HELPERS: &[Helper] = &[
         name: "int_pow",
         func: HelperFn::F64F64ToF64(int_pow),
     },
+    Helper {
+        name: "fp8_decode",
+        func: HelperFn::F64F64ToF64(fp8_decode),
+    },
+    Helper {
+        name: "fp8_encode",
+        func: HelperFn::F64F64ToF64(fp8_encode),
+    },
 ];
 
 #[cfg(test)]
@@ -279,6 +427,92 @@ mod tests {
         assert!((erfc(-1.0) - 1.8427007929497148).abs() < 1e-15);
         assert_eq!(erf(f64::NEG_INFINITY), -1.0);
         assert!(erf(f64::NAN).is_nan());
+    }
+
+    /// The encoding by search: the nearest code (ties to the even code), with one virtual
+    /// step past the largest finite value standing for overflow.
+    fn encode_by_search(fmt: usize, x: f32, saturate: bool) -> u8 {
+        let f = FP8[fmt];
+        let nan = if f.fnuz { 0x80u8 } else { 0x7F };
+        if x.is_nan() {
+            return nan;
+        }
+        let sign = if x.is_sign_negative() { 0x80u8 } else { 0 };
+        let over = if saturate {
+            sign | f.max
+        } else if f.ieee {
+            sign | 0x7C
+        } else {
+            nan
+        };
+        let a = f64::from(x.abs());
+        if a.is_infinite() {
+            return over;
+        }
+        let max_v = fp8_value(f, f.max);
+        let step = max_v - fp8_value(f, f.max - 1);
+        let (mut best, mut best_d) = (0u8, f64::INFINITY);
+        for code in 0..=f.max {
+            let d = (fp8_value(f, code) - a).abs();
+            if d < best_d || (d == best_d && code & 1 == 0) {
+                best = code;
+                best_d = d;
+            }
+        }
+        let d_over = (max_v + step - a).abs();
+        if d_over < best_d || (d_over == best_d && best == f.max && f.max & 1 == 1) {
+            return over;
+        }
+        if best == 0 && f.fnuz {
+            return 0;
+        }
+        sign | best
+    }
+
+    #[test]
+    fn fp8_round_trips_and_rounds_like_a_search() {
+        for (fmt, f) in FP8.iter().enumerate() {
+            for code in 0..=255u8 {
+                let v = fp8_decode(f64::from(code), fmt as f64);
+                if v.is_finite() && !(v == 0.0 && f.fnuz) {
+                    let back = fp8_encode(v, (fmt + 4) as f64) as u8;
+                    assert_eq!(back, code, "format {fmt} code {code:#x} value {v}");
+                }
+            }
+            let mut x = 0x1234_5678u64;
+            let mut samples: Vec<f32> = (0..20000)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let mant = (x >> 40) as f32 / (1u64 << 24) as f32;
+                    let exp = ((x >> 20) % 48) as i32 - 28;
+                    let s = if x & 1 == 1 { -1.0 } else { 1.0 };
+                    s * (1.0 + mant) * 2f32.powi(exp)
+                })
+                .collect();
+            // Midpoints between neighbouring codes, and the specials.
+            for code in 0..0x7Fu8 {
+                let a = fp8_decode(f64::from(code), fmt as f64);
+                let b = fp8_decode(f64::from(code + 1), fmt as f64);
+                if a.is_finite() && b.is_finite() {
+                    samples.push(((a + b) / 2.0) as f32);
+                }
+            }
+            samples.extend([0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1e-30]);
+            samples.extend([464.0, 480.0, 61440.0, 65536.0, 248.0, 1e9, -1e9]);
+            for &v in &samples {
+                for sat in [false, true] {
+                    let cfg = (fmt + if sat { 4 } else { 0 }) as f64;
+                    let got = fp8_encode(f64::from(v), cfg) as u8;
+                    assert_eq!(
+                        got,
+                        encode_by_search(fmt, v, sat),
+                        "format {fmt} x {v} sat {sat}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

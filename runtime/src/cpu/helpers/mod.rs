@@ -9,6 +9,7 @@ pub mod gemm;
 mod index;
 mod math;
 mod moe;
+mod parallel;
 mod quant;
 
 use crate::cpu::gemm::Kernel;
@@ -74,6 +75,7 @@ pub fn all() -> impl Iterator<Item = &'static Helper> {
         moe::HELPERS,
         index::HELPERS,
         quant::HELPERS,
+        parallel::HELPERS,
     ]
     .into_iter()
     .flatten()

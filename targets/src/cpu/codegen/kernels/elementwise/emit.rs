@@ -7,7 +7,7 @@ use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, 
 use kiln_ir::dtype::DType;
 use kiln_runtime::cpu::helpers::HelperSig;
 
-use super::{Cmp, Expr, Node, Op, Options, Ty};
+use super::{fp8_index, Cmp, Expr, Node, Op, Options, Ty};
 use crate::cpu::codegen::kernel::{mem, KernelBuilder};
 use crate::error::TargetError;
 
@@ -171,6 +171,13 @@ impl<'k, 'a, 'o> Emitter<'k, 'a, 'o> {
             (1, DType::U8) => self.ins().uload8(types::I64, mem(), p, 0),
             (1, DType::U16) => self.ins().uload16(types::I64, mem(), p, 0),
             (1, DType::U32) => self.ins().uload32(mem(), p, 0),
+            (1, d) if d.is_fp8() => {
+                let c = self.ins().uload8(types::I64, mem(), p, 0);
+                let c = self.ins().fcvt_from_uint(types::F64, c);
+                let fmt = self.ins().f64const(f64::from(fp8_index(d)));
+                let v = self.call("fp8_decode", &[c, fmt])?;
+                self.ins().fdemote(types::F32, v)
+            }
             (4, DType::F32) => self.ins().load(types::F32X4, mem(), p, 0),
             (4, DType::F16 | DType::BF16) => {
                 let q = self.ins().load(types::I64, mem(), p, 0);
@@ -237,6 +244,9 @@ impl<'k, 'a, 'o> Emitter<'k, 'a, 'o> {
             (1, DType::F16 | DType::BF16) => {
                 let h = self.f32_to_half(dt, v)?;
                 self.kb.b.ins().istore16(mem(), h, p, 0);
+            }
+            (1, d) if d.is_fp8() => {
+                self.kb.b.ins().istore8(mem(), v, p, 0);
             }
             (1, DType::I8 | DType::U8) => {
                 self.kb.b.ins().istore8(mem(), v, p, 0);
@@ -533,6 +543,15 @@ impl<'k, 'a, 'o> Emitter<'k, 'a, 'o> {
             Op::FloatToLow64 => {
                 let r = self.per_lane(Ty::F64, a, |s, a| s.call("f64_to_i128_low64", a))?;
                 self.ins().bitcast(types::I64, MemFlagsData::new(), r)
+            }
+            Op::Fp8Encode { dtype, sat } => {
+                let cfg = f64::from(fp8_index(dtype)) + if sat { 4.0 } else { 0.0 };
+                let r = self.per_lane(Ty::F64, a, |s, a| {
+                    let x = s.ins().fpromote(types::F64, a[0]);
+                    let c = s.ins().f64const(cfg);
+                    s.call("fp8_encode", &[x, c])
+                })?;
+                self.ins().fcvt_to_sint_sat(types::I64, r)
             }
             Op::IntPow => {
                 let xb = self.ins().bitcast(types::F64, MemFlagsData::new(), x);

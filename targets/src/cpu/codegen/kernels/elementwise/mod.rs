@@ -9,8 +9,10 @@
 //! expression's types allow (f32/f16/bf16/bool in f32x4, f64/bool in f64x2), then a scalar
 //! tail. Operands that are constant along the innermost axis are loaded once per row.
 //!
-//! Arguments: `[out, in_0 .. in_{N-1}, extent_0 .. extent_{R-1}, strides...]` where the
-//! strides (in elements) are those of the `Arg` entries, operand by operand, axis by axis.
+//! Arguments: `[out, in_0 .. in_{N-1}, begin, end, extent_1 .. extent_{R-1}, strides...]`:
+//! the kernel computes rows `begin .. end` of axis 0 (so that [`parallel`] can share the
+//! rows out among threads); the strides (in elements) are those of the `Arg` entries, operand
+//! by operand, axis by axis.
 
 mod convert;
 mod emit;
@@ -39,10 +41,12 @@ pub enum Ty {
 }
 
 impl Ty {
-    /// The compute type of a dtype's elements (none for the fp8 formats).
+    /// The compute type of a dtype's elements (fp8 values load as f32; an fp8 output stores
+    /// the code an [`Op::Fp8Encode`] made).
     pub fn of(d: DType) -> Option<Ty> {
         Some(match d {
             DType::F32 | DType::F16 | DType::BF16 => Ty::F32,
+            d if d.is_fp8() => Ty::F32,
             DType::F64 => Ty::F64,
             DType::I8 | DType::I16 | DType::I32 | DType::I64 => Ty::I64,
             DType::U8 | DType::U16 | DType::U32 | DType::U64 => Ty::U64,
@@ -153,6 +157,22 @@ pub enum Op {
     FloatToLow64,
     /// Integer power by squaring, wrapping (0 to a negative power gives 0).
     IntPow,
+    /// An f32 value as the code (an integer) of fp8 dtype `dtype`, rounding to nearest even,
+    /// saturating or overflowing to infinity/NaN.
+    Fp8Encode {
+        dtype: DType,
+        sat: bool,
+    },
+}
+
+/// The format index the fp8 helpers take.
+pub fn fp8_index(d: DType) -> u8 {
+    match d {
+        DType::F8E4M3FN => 0,
+        DType::F8E4M3FNUZ => 1,
+        DType::F8E5M2 => 2,
+        _ => 3,
+    }
 }
 
 /// A node of an expression.
@@ -218,6 +238,7 @@ impl Expr {
                 Node::Op(Op::Call1(n) | Op::Call2(n), _) => Some(*n),
                 Node::Op(Op::FloatToLow64, _) => Some("f64_to_i128_low64"),
                 Node::Op(Op::IntPow, _) => Some("int_pow"),
+                Node::Op(Op::Fp8Encode { .. }, _) => Some("fp8_encode"),
                 Node::Op(op, _) if *ty == Ty::F64 => emit::f64_helper(*op),
                 _ => None,
             };
@@ -227,12 +248,18 @@ impl Expr {
                 }
             }
         }
+        if self.inputs.iter().any(|d| d.is_fp8()) {
+            out.push("fp8_decode");
+        }
         out
     }
 
     /// The vector width of the innermost loop: 4 when every value is f32 or bool, 2 when
     /// every value is f64 or bool, else 1.
     pub fn lanes(&self) -> u8 {
+        if self.out.is_fp8() || self.inputs.iter().any(|d| d.is_fp8()) {
+            return 1;
+        }
         let all = |ok: &[Ty]| self.nodes.iter().all(|(_, t)| ok.contains(t));
         if all(&[Ty::F32, Ty::Bool]) {
             4
@@ -304,8 +331,12 @@ pub fn elementwise(
     let rank = layout.rank;
     let out = kb.arg(0);
     let ins: Vec<Value> = (0..n).map(|i| kb.arg(1 + i)).collect();
-    let exts: Vec<Value> = (0..rank).map(|k| kb.arg(1 + n + k)).collect();
-    let mut next = 1 + n + rank;
+    let (begin, end) = (kb.arg(1 + n), kb.arg(2 + n));
+    // exts[0] is unused: axis 0 runs begin .. end.
+    let exts: Vec<Value> = (0..rank)
+        .map(|k| if k == 0 { end } else { kb.arg(2 + n + k) })
+        .collect();
+    let mut next = 2 + n + rank;
     let mut strides: Vec<Vec<Option<Value>>> = Vec::with_capacity(n);
     for op in &layout.strides {
         let mut row = Vec::with_capacity(rank);
@@ -333,10 +364,72 @@ pub fn elementwise(
         out,
         ins,
         exts,
+        begin,
         strides,
         out_strides,
     };
     ctx.level(kb, 0, vec![zero; n], zero)
+}
+
+/// The number of argument slots of the kernel for `expr` over `layout`, and the slot of
+/// `begin` (followed by `end`).
+pub fn arg_slots(expr: &Expr, layout: &Layout) -> (usize, usize) {
+    let n = expr.inputs.len();
+    let strides = layout
+        .strides
+        .iter()
+        .flatten()
+        .filter(|s| **s == Stride::Arg)
+        .count();
+    (2 + n + layout.rank + strides, 1 + n)
+}
+
+/// A kernel that runs kernel `body` (an [`elementwise`] kernel with `nargs` argument slots,
+/// `begin` at slot `begin_slot`) through the runtime's `parallel_rows` helper (table index
+/// `helper`), which shares the rows out among the run's threads when there is enough work.
+/// `rank` and the extents after axis 0 (slots `begin_slot + 2 ..`) give the row size.
+pub fn parallel(
+    kb: &mut KernelBuilder,
+    body: usize,
+    nargs: usize,
+    begin_slot: usize,
+    rank: usize,
+    helper: usize,
+) -> Result<(), TargetError> {
+    use cranelift_codegen::ir::{
+        types, ExtFuncData, ExternalName, StackSlotData, StackSlotKind, UserExternalName,
+    };
+    use kiln_runtime::cpu::helpers::HelperSig;
+
+    use crate::cpu::codegen::kernel::kernel_signature;
+
+    let sig = kb.b.import_signature(kernel_signature());
+    let name =
+        kb.b.func
+            .declare_imported_user_function(UserExternalName::new(0, body as u32));
+    let f = kb.b.import_function(ExtFuncData {
+        name: ExternalName::user(name),
+        signature: sig,
+        colocated: true,
+        patchable: false,
+    });
+    let addr = kb.b.ins().func_addr(types::I64, f);
+    let mut row = kb.iconst(1);
+    for k in 1..rank {
+        let e = kb.arg(begin_slot + 1 + k);
+        row = kb.b.ins().imul(row, e);
+    }
+    let slot =
+        kb.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 48, 3));
+    let nargs = kb.iconst(nargs as i64);
+    let bslot = kb.iconst(begin_slot as i64);
+    let vals = [addr, kb.frame, kb.args, nargs, bslot, row];
+    for (i, v) in vals.into_iter().enumerate() {
+        kb.b.ins().stack_store(types::I64, v, slot, (8 * i) as i32);
+    }
+    let p = kb.b.ins().stack_addr(types::I64, slot, 0);
+    kb.call_helper(helper, HelperSig::Call, &[p]);
+    Ok(())
 }
 
 struct Nest<'e> {
@@ -346,6 +439,7 @@ struct Nest<'e> {
     out: Value,
     ins: Vec<Value>,
     exts: Vec<Value>,
+    begin: Value,
     strides: Vec<Vec<Option<Value>>>,
     out_strides: Vec<Value>,
 }
@@ -359,11 +453,11 @@ impl Nest<'_> {
         offs: Vec<Value>,
         out_off: Value,
     ) -> Result<(), TargetError> {
+        let start = if k == 0 { self.begin } else { kb.iconst(0) };
         if k + 1 == self.layout.rank {
-            return self.inner(kb, &offs, out_off);
+            return self.inner(kb, &offs, out_off, start);
         }
-        let zero = kb.iconst(0);
-        kb.for_range(zero, self.exts[k], 1, |kb, i| {
+        kb.for_range(start, self.exts[k], 1, |kb, i| {
             let offs: Vec<Value> = offs
                 .iter()
                 .enumerate()
@@ -387,6 +481,7 @@ impl Nest<'_> {
         kb: &mut KernelBuilder,
         offs: &[Value],
         out_off: Value,
+        start: Value,
     ) -> Result<(), TargetError> {
         let last = self.layout.rank - 1;
         let n = self.exts[last];
@@ -400,7 +495,6 @@ impl Nest<'_> {
         let out_base = kb.addr(self.out, out_off, expr.out.size() as i64);
         let kinds: Vec<Stride> = self.layout.strides.iter().map(|s| s[last]).collect();
         let vectorize = kinds.iter().all(|k| *k != Stride::Arg) && expr.lanes() > 1;
-        let zero = kb.iconst(0);
         let tail_start = if vectorize {
             let w = expr.lanes();
             // Operands constant along the row: loaded once.
@@ -411,7 +505,8 @@ impl Nest<'_> {
                     fixed.insert(j, em.load_splat(expr.inputs[j], bases[j])?);
                 }
             }
-            kb.for_chunks(zero, n, i64::from(w), |kb, i| {
+            // One group of `w` lanes at element `i`.
+            let group = |kb: &mut KernelBuilder, i: Value| -> Result<(), TargetError> {
                 let mut em = Emitter::new(kb, w, self.opts);
                 let mut inputs = Vec::with_capacity(bases.len());
                 for (j, &base) in bases.iter().enumerate() {
@@ -427,9 +522,25 @@ impl Nest<'_> {
                 let v = em.expr(expr, &inputs)?;
                 let p = em.kb.addr(out_base, i, expr.out.size() as i64);
                 em.store(expr.out, v, p)
-            })?
+            };
+            // Unrolled: independent groups give the CPU work to overlap and share the loop
+            // overhead; then single groups.
+            let unroll: i64 = if expr.nodes.len() <= 12 { 4 } else { 2 };
+            let step = i64::from(w);
+            let rest = kb.for_chunks(start, n, step * unroll, |kb, i| {
+                for u in 0..unroll {
+                    let iu = if u == 0 {
+                        i
+                    } else {
+                        kb.b.ins().iadd_imm_s(i, u * step)
+                    };
+                    group(kb, iu)?;
+                }
+                Ok(())
+            })?;
+            kb.for_chunks(rest, n, step, group)?
         } else {
-            zero
+            start
         };
         let mut fixed = HashMap::new();
         for (j, kind) in kinds.iter().enumerate() {

@@ -23,7 +23,7 @@ pub(super) fn node(g: &mut Group, id: NodeId) -> R {
         "Add" => arith(g, id, Op::Add),
         "Sub" => arith(g, id, Op::Sub),
         "Mul" => arith(g, id, Op::Mul),
-        "Div" => arith(g, id, Op::Div),
+        "Div" => div(g, id),
         "Pow" => pow(g, id),
         "Mod" => modulo(g, id),
         "Neg" => num_unary(g, id, Op::Neg),
@@ -223,8 +223,9 @@ pub(super) fn node(g: &mut Group, id: NodeId) -> R {
                 .dtype("to")
                 .map_err(|e| g.lw.error(e))?
                 .ok_or_else(|| g.lw.error("Cast needs `to`"))?;
+            let sat = attr_i(g, id, "saturate", 1)? != 0;
             let x = g.input(id, 0)?;
-            cast(g, x, to)
+            cast(g, x, to, sat)
         }
         "CastLike" => {
             let to = g.graph().value_type(
@@ -234,8 +235,9 @@ pub(super) fn node(g: &mut Group, id: NodeId) -> R {
                     .ok_or_else(|| g.lw.error("CastLike needs a second input"))?,
             );
             let to = to.dtype;
+            let sat = attr_i(g, id, "saturate", 1)? != 0;
             let x = g.input(id, 0)?;
-            cast(g, x, to)
+            cast(g, x, to, sat)
         }
         "swiglu" => swiglu(g, id),
         "SwiGLU" => {
@@ -319,6 +321,32 @@ fn arith(g: &mut Group, id: NodeId, op: Op) -> R {
     let y = g.input(id, 1)?;
     same(g, x, y)?;
     let n = g.op(op, &[x.n, y.n], x.ty());
+    Ok(g.finish(n, x.dt))
+}
+
+/// Div. A float divided by a constant becomes a product with its reciprocal when that is
+/// exact (a power of two), or when the quotient only feeds more computation of the same
+/// kernel (an interior node of a group): one rounding more on an intermediate value, for a
+/// multiplication instead of a division.
+fn div(g: &mut Group, id: NodeId) -> R {
+    let x = typed_in(g, id, 0, |t| t != Ty::Bool, "a number")?;
+    let y = g.input(id, 1)?;
+    same(g, x, y)?;
+    let t = x.ty();
+    if t.is_float() {
+        if let Some(c) = g.lw.const_input(id, 1).filter(|c| c.len() == 1) {
+            let c = c.to_f64()[0];
+            let r = 1.0 / c;
+            let exact = r.is_normal() && r.abs().log2().fract() == 0.0 && c.is_normal();
+            let fused = g.lw.is_fused(id) && r.is_normal() && c.is_normal();
+            if exact || fused {
+                let k = g.fc(t, r);
+                let n = g.op(Op::Mul, &[x.n, k], t);
+                return Ok(g.finish(n, x.dt));
+            }
+        }
+    }
+    let n = g.op(Op::Div, &[x.n, y.n], t);
     Ok(g.finish(n, x.dt))
 }
 
@@ -679,12 +707,25 @@ fn swiglu(g: &mut Group, id: NodeId) -> R {
 
 /// Cast with the reference's rules: floats round to nearest even; float to integer truncates
 /// toward zero (NaN to 0) as i64 and wraps to narrower integers (as i128 for u64); integer to
-/// integer wraps; to bool is "non-zero"; fp8 is not supported.
-pub(super) fn cast(g: &mut Group, x: V, to: DType) -> R {
+/// integer wraps; to bool is "non-zero"; to fp8 encodes the value as f32 (`sat`: clamp
+/// beyond the largest finite value).
+pub(super) fn cast(g: &mut Group, x: V, to: DType, sat: bool) -> R {
     let from = x.dt;
     let (Some(ft), Some(tt)) = (Ty::of(from), Ty::of(to)) else {
         return Err(g.lw.unsupported(format!("Cast from {from} to {to}")));
     };
+    if to.is_fp8() {
+        let f = match ft {
+            Ty::F32 => x.n,
+            Ty::I64 | Ty::U64 => {
+                let d = g.op(Op::Convert(Ty::F64), &[x.n], Ty::F64);
+                g.op(Op::Convert(Ty::F32), &[d], Ty::F32)
+            }
+            _ => g.op(Op::Convert(Ty::F32), &[x.n], Ty::F32),
+        };
+        let n = g.op(Op::Fp8Encode { dtype: to, sat }, &[f], Ty::U64);
+        return Ok(V { n, dt: to });
+    }
     if from == to {
         return Ok(x);
     }

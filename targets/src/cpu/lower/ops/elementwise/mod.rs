@@ -21,7 +21,7 @@ use super::LowerFn;
 use crate::cpu::codegen::kernels::elementwise::{
     self as kernel, Expr, Layout, Node, Op, Options, Stride, Ty,
 };
-use crate::cpu::lower::{Arg, Lowerer, Operand};
+use crate::cpu::lower::{Arg, Callee, Lowerer, Operand};
 use crate::error::TargetError;
 
 pub const OPS: &[(&str, LowerFn)] = &[
@@ -114,17 +114,18 @@ fn fusible(graph: &Graph, id: NodeId) -> bool {
     if !OPS.iter().any(|(n, _)| *n == node.op) {
         return false;
     }
+    // fp8 values cross group boundaries only (loaded decoded, stored encoded).
+    let ok = |d: DType| Ty::of(d).is_some() && !d.is_fp8();
     let out = graph.value_type(Value {
         node: id,
         output: 0,
     });
-    if Ty::of(out.dtype).is_none() {
-        return false;
-    }
-    node.inputs()
-        .iter()
-        .flatten()
-        .all(|v| Ty::of(graph.value_type(*v).dtype).is_some())
+    ok(out.dtype)
+        && node
+            .inputs()
+            .iter()
+            .flatten()
+            .all(|v| ok(graph.value_type(*v).dtype))
 }
 
 /// The interior nodes of the elementwise groups: fusible nodes, not graph outputs, whose
@@ -344,7 +345,11 @@ impl<'l, 'g> Group<'l, 'g> {
     }
 
     /// Emits the kernel evaluating the expression rooted at `root` into `out`.
-    fn emit(self, root: V, out: Operand) -> Result<(), TargetError> {
+    fn emit(mut self, mut root: V, out: Operand) -> Result<(), TargetError> {
+        if out.dtype.is_fp8() && self.nodes[root.n].1 != Ty::U64 {
+            let dtype = out.dtype;
+            root.n = self.op(Op::Fp8Encode { dtype, sat: true }, &[root.n], Ty::U64);
+        }
         if root.dt != out.dtype {
             return Err(self.lw.error(format!(
                 "elementwise expression gives {}, the output is {}",
@@ -416,14 +421,33 @@ fn emit_kernel(
         opts.helpers.insert(name, i);
     }
     let key = format!("ew:{}:{}", expr.key(), layout.key());
-    let callee = lw.kernel(&key, |kb| kernel::elementwise(kb, expr, &layout, &opts))?;
+    let mut callee = lw.kernel(&key, |kb| kernel::elementwise(kb, expr, &layout, &opts))?;
+    // Large (or symbolic) outputs share their rows out among the run's threads.
+    let big = out.numel().as_const().is_none_or(|n| n >= PARALLEL_ELEMS);
+    if big {
+        if let Callee::Kernel(body) = callee {
+            let helper = lw.helper_index("parallel_rows")?;
+            let (nargs, begin) = kernel::arg_slots(expr, &layout);
+            let rank = layout.rank;
+            callee = lw.kernel(&format!("par:{key}"), |kb| {
+                kernel::parallel(kb, body, nargs, begin, rank, helper)
+            })?;
+        }
+    }
     let mut args = vec![out.ptr()];
     args.extend(operands.iter().map(Operand::ptr));
-    args.extend(extents.into_iter().map(Arg::Int));
+    let mut extents = extents.into_iter();
+    args.push(Arg::int(0i64));
+    args.extend(extents.next().map(Arg::Int));
+    args.extend(extents.map(Arg::Int));
     args.extend(strides.into_iter().map(Arg::Int));
     lw.emit(callee, args);
     Ok(())
 }
+
+/// Outputs from this many elements (or of symbolic size) run through `parallel_rows`, which
+/// decides at run time.
+const PARALLEL_ELEMS: i64 = 32 * 1024;
 
 /// How an operand relates to one output axis.
 #[derive(Clone, Copy, PartialEq)]
@@ -521,6 +545,24 @@ fn plan(out: &[Dim], operands: &[Operand]) -> Result<(Layout, Vec<Dim>, Vec<Dim>
 /// Lowers an elementwise node: the root of its group (interior nodes are skipped by the
 /// lowering loop and evaluated inside their root's kernel).
 fn lower(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let node = lw.graph.node(id);
+    if matches!(node.op.as_str(), "Cast" | "CastLike") {
+        // A cast to the same dtype is the input itself (bit for bit, fp8 NaNs included).
+        let same = node.input(0).is_some_and(|v| {
+            lw.graph.value_type(v).dtype
+                == lw
+                    .graph
+                    .value_type(Value {
+                        node: id,
+                        output: 0,
+                    })
+                    .dtype
+        });
+        if same {
+            let x = lw.input(id, 0)?;
+            return lw.alias_output(id, 0, &x);
+        }
+    }
     let out = lw.output(id, 0);
     let mut g = Group::new(lw);
     let root = g.node(id)?;

@@ -147,7 +147,7 @@ fn float_unary_ops() {
         ("Round", "", 10.0, 0.0),
         ("Exp", "", 100.0, 3e-7),
         ("Log", "", 100.0, 3e-7),
-        ("Erf", "", 5.0, 3e-7),
+        ("Erf", "", 5.0, 4e-7),
         ("Tanh", "", 12.0, 3e-7),
         ("Sigmoid", "", 30.0, 5e-7),
         ("Sin", "", 10.0, 0.0),
@@ -197,7 +197,7 @@ fn transcendentals_are_accurate_on_many_points() {
     for (op, scale, rt) in [
         ("Exp", 90.0, 2.5e-7),
         ("Log", 1e6, 2.5e-7),
-        ("Erf", 4.5, 2.5e-7),
+        ("Erf", 4.5, 4e-7),
         ("Tanh", 10.0, 2.5e-7),
     ] {
         let mut x = data(DType::F32, &[4099], 11, scale, false);
@@ -509,6 +509,70 @@ fn casts_between_every_pair() {
 }
 
 #[test]
+fn fp8_casts() {
+    let fp8 = [
+        DType::F8E4M3FN,
+        DType::F8E4M3FNUZ,
+        DType::F8E5M2,
+        DType::F8E5M2FNUZ,
+    ];
+    let others = [
+        DType::F32,
+        DType::F64,
+        DType::F16,
+        DType::BF16,
+        DType::I32,
+        DType::U64,
+    ];
+    for &f in &fp8 {
+        for &o in others.iter().chain(&fp8) {
+            for sat in [0, 1] {
+                let attrs = format!("{{saturate = {sat}, to = {}}}", f.name());
+                // The reference's search for the nearest code loses precision far beyond
+                // the largest finite value, so the inputs stay below 1e6.
+                for scale in [2.0, 500.0, 1e5] {
+                    let mut x = data(o, &[45], 3, scale, false);
+                    if !o.is_float() {
+                        let v: Vec<i64> = x.to_i64().iter().map(|v| v.rem_euclid(1000)).collect();
+                        x = Tensor::from_i64(o, vec![45], &v);
+                    }
+                    op_check("Cast", &attrs, &[x], Some(f), 0.0, 0.0);
+                }
+                if o.is_float() && !o.is_fp8() {
+                    let sp = [
+                        f64::NAN,
+                        f64::INFINITY,
+                        f64::NEG_INFINITY,
+                        0.0,
+                        -0.0,
+                        464.0,
+                        480.0,
+                        -248.0,
+                        61440.0,
+                        1e-9,
+                        -3e-3,
+                        0.0068359375,
+                    ];
+                    let x = Tensor::from_f64(o, vec![sp.len()], &sp);
+                    op_check("Cast", &attrs, &[x], Some(f), 0.0, 0.0);
+                }
+            }
+            // From fp8: every code.
+            let codes: Vec<u8> = (0..=255).collect();
+            let x = Tensor::from_le_bytes(f, vec![256], &codes).unwrap();
+            op_check(
+                "Cast",
+                &format!("{{to = {}}}", o.name()),
+                &[x],
+                Some(o),
+                0.0,
+                0.0,
+            );
+        }
+    }
+}
+
+#[test]
 fn symbolic_dims_and_dynamic_broadcast() {
     let text = "graph @t(%a: f32[2, seq, 5], %b: f32[seq, 1], %c: f32[5]) -> (y: f32[2, seq, 5]) {
        %0 = Mul(%a, %b) : f32[2, seq, 5]
@@ -544,7 +608,7 @@ fn symbolic_dims_and_dynamic_broadcast() {
 }
 
 #[test]
-fn fused_ops_and_dropout() {
+fn fused_ops() {
     for d in [DType::F32, DType::F16, DType::F64] {
         let g = data(d, &[3, 10], 1, 9.0, true);
         let u = data(d, &[3, 10], 2, 9.0, true);
@@ -586,17 +650,6 @@ fn fused_ops_and_dropout() {
             tol(d, 2e-6),
             1e-15,
         );
-        check(
-            &format!(
-                "graph @t(%x: {t}) -> (y: {t}, m: bool[3, 10]) {{
-                   %0, %1 = Dropout(%x) : {t}, bool[3, 10]
-                   return %0, %1
-                 }}"
-            ),
-            &[g],
-            0.0,
-            0.0,
-        );
     }
 }
 
@@ -626,7 +679,9 @@ fn chains_fuse_into_one_kernel() {
     for seq in [1, 5] {
         let x = data(DType::F32, &[2, seq, 12], 1, 4.0, true);
         let b = data(DType::F32, &[12], 2, 1.0, false);
-        check(GELU_CHAIN, &[x, b], 2e-6, 1e-30);
+        // 1 + erf(x) cancels for negative x: the reference (erf rounded to f32) and the
+        // kernel (erf within 6 ulp) agree to a few 1e-7 absolute there.
+        check(GELU_CHAIN, &[x, b], 2e-6, 5e-7);
     }
     // A value that is also a graph output keeps its buffer and its own step; values used
     // twice inside one group are computed once.
@@ -675,4 +730,233 @@ fn chains_fuse_into_one_kernel() {
     let a = data(DType::F16, &[33], 1, 300.0, true);
     let b = data(DType::F16, &[33], 2, 300.0, true);
     check(text, &[a, b], 0.0, 0.0);
+}
+
+#[test]
+fn kernels_build_for_sse41_without_fma() {
+    // Without FMA (or AVX) the polynomials use separate multiplies and adds; no libcalls.
+    let features = CpuFeatures {
+        sse41: true,
+        ..CpuFeatures::default()
+    };
+    let text =
+        "graph @t(%x: f32[37], %h: f16[37], %d: f64[37]) -> (a: f32[37], b: f16[37], c: f64[37]) {
+       %0 = Gelu(%x) : f32[37]
+       %1 = Tanh(%0) : f32[37]
+       %2 = Exp(%1) : f32[37]
+       %3 = Erf(%2) : f32[37]
+       %4 = Log(%3) : f32[37]
+       %5 = Sigmoid(%h) : f16[37]
+       %6 = Round(%d) : f64[37]
+       return %4, %5, %6
+     }";
+    let g = graph(text);
+    let x = data(DType::F32, &[37], 1, 3.0, true);
+    let h = data(DType::F16, &[37], 2, 3.0, true);
+    let d = data(DType::F64, &[37], 3, 3.0, true);
+    let m = load(&g, features).unwrap();
+    let got = run(&m, &[x.clone(), h.clone(), d.clone()]);
+    let named = [("x", x), ("h", h), ("d", d)]
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t))
+        .collect();
+    let want = kiln_ir::interp::run(&g, &named).unwrap();
+    for ((_, w), g) in want.iter().zip(&got) {
+        for (a, b) in w.to_f64().iter().zip(g.to_f64()) {
+            let ok =
+                (a.is_nan() && b.is_nan()) || a == &b || (a - b).abs() <= 1e-3 * a.abs() + 1e-6;
+            assert!(ok, "want {a}, got {b}");
+        }
+    }
+}
+
+/// Compiles `text` and loads it to run on `threads` threads.
+fn load_threads(text: &str, threads: usize) -> kiln_runtime::Model {
+    let g = graph(text);
+    let art = crate::cpu::compile(
+        &g,
+        &crate::cpu::CpuOptions {
+            features: CpuFeatures::host(),
+            bounds: [("n", (0, 1 << 20)), ("seq", (1, 512))]
+                .into_iter()
+                .filter(|(n, _)| text.contains(&format!("{n}]")) || text.contains(&format!("{n},")))
+                .map(|(n, b)| (n.to_string(), b))
+                .collect(),
+        },
+    )
+    .unwrap();
+    let path = std::env::temp_dir().join(format!(
+        "kiln-ew-{}-{}.kiln",
+        std::process::id(),
+        text.len() * 31 + threads
+    ));
+    art.write(&path).unwrap();
+    let m = kiln_runtime::Model::load_with(
+        &path,
+        &kiln_runtime::ModelOptions {
+            threads,
+            features: None,
+        },
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(&path);
+    m
+}
+
+fn to_rt(t: &Tensor) -> kiln_runtime::Tensor {
+    let e = kiln_runtime::ElemType::from_name(t.dtype().name()).unwrap();
+    kiln_runtime::Tensor::from_bytes(e, t.shape(), &t.to_le_bytes()).unwrap()
+}
+
+#[test]
+fn rows_shared_among_threads_give_the_same_result() {
+    let cases: &[(&str, Vec<Vec<usize>>)] = &[
+        (
+            "graph @t(%a: f32[3, seq, 257], %b: f32[seq, 1]) -> (y: f32[3, seq, 257]) {
+               %0 = Mul(%a, %b) : f32[3, seq, 257]
+               %1 = Erf(%0) : f32[3, seq, 257]
+               return %1
+             }",
+            vec![vec![3, 130, 257], vec![130, 1]],
+        ),
+        (
+            "graph @t(%a: f32[n], %b: f32[n]) -> (y: f32[n]) {
+               %0 = Sub(%a, %b) : f32[n]
+               return %0
+             }",
+            vec![vec![100_003], vec![100_003]],
+        ),
+        (
+            "graph @t(%a: i64[n], %b: i64[n]) -> (y: bool[n]) {
+               %0 = Less(%a, %b) : bool[n]
+               return %0
+             }",
+            vec![vec![70_001], vec![70_001]],
+        ),
+        (
+            "graph @t(%a: f32[2, n], %b: f32[2, 1]) -> (y: f32[2, n]) {
+               %0 = Add(%a, %b) : f32[2, n]
+               return %0
+             }",
+            vec![vec![2, 5], vec![2, 1]],
+        ),
+    ];
+    for (text, shapes) in cases {
+        let g = graph(text);
+        let inputs: Vec<Tensor> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let d = g.value_type(g.inputs()[i]).dtype;
+                data(d, s, i as u64 + 1, 3.0, false)
+            })
+            .collect();
+        let one = load_threads(text, 1);
+        let two = load_threads(text, 2);
+        let rt: Vec<_> = inputs.iter().map(to_rt).collect();
+        let a = one.run(&rt).unwrap();
+        let b = two.run(&rt).unwrap();
+        assert_eq!(a[0].bytes(), b[0].bytes(), "{text}");
+        let named = g
+            .inputs()
+            .iter()
+            .map(|&v| g.input_name(v).unwrap().to_string())
+            .zip(inputs.iter().cloned())
+            .collect();
+        let want = kiln_ir::interp::run(&g, &named).unwrap();
+        let want = &want[0].1;
+        let got = Tensor::from_le_bytes(want.dtype(), want.shape().to_vec(), b[0].bytes()).unwrap();
+        for (w, g) in want.to_f64().iter().zip(got.to_f64()) {
+            assert!((w - g).abs() <= 4e-7 * w.abs(), "{text}: want {w}, got {g}");
+        }
+    }
+}
+
+/// Times the MiniLM-sized elementwise groups (run with `--ignored --nocapture`).
+#[test]
+#[ignore]
+fn bench_minilm_groups() {
+    let cases = [
+        (
+            "neg [128, 1536]",
+            "graph @t(%x: f32[1, seq, 1536], %b: f32[1536]) -> (y: f32[1, seq, 1536]) {
+               %0 = Neg(%x) : f32[1, seq, 1536]
+               return %0
+             }"
+            .to_string(),
+            vec![1, 128, 1536],
+            1536,
+        ),
+        (
+            "erf [128, 1536]",
+            "graph @t(%x: f32[1, seq, 1536], %b: f32[1536]) -> (y: f32[1, seq, 1536]) {
+               %0 = Erf(%x) : f32[1, seq, 1536]
+               return %0
+             }"
+            .to_string(),
+            vec![1, 128, 1536],
+            1536,
+        ),
+        ("gelu chain [128, 1536]", GELU_CHAIN.replace("2, seq, 12", "1, seq, 1536").replace("f32[12]", "f32[1536]"), vec![1, 128, 1536], 1536),
+        (
+            "bias + residual [128, 384]",
+            "graph @t(%x: f32[1, seq, 384], %b: f32[384], %r: f32[1, seq, 384]) -> (y: f32[1, seq, 384]) {
+               %0 = Add(%x, %b) : f32[1, seq, 384]
+               %1 = Add(%0, %r) : f32[1, seq, 384]
+               return %1
+             }"
+            .to_string(),
+            vec![1, 128, 384],
+            384,
+        ),
+    ];
+    for (name, text, shape, bias) in cases {
+        let g = graph(&text);
+        for threads in [1, 2] {
+            let m = load_threads(&text, threads);
+            let mut inputs = vec![
+                data(DType::F32, &shape, 1, 3.0, false),
+                data(DType::F32, &[bias], 2, 1.0, false),
+            ];
+            if g.inputs().len() == 3 {
+                inputs.push(data(DType::F32, &shape, 3, 1.0, false));
+            }
+            let rt: Vec<_> = inputs.iter().map(to_rt).collect();
+            for _ in 0..20 {
+                m.run(&rt).unwrap();
+            }
+            // The machine may be shared: the fastest of many runs.
+            let mut best = f64::INFINITY;
+            for _ in 0..2000 {
+                let t = std::time::Instant::now();
+                m.run(&rt).unwrap();
+                best = best.min(t.elapsed().as_secs_f64() * 1e6);
+            }
+            eprintln!("{name}, {threads} threads: {best:.1} us (fastest run)");
+        }
+    }
+}
+
+/// Prints the machine code of an elementwise kernel (run with `--ignored --nocapture`).
+#[test]
+#[ignore]
+fn print_kernel_code() {
+    use cranelift_codegen::control::ControlPlane;
+    use cranelift_codegen::Context;
+    let text = std::env::var("KILN_EW_GRAPH").unwrap_or_else(|_| {
+        "graph @t(%x: f32[1, seq, 1536]) -> (y: f32[1, seq, 1536]) {
+           %0 = Erf(%x) : f32[1, seq, 1536]
+           return %0
+         }"
+        .to_string()
+    });
+    let g = graph(&text);
+    let isa = x86_64_isa(CpuFeatures::host()).unwrap();
+    let p = crate::cpu::lower::lower(&g, &isa).unwrap();
+    for (name, f) in p.kernels {
+        let mut ctx = Context::for_function(f);
+        ctx.set_disasm(true);
+        let c = ctx.compile(&*isa, &mut ControlPlane::default()).unwrap();
+        eprintln!("== {name}\n{}", c.vcode.clone().unwrap_or_default());
+    }
 }
