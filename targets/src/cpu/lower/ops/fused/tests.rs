@@ -548,3 +548,48 @@ fn ms_moe_gpt_oss_and_relu_gelu() {
         );
     }
 }
+
+/// bf16 Q/K/V with a bool mask and the probabilities, 3-D with GQA.
+#[test]
+fn onnx_attention_bf16_3d_gqa() {
+    let (b, hq, hk, s, d) = (1, 4, 1, 9, 8);
+    let q = floats(&[b, s, hq * d], 110).cast(DType::BF16);
+    let k = floats(&[b, s, hk * d], 111).cast(DType::BF16);
+    let text = format!(
+        "graph @t(%q: {q}, %k: {k}, %m: bool[{s}, {s}]) -> (y: {q}, w: {w}) {{
+           %0, %1, %2, %3 = Attention(%q, %k, %k, %m) {{kv_num_heads = {hk}, q_num_heads = {hq}, qk_matmul_output_mode = 3}} : {q}, {p}, {p}, {w}
+           return %0, %3
+         }}",
+        q = ty("bf16", &[b, s, hq * d]),
+        k = ty("bf16", &[b, s, hk * d]),
+        p = ty("bf16", &[b, hk, s, d]),
+        w = ty("bf16", &[b, hq, s, s]),
+    );
+    check(&text, &[q, k, bools(&[s, s], 112)], 1e-2, 1e-2);
+}
+
+/// kiln's moe over many tokens with more experts than are used, silu with w3, and shared
+/// experts spanning several token blocks.
+#[test]
+fn fused_moe_many_tokens_idle_experts() {
+    let (n, hd, e, i, is) = (150, 16, 16, 8, 24);
+    let a = "{activation_type = \"silu\", k = 1}";
+    let (x, r) = (ty("f32", &[n, hd]), ty("f32", &[n, e]));
+    let mut text = format!("graph @t(%x: {x}, %r: {r}) -> (y: {x}) {{\n");
+    text += &dense("0", &[e, i, hd], 113);
+    text += &dense("1", &[e, hd, i], 114);
+    text += &dense("2", &[e, i, hd], 115);
+    text += &dense("3", &[is, hd], 116);
+    text += &dense("4", &[hd, is], 117);
+    text += &dense("5", &[is, hd], 118);
+    text += &format!(
+        "%6 = moe(%x, %r, %0, _, %1, _, %2, _, _, _, _, %3, %4, %5) {a} : {x}\nreturn %6\n}}"
+    );
+    // Router logits favouring a few experts, so most get no token.
+    let mut lg = floats(&[n, e], 119).to_f64();
+    for (t, row) in lg.chunks_mut(e).enumerate() {
+        row[t % 3] += 4.0;
+    }
+    let lg = Tensor::from_f32s(vec![n, e], lg.iter().map(|&v| v as f32).collect()).unwrap();
+    check(&text, &[floats(&[n, hd], 120), lg], 1e-4, 1e-5);
+}
