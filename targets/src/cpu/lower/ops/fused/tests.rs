@@ -593,3 +593,46 @@ fn fused_moe_many_tokens_idle_experts() {
     let lg = Tensor::from_f32s(vec![n, e], lg.iter().map(|&v| v as f32).collect()).unwrap();
     check(&text, &[floats(&[n, hd], 120), lg], 1e-4, 1e-5);
 }
+
+/// Runs a compiled graph on `inputs`, returning the run's error.
+fn run_error(text: &str, inputs: &[Tensor]) -> String {
+    use crate::cpu::codegen::isa::CpuFeatures;
+    let g = crate::cpu::testing::graph(text);
+    let model = crate::cpu::testing::load(&g, CpuFeatures::host()).expect("compiles");
+    let rt: Vec<kiln_runtime::Tensor> = inputs
+        .iter()
+        .map(|t| {
+            let e = kiln_runtime::ElemType::from_name(t.dtype().name()).unwrap();
+            kiln_runtime::Tensor::from_bytes(e, t.shape(), &t.to_le_bytes()).unwrap()
+        })
+        .collect();
+    match model.run(&rt) {
+        Ok(_) => panic!("the run succeeded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Lengths and positions out of range fail the run with a one-line error.
+#[test]
+fn bad_lengths_and_positions_are_run_errors() {
+    let (b, n, nk, s, h, past) = (1, 2, 1, 1, 4, 3);
+    let text = gqa_text(b, n, nk, s, h, past, 4, 4, "", "");
+    let ins = [
+        floats(&[b, s, (n + 2 * nk) * h], 130),
+        floats(&[b, nk, past, h], 131),
+        floats(&[b, nk, past, h], 132),
+        i32s(&[b], &[9]),
+    ];
+    let e = run_error(&text, &ins);
+    assert!(e.contains("seqlens_k value 9"), "{e}");
+    let (cos, sin) = tables();
+    let text = "graph @t(%x: f32[1, 2, 8], %cos: f32[128, 4], %sin: f32[128, 4], %p: i64[1, 2]) -> (y: f32[1, 2, 8]) {
+           %0 = RotaryEmbedding(%x, %cos, %sin, %p) {num_heads = 1} : f32[1, 2, 8]
+           return %0
+         }";
+    let e = run_error(
+        text,
+        &[floats(&[1, 2, 8], 133), cos, sin, i64s(&[1, 2], &[3, 128])],
+    );
+    assert!(e.contains("position"), "{e}");
+}
