@@ -607,3 +607,74 @@ mod tests {
         assert_eq!(top_k(&v, 2, false, |i| i != 1), vec![2, 3]);
     }
 }
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+
+    /// `cargo test --release -p kiln-runtime moe_timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn moe_timing() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let (hd, e, i, k) = (1024, 16, 1024, 4);
+        let w1 = prepack(&vec![0.01f32; e * 2 * i * hd], e, 2 * i, hd);
+        let w2 = prepack(&vec![0.01f32; e * hd * i], e, hd, i);
+        for n in [1usize, 128] {
+            let x = vec![0.1f32; n * hd];
+            let logits: Vec<f32> = (0..n * e).map(|v| (v % 7) as f32 * 0.1).collect();
+            let mut out = vec![0f32; n * hd];
+            let p = Moe {
+                tokens: n,
+                hidden: hd,
+                experts: e,
+                inter: i,
+                k,
+                x: (x.as_ptr() as usize, Elem::F32),
+                logits: (logits.as_ptr() as usize, Elem::F32),
+                out: (out.as_mut_ptr() as usize, Elem::F32),
+                score: Score::Softmax,
+                selection_bias: None,
+                n_group: 1,
+                topk_group: 1,
+                hash: None,
+                normalize: Normalize::Sum,
+                scaling: 1.0,
+                ties_high: false,
+                skip_nonpositive: false,
+                act: Act::Swiglu {
+                    alpha: 1.702,
+                    beta: 1.0,
+                    limit: Some(7.0),
+                },
+                up: Up::Interleaved,
+                w1: Weight {
+                    addr: w1.as_ptr() as usize,
+                    packed: true,
+                },
+                b1: None,
+                w2: Weight {
+                    addr: w2.as_ptr() as usize,
+                    packed: true,
+                },
+                b2: None,
+                w3: None,
+                b3: None,
+                shared: None,
+            };
+            let runs = 5;
+            let start = std::time::Instant::now();
+            for _ in 0..runs {
+                // SAFETY: the pointers describe the vectors above.
+                pool.install(|| unsafe { moe(Kernel::detect(), &p) })
+                    .unwrap();
+            }
+            let ms = start.elapsed().as_secs_f64() * 1e3 / runs as f64;
+            let flops = 2.0 * (n * k * 3 * i * hd) as f64;
+            println!("moe n={n}: {ms:.2} ms, {:.1} GFLOP/s", flops / ms / 1e6);
+        }
+    }
+}
