@@ -179,3 +179,86 @@ pub fn range(kb: &mut KernelBuilder, dtype: DType) -> Result<(), TargetError> {
         }
     }
 }
+
+/// The kernel key of [`dropout`].
+pub fn dropout_key(x: DType, ratio: DType) -> String {
+    format!("dropout_{}_{}", x.name(), ratio.name())
+}
+
+/// Dropout with a precomputed uniform draw per element. Args: `[x, y, mask, n, uniforms
+/// (f64s), ratio (address), training (address of a bool)]`. In training mode with a non-zero
+/// ratio `r`, element `i` is kept when `uniforms[i] >= r` and scaled by `1 / (1 - r)`
+/// (each step rounded to the ratio's dtype, the product to the data's), else zeroed;
+/// otherwise `y = x` and the mask is all true. `x` and `ratio` are f32 or f64.
+pub fn dropout(kb: &mut KernelBuilder, x_dt: DType, r_dt: DType) -> Result<(), TargetError> {
+    use cranelift_codegen::ir::condcodes::FloatCC;
+    let float = |d: DType| match d {
+        DType::F32 => Some(types::F32),
+        DType::F64 => Some(types::F64),
+        _ => None,
+    };
+    let (Some(xt), Some(rt)) = (float(x_dt), float(r_dt)) else {
+        return Err(TargetError::Lower(format!(
+            "Dropout of {} with a {} ratio",
+            x_dt.name(),
+            r_dt.name()
+        )));
+    };
+    let (x, y, mask, n) = (kb.arg(0), kb.arg(1), kb.arg(2), kb.arg(3));
+    let (u, rp, tp) = (kb.arg(4), kb.arg(5), kb.arg(6));
+    // Rounds an f64 to `t` and back.
+    let round = |kb: &mut KernelBuilder, t, v| {
+        if t == types::F32 {
+            let s = kb.b.ins().fdemote(types::F32, v);
+            kb.b.ins().fpromote(types::F64, s)
+        } else {
+            v
+        }
+    };
+    let r = kb.b.ins().load(rt, mem(), rp, 0);
+    let r = if rt == types::F32 {
+        kb.b.ins().fpromote(types::F64, r)
+    } else {
+        r
+    };
+    let t = kb.b.ins().load(types::I8, mem(), tp, 0);
+    let zero_f = kb.b.ins().f64const(0.0);
+    let one_f = kb.b.ins().f64const(1.0);
+    let training = kb.b.ins().icmp_imm_s(IntCC::NotEqual, t, 0);
+    let nonzero = kb.b.ins().fcmp(FloatCC::NotEqual, r, zero_f);
+    let active = kb.b.ins().band(training, nonzero);
+    let keep_frac = kb.b.ins().fsub(one_f, r);
+    let keep_frac = round(kb, rt, keep_frac);
+    let scale = kb.b.ins().fdiv(one_f, keep_frac);
+    let scale = round(kb, rt, scale);
+    let xs = x_dt.size() as i64;
+    let zero = kb.iconst(0);
+    kb.for_range(zero, n, 1, |kb, i| {
+        let xp = kb.addr(x, i, xs);
+        let xv = kb.b.ins().load(xt, mem(), xp, 0);
+        let xv = if xt == types::F32 {
+            kb.b.ins().fpromote(types::F64, xv)
+        } else {
+            xv
+        };
+        let up = kb.addr(u, i, 8);
+        let ui = kb.b.ins().load(types::F64, mem(), up, 0);
+        let keep = kb.b.ins().fcmp(FloatCC::GreaterThanOrEqual, ui, r);
+        let scaled = kb.b.ins().fmul(xv, scale);
+        let zeroed = kb.b.ins().fmul(zero_f, xv);
+        let dropped = kb.b.ins().select(keep, scaled, zeroed);
+        let v = kb.b.ins().select(active, dropped, xv);
+        let v = if xt == types::F32 {
+            kb.b.ins().fdemote(types::F32, v)
+        } else {
+            v
+        };
+        let yp = kb.addr(y, i, xs);
+        kb.b.ins().store(mem(), v, yp, 0);
+        let inactive = kb.b.ins().icmp_imm_s(IntCC::Equal, active, 0);
+        let m = kb.b.ins().bor(keep, inactive);
+        let mp = kb.b.ins().iadd(mask, i);
+        kb.b.ins().store(mem(), m, mp, 0);
+        Ok(())
+    })
+}

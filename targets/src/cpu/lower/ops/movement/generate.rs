@@ -190,3 +190,132 @@ pub fn size(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     let x = in_type(lw, id, 0).ok_or_else(|| lw.error("input 0 is missing"))?;
     write_dims(lw, id, vec![prod(&x.shape)])
 }
+
+/// The same bytes read as another dtype of the same size: a view.
+pub fn bit_cast(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let x = lw.input(id, 0)?;
+    let out = out_type(lw, id, 0);
+    if out.dtype.size() != x.dtype.size() {
+        return Err(lw.error("BitCast between dtypes of different sizes"));
+    }
+    lw.alias_output(id, 0, &x)
+}
+
+/// MT19937 with numpy's `RandomState` seeding and 53-bit doubles: the reference's draws
+/// for training-mode Dropout.
+fn uniforms(seed: u32, n: usize) -> Vec<f64> {
+    let mut state = [0u32; 624];
+    state[0] = seed;
+    for i in 1..624 {
+        let p = state[i - 1];
+        state[i] = 1812433253u32
+            .wrapping_mul(p ^ (p >> 30))
+            .wrapping_add(i as u32);
+    }
+    let mut pos = 624;
+    let mut next = || {
+        if pos >= 624 {
+            for i in 0..624 {
+                let y = (state[i] & 0x8000_0000) | (state[(i + 1) % 624] & 0x7fff_ffff);
+                let mut v = state[(i + 397) % 624] ^ (y >> 1);
+                if y & 1 != 0 {
+                    v ^= 0x9908_b0df;
+                }
+                state[i] = v;
+            }
+            pos = 0;
+        }
+        let mut y = state[pos];
+        pos += 1;
+        y ^= y >> 11;
+        y ^= (y << 7) & 0x9d2c_5680;
+        y ^= (y << 15) & 0xefc6_0000;
+        y ^ (y >> 18)
+    };
+    (0..n)
+        .map(|_| {
+            let a = (next() >> 5) as f64;
+            let b = (next() >> 6) as f64;
+            (a * 67108864.0 + b) / 9007199254740992.0
+        })
+        .collect()
+}
+
+/// Dropout. At inference (no training mode, or a zero ratio) the input itself and an
+/// all-true mask; in training mode (known or decided at run time) the reference's draws,
+/// precomputed for the `seed` attribute, decide which elements stay.
+pub fn dropout(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let training = match lw.const_input(id, 2) {
+        Some(t) => t.to_bool().first().copied().unwrap_or(false),
+        None => has_input(lw, id, 2),
+    };
+    let zero_ratio = lw
+        .const_input(id, 1)
+        .is_some_and(|t| t.first_f64() == Some(0.0));
+    let want_mask = lw.graph.node(id).outputs.len() > 1 && super::is_used(lw, id, 1);
+    let x = lw.input(id, 0)?;
+    if !training || zero_ratio {
+        lw.alias_output(id, 0, &x)?;
+        if want_mask {
+            let mask = lw.output(id, 1);
+            fill_all(lw, &mask, &FillValue::Bits(1))?;
+        }
+        return Ok(());
+    }
+    let n = x
+        .numel()
+        .as_const()
+        .ok_or_else(|| lw.unsupported("training-mode Dropout of a symbolic shape"))?;
+    let attrs = &lw.graph.node(id).attrs;
+    let seed = attrs.int_or("seed", 0).map_err(attr_err(lw))?;
+    let ratio_attr = attrs.float_or("ratio", 0.5).map_err(attr_err(lw))?;
+    let ratio = match lw.opt_input(id, 1) {
+        Some(r) => r,
+        None => lw.weight(
+            "dropout ratio",
+            DType::F32,
+            vec![c(1)],
+            ratio_attr.to_le_bytes().to_vec(),
+            "dense",
+        ),
+    };
+    let flag = match lw.const_input(id, 2) {
+        Some(_) => lw.weight(
+            "dropout training",
+            DType::Bool,
+            vec![c(1)],
+            vec![1],
+            "dense",
+        ),
+        None => lw.input(id, 2)?,
+    };
+    if flag.dtype != DType::Bool || ratio.numel().as_const() != Some(1) {
+        return Err(lw.unsupported("Dropout with a ratio or training flag of another form"));
+    }
+    let draws: Vec<u8> = uniforms(seed as u32, n.max(0) as usize)
+        .iter()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
+    let u = lw.weight("dropout draws", DType::F64, vec![c(n)], draws, "dense");
+    let y = lw.output(id, 0);
+    let mask = if want_mask {
+        lw.output(id, 1)
+    } else {
+        lw.scratch("mask", DType::Bool, x.shape.clone())
+    };
+    let (xd, rd) = (x.dtype, ratio.dtype);
+    let k = lw.kernel(&gen::dropout_key(xd, rd), |kb| gen::dropout(kb, xd, rd))?;
+    lw.emit(
+        k,
+        vec![
+            x.ptr(),
+            y.ptr(),
+            mask.ptr(),
+            Arg::Int(c(n)),
+            u.ptr(),
+            ratio.ptr(),
+            flag.ptr(),
+        ],
+    );
+    Ok(())
+}

@@ -12,7 +12,6 @@ mod shape;
 #[cfg(test)]
 mod tests;
 
-use kiln_ir::attr::Attr;
 use kiln_ir::dim::Dim;
 use kiln_ir::graph::{NodeId, Value};
 use kiln_ir::types::ValueType;
@@ -40,6 +39,8 @@ pub const OPS: &[(&str, LowerFn)] = &[
     ("ReverseSequence", generate::reverse_sequence),
     ("Shape", generate::shape),
     ("Size", generate::size),
+    ("BitCast", generate::bit_cast),
+    ("Dropout", generate::dropout),
 ];
 
 pub(super) fn c(v: i64) -> Dim {
@@ -149,7 +150,7 @@ pub(super) fn copy(
     } else if ss == zero && ds == one {
         Inner::Bcast
     } else if let (true, true, Some(j)) = (
-        matches!(esize, 4 | 8) && ds == one,
+        ds == one,
         ss != zero,
         axes[..last].iter().rposition(|a| a.ss.as_const() == one),
     ) {
@@ -282,26 +283,9 @@ pub(super) fn in_type(lw: &Lowerer, node: NodeId, i: usize) -> Option<ValueType>
     Some(lw.graph.value_type(v).clone())
 }
 
-/// The content of integer input `i` when known at compile time: a constant or a `dims`
-/// node (symbolic). `None` when absent or computed at run time.
-pub(super) fn const_dims(lw: &Lowerer, node: NodeId, i: usize) -> Option<Vec<Dim>> {
-    let v = lw.graph.node(node).input(i)?;
-    if let Some(t) = lw.graph.const_of(v) {
-        return t
-            .dtype()
-            .is_int()
-            .then(|| t.to_i64().into_iter().map(Dim::from).collect());
-    }
-    let n = lw.graph.node(v.node);
-    match (n.op.as_str(), n.attrs.get("value")) {
-        ("dims", Some(Attr::Dims(d))) => Some(d.clone()),
-        _ => None,
-    }
-}
-
-/// [`const_dims`] when every value is a constant.
+/// [`Lowerer::dims_input`] when every value is a constant.
 pub(super) fn const_ints(lw: &Lowerer, node: NodeId, i: usize) -> Option<Vec<i64>> {
-    const_dims(lw, node, i)?
+    lw.dims_input(node, i)?
         .iter()
         .map(|d| d.as_const())
         .collect()

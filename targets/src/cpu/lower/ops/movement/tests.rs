@@ -79,6 +79,12 @@ fn transposes_in_tiles_with_edges() {
         (DType::F64, 7, 5),
         (DType::I64, 2, 2),
         (DType::F32, 1, 9),
+        (DType::F16, 13, 10),
+        (DType::BF16, 8, 16),
+        (DType::I16, 17, 9),
+        (DType::U8, 16, 16),
+        (DType::I8, 35, 21),
+        (DType::Bool, 3, 40),
     ] {
         let text = format!(
             "graph @t(%x: {}) -> (y: {}) {{
@@ -183,6 +189,25 @@ fn slices_of_symbolic_dims() {
                return %0, %1, %2, %3
              }",
             &[x],
+        );
+    }
+}
+
+#[test]
+fn slices_from_symbolic_starts() {
+    for seq in [1, 2, 6] {
+        run(
+            "graph @t(%x: f32[seq, 6]) -> (a: f32[1, 6], b: f32[seq, 2]) {
+               %0 = dims {value = dims<[seq-1]>} : i64[1]
+               %1 = constant {value = dense<i64[1]>[9223372036854775807]} : i64[1]
+               %2 = Slice(%x, %0, %1) : f32[1, 6]
+               %3 = dims {value = dims<[seq-1, 4]>} : i64[2]
+               %4 = dims {value = dims<[-9223372036854775807, 2]>} : i64[2]
+               %5 = constant {value = dense<i64[2]>[-1, -1]} : i64[2]
+               %6 = Slice(%x, %3, %4, _, %5) : f32[seq, 2]
+               return %2, %6
+             }",
+            &[floats(&[seq, 6], 36)],
         );
     }
 }
@@ -487,6 +512,47 @@ fn reverse_sequences() {
 }
 
 #[test]
+fn bit_casts_and_inference_dropout() {
+    run(
+        "graph @t(%x: f32[3, seq], %b: bool[4]) -> (a: i32[3, seq], b: u8[4], y: f32[3, seq], m: bool[3, seq]) {
+           %0 = BitCast(%x) {to = i32} : i32[3, seq]
+           %1 = BitCast(%b) {to = u8} : u8[4]
+           %2, %3 = Dropout(%x) {seed = 3} : f32[3, seq], bool[3, seq]
+           return %0, %1, %2, %3
+         }",
+        &[
+            floats(&[3, 5], 33),
+            Tensor::from_bools(vec![4], vec![true, false, false, true]).expect("bools"),
+        ],
+    );
+}
+
+#[test]
+fn training_dropout_draws_as_the_reference() {
+    for (t, r) in [(true, 0.3f32), (false, 0.3), (true, 0.0), (true, 0.75)] {
+        run(
+            "graph @t(%x: f32[3, 40], %r: f32[], %t: bool[]) -> (y: f32[3, 40], m: bool[3, 40]) {
+               %0, %1 = Dropout(%x, %r, %t) {seed = 7} : f32[3, 40], bool[3, 40]
+               return %0, %1
+             }",
+            &[
+                floats(&[3, 40], 34),
+                Tensor::scalar_f32(r),
+                Tensor::from_bools(vec![], vec![t]).expect("bool"),
+            ],
+        );
+    }
+    run(
+        "graph @t(%x: f64[50]) -> (y: f64[50]) {
+           %0 = constant {value = dense<bool[]>[true]} : bool[]
+           %1 = Dropout(%x, _, %0) : f64[50]
+           return %1
+         }",
+        &[floats(&[50], 35).cast(DType::F64)],
+    );
+}
+
+#[test]
 fn shapes_and_sizes() {
     run(
         "graph @t(%x: f32[2, seq, 3]) -> (a: i64[3], b: i64[2], c: i64[]) {
@@ -506,44 +572,43 @@ fn shapes_and_sizes() {
 fn bench_attention_transposes() {
     use crate::cpu::codegen::isa::CpuFeatures;
     use crate::cpu::testing::{graph, load};
+    // Chains of 8 transposes (back and forth) ending in a small slice, so that the run's
+    // own costs (inputs, outputs) stay out of the way.
+    let chain = |shape: &str, other: &str, perm: &str| {
+        let mut t = format!("graph @t(%x: f32[{shape}]) -> (y: f32[1, 1]) {{\n");
+        let mut prev = "%x".to_string();
+        for k in 0..8 {
+            let ty = if k % 2 == 0 { other } else { shape };
+            t += &format!("  %{k} = Transpose({prev}) {{perm = [{perm}]}} : f32[{ty}]\n");
+            prev = format!("%{k}");
+        }
+        let r = shape.split(',').count();
+        let ones = vec!["1"; r].join(", ");
+        t += &format!(
+            "  %s = dims {{value = dims<[{}]>}} : i64[{r}]\n  %e = dims {{value = dims<[{ones}]>}} : i64[{r}]\n  %8 = Slice({prev}, %s, %e) : f32[{ones}]\n  return %8\n}}",
+            vec!["0"; r].join(", ")
+        );
+        t.replace("-> (y: f32[1, 1])", &format!("-> (y: f32[{ones}])"))
+    };
     let cases = [
         (
-            "plain copy",
-            "graph @t(%x: f32[1, 128, 12, 32]) -> (y: f32[1, 12, 128, 32]) {
-               %0 = dims {value = dims<[1, 12, 128, 32]>} : i64[4]
-               %1 = Reshape(%x, %0) : f32[1, 12, 128, 32]
-               return %1
-             }",
+            "heads [1,128,12,32] <-> [1,12,128,32]",
+            chain("1, 128, 12, 32", "1, 12, 128, 32", "0, 2, 1, 3"),
             vec![1, 128, 12, 32],
         ),
         (
-            "heads",
-            "graph @t(%x: f32[1, 128, 12, 32]) -> (y: f32[1, 12, 128, 32]) {
-               %0 = Transpose(%x) {perm = [0, 2, 1, 3]} : f32[1, 12, 128, 32]
-               return %0
-             }",
-            vec![1, 128, 12, 32],
-        ),
-        (
-            "keys",
-            "graph @t(%x: f32[12, 128, 32]) -> (y: f32[12, 32, 128]) {
-               %0 = Transpose(%x) {perm = [0, 2, 1]} : f32[12, 32, 128]
-               return %0
-             }",
+            "keys [12,128,32] <-> [12,32,128]",
+            chain("12, 128, 32", "12, 32, 128", "0, 2, 1"),
             vec![12, 128, 32],
         ),
         (
-            "copy",
-            "graph @t(%x: f32[1, 128, 384]) -> (y: f32[1, 128, 384]) {
-               %0 = Transpose(%x) {perm = [0, 2, 1]} : f32[1, 384, 128]
-               %1 = Transpose(%0) {perm = [0, 2, 1]} : f32[1, 128, 384]
-               return %1
-             }",
-            vec![1, 128, 384],
+            "rows [128,384] <-> [384,128]",
+            chain("128, 384", "384, 128", "1, 0"),
+            vec![128, 384],
         ),
     ];
     for (name, text, shape) in cases {
-        let g = graph(text);
+        let g = graph(&text);
         let model = load(&g, CpuFeatures::host()).expect("compiles");
         let x = floats(&shape, 1);
         let rt = kiln_runtime::Tensor::from_bytes(
@@ -556,14 +621,28 @@ fn bench_attention_transposes() {
         for _ in 0..100 {
             model.run(&inputs).expect("runs");
         }
-        let n = 2000;
-        let t = std::time::Instant::now();
+        // The process's CPU time (the machine may be busy): the first field of every
+        // thread's schedstat, in ns.
+        let cpu_ns = || -> f64 {
+            let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+                return 0.0;
+            };
+            dir.filter_map(|e| {
+                let s = std::fs::read_to_string(e.ok()?.path().join("schedstat")).ok()?;
+                s.split_whitespace().next()?.parse::<f64>().ok()
+            })
+            .sum()
+        };
+        let n = 1000;
+        let (t, c0) = (std::time::Instant::now(), cpu_ns());
         for _ in 0..n {
             model.run(&inputs).expect("runs");
         }
+        let per = |total: f64| total / n as f64 / 8.0;
         eprintln!(
-            "{name}: {:.2} us per run",
-            t.elapsed().as_secs_f64() * 1e6 / n as f64
+            "{name}: {:.2} us per transpose ({:.2} us wall)",
+            per((cpu_ns() - c0) / 1e3),
+            per(t.elapsed().as_secs_f64() * 1e6)
         );
     }
 }
