@@ -244,11 +244,11 @@ fn top_k(v: &[f64], k: usize, high: bool, allowed: impl Fn(usize) -> bool) -> Ve
     idx
 }
 
-/// The chosen experts and their weights for one token, or None on bad data.
+/// The chosen experts and their weights for one token, or what is wrong with its data.
 ///
 /// # Safety
 /// The routing inputs are valid for `p.tokens` tokens.
-unsafe fn route(p: &Moe, t: usize) -> Option<Vec<(usize, f32)>> {
+unsafe fn route(p: &Moe, t: usize) -> Result<Vec<(usize, f32)>, String> {
     let e = p.experts;
     let mut l = vec![0f32; e];
     let (la, le) = p.logits;
@@ -272,7 +272,9 @@ unsafe fn route(p: &Moe, t: usize) -> Option<Vec<(usize, f32)>> {
         // SAFETY: one id per token.
         let id = unsafe { load_int(ie, (ia + t * ie.size()) as *const u8) };
         if id < 0 || id as usize >= rows {
-            return None;
+            return Err(format!(
+                "MoE: token id {id} is outside the hash table's {rows} rows"
+            ));
         }
         let mut c = Vec::with_capacity(cols);
         for j in 0..cols {
@@ -280,7 +282,7 @@ unsafe fn route(p: &Moe, t: usize) -> Option<Vec<(usize, f32)>> {
             // SAFETY: table row id holds cols entries.
             let ex = unsafe { load_int(te, at as *const u8) };
             if ex < 0 || ex as usize >= e {
-                return None;
+                return Err(format!("MoE: the hash table names expert {ex} of {e}"));
             }
             c.push(ex as usize);
         }
@@ -333,13 +335,11 @@ unsafe fn route(p: &Moe, t: usize) -> Option<Vec<(usize, f32)>> {
             }
         }
     }
-    Some(
-        chosen
-            .into_iter()
-            .zip(w)
-            .map(|(c, wv)| (c, (wv * p.scaling as f64) as f32))
-            .collect(),
-    )
+    Ok(chosen
+        .into_iter()
+        .zip(w)
+        .map(|(c, wv)| (c, (wv * p.scaling as f64) as f32))
+        .collect())
 }
 
 /// A gated MLP over `m` rows of `xs` (row-major `m x hidden`): returns `m x hidden`.
@@ -404,13 +404,13 @@ unsafe fn mlp(
     y
 }
 
-/// Runs one MoE call. Returns false on bad routing data (a token id or hash-table entry
-/// out of range); the output is then NaN.
+/// Runs one MoE call. Bad routing data (a token id or hash-table entry out of range) is an
+/// error; the output is then NaN.
 ///
 /// # Safety
 /// Every address describes memory valid for the shapes in `p` (weights in their layout);
 /// the output overlaps no input.
-pub unsafe fn moe(kernel: Kernel, p: &Moe) -> bool {
+pub unsafe fn moe(kernel: Kernel, p: &Moe) -> Result<(), String> {
     let (n, hd, e, inter) = (p.tokens, p.hidden, p.experts, p.inter);
     let r1 = rows1(p);
     let (xa, xe) = p.x;
@@ -418,19 +418,21 @@ pub unsafe fn moe(kernel: Kernel, p: &Moe) -> bool {
     // SAFETY: x holds n x hd values.
     unsafe { load(xe, xa as *const u8, &mut x) };
     // Routing.
-    let routes: Vec<Option<Vec<(usize, f32)>>> = (0..n)
+    let routes: Vec<Result<Vec<(usize, f32)>, String>> = (0..n)
         .into_par_iter()
         // SAFETY: routing inputs hold n tokens.
         .map(|t| unsafe { route(p, t) })
         .collect();
     let (oa, oe) = p.out;
-    if routes.iter().any(|r| r.is_none()) {
-        let nan = vec![f32::NAN; n * hd];
-        // SAFETY: out holds n x hd values.
-        unsafe { store(oe, oa as *mut u8, &nan) };
-        return false;
-    }
-    let routes: Vec<Vec<(usize, f32)>> = routes.into_iter().flatten().collect();
+    let routes = match routes.into_iter().collect::<Result<Vec<_>, String>>() {
+        Ok(r) => r,
+        Err(msg) => {
+            let nan = vec![f32::NAN; n * hd];
+            // SAFETY: out holds n x hd values.
+            unsafe { store(oe, oa as *mut u8, &nan) };
+            return Err(msg);
+        }
+    };
     let slots = routes.iter().map(|r| r.len()).max().unwrap_or(0);
     // (token, slot) pairs per expert, in token order.
     let mut by_expert: Vec<Vec<(usize, usize)>> = vec![Vec::new(); e];
@@ -566,7 +568,7 @@ pub unsafe fn moe(kernel: Kernel, p: &Moe) -> bool {
     }
     // SAFETY: out holds n x hd values.
     unsafe { store(oe, oa as *mut u8, &y) };
-    true
+    Ok(())
 }
 
 /// Packs an `(E, out, in)` weight given as f32 values into the prepacked layout [`moe`]
@@ -603,5 +605,76 @@ mod tests {
         assert_eq!(top_k(&v, 2, false, |_| true), vec![1, 2]);
         assert_eq!(top_k(&v, 2, true, |_| true), vec![2, 1]);
         assert_eq!(top_k(&v, 2, false, |i| i != 1), vec![2, 3]);
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+
+    /// `cargo test --release -p kiln-runtime moe_timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn moe_timing() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let (hd, e, i, k) = (1024, 16, 1024, 4);
+        let w1 = prepack(&vec![0.01f32; e * 2 * i * hd], e, 2 * i, hd);
+        let w2 = prepack(&vec![0.01f32; e * hd * i], e, hd, i);
+        for n in [1usize, 128] {
+            let x = vec![0.1f32; n * hd];
+            let logits: Vec<f32> = (0..n * e).map(|v| (v % 7) as f32 * 0.1).collect();
+            let mut out = vec![0f32; n * hd];
+            let p = Moe {
+                tokens: n,
+                hidden: hd,
+                experts: e,
+                inter: i,
+                k,
+                x: (x.as_ptr() as usize, Elem::F32),
+                logits: (logits.as_ptr() as usize, Elem::F32),
+                out: (out.as_mut_ptr() as usize, Elem::F32),
+                score: Score::Softmax,
+                selection_bias: None,
+                n_group: 1,
+                topk_group: 1,
+                hash: None,
+                normalize: Normalize::Sum,
+                scaling: 1.0,
+                ties_high: false,
+                skip_nonpositive: false,
+                act: Act::Swiglu {
+                    alpha: 1.702,
+                    beta: 1.0,
+                    limit: Some(7.0),
+                },
+                up: Up::Interleaved,
+                w1: Weight {
+                    addr: w1.as_ptr() as usize,
+                    packed: true,
+                },
+                b1: None,
+                w2: Weight {
+                    addr: w2.as_ptr() as usize,
+                    packed: true,
+                },
+                b2: None,
+                w3: None,
+                b3: None,
+                shared: None,
+            };
+            let runs = 5;
+            let start = std::time::Instant::now();
+            for _ in 0..runs {
+                // SAFETY: the pointers describe the vectors above.
+                pool.install(|| unsafe { moe(Kernel::detect(), &p) })
+                    .unwrap();
+            }
+            let ms = start.elapsed().as_secs_f64() * 1e3 / runs as f64;
+            let flops = 2.0 * (n * k * 3 * i * hd) as f64;
+            println!("moe n={n}: {ms:.2} ms, {:.1} GFLOP/s", flops / ms / 1e6);
+        }
     }
 }

@@ -31,7 +31,7 @@ pub struct Model {
     layout: FrameLayout,
     entry: crate::artifact::file::FrameFn,
     helper_table: Vec<u64>,
-    context: RunContext,
+    gemm: Kernel,
     pool: rayon::ThreadPool,
     /// Arenas of finished runs, reused by the next ones.
     arenas: Mutex<Vec<Vec<u64>>>,
@@ -129,9 +129,7 @@ impl Model {
             layout,
             entry,
             helper_table,
-            context: RunContext {
-                gemm: Kernel::detect(),
-            },
+            gemm: Kernel::detect(),
             pool,
             arenas: Mutex::new(Vec::new()),
         })
@@ -279,7 +277,8 @@ impl Model {
         }
         let mut frame = vec![0u64; self.layout.len()];
         frame[frame::HELPER_TABLE] = self.helper_table.as_ptr() as u64;
-        frame[frame::RUN_CONTEXT] = &self.context as *const RunContext as u64;
+        let context = RunContext::new(self.gemm);
+        frame[frame::RUN_CONTEXT] = &context as *const RunContext as u64;
         frame[frame::ARENA] = arena.as_mut_ptr() as u64;
         frame[frame::WEIGHTS] = self.file.weights.as_ref().map_or(0, |w| w.as_ptr() as u64);
         for (i, t) in inputs.iter().enumerate() {
@@ -299,6 +298,9 @@ impl Model {
         self.pool.install(|| unsafe { entry(frame.as_ptr()) });
         if let Ok(mut pool) = self.arenas.lock() {
             pool.push(arena);
+        }
+        if let Some(msg) = context.error.into_inner() {
+            return Err(RuntimeError::BadInput(msg));
         }
         Ok(outputs)
     }

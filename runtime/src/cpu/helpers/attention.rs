@@ -211,7 +211,10 @@ unsafe extern "C" fn attention(ctx: *const RunContext, args: *const u64) {
     // SAFETY: the caller passes 80 readable slots.
     let a = Slots(unsafe { std::slice::from_raw_parts(args, 80) });
     // SAFETY: forwarded from the caller.
-    unsafe { attention_call(kernel, &a) };
+    if unsafe { attention_call(kernel, &a) }.is_none() {
+        // SAFETY: the run context outlives the call.
+        unsafe { (*ctx).fail("Attention: malformed helper arguments") };
+    }
 }
 
 /// # Safety
@@ -344,22 +347,25 @@ unsafe extern "C" fn gqa(ctx: *const RunContext, args: *const u64) {
     // SAFETY: the caller passes 80 readable slots.
     let a = Slots(unsafe { std::slice::from_raw_parts(args, 80) });
     // SAFETY: forwarded from the caller.
-    if unsafe { gqa_call(kernel, &a) }.is_none() {
-        // Bad data (lengths or positions out of range): the outputs become NaN.
+    if let Err(msg) = unsafe { gqa_call(kernel, &a) } {
+        // Bad data (lengths or positions out of range): the run fails; the output is NaN.
         if let Some(out) = a.view(32) {
             // SAFETY: the output view is valid for batch x heads x seq rows.
             unsafe { fill_rows(&out, a.u(0), a.u(1), 0, a.u(3), a.u(4), f32::NAN) };
         }
+        // SAFETY: the run context outlives the call.
+        unsafe { (*ctx).fail(msg) };
     }
 }
 
 /// # Safety
 /// As [`gqa`].
-unsafe fn gqa_call(kernel: Kernel, a: &Slots) -> Option<()> {
+unsafe fn gqa_call(kernel: Kernel, a: &Slots) -> Result<(), String> {
+    let slots = || "GroupQueryAttention: malformed helper arguments".to_string();
     let (batch, n, nk, s, h) = (a.u(0), a.u(1), a.u(2), a.u(3), a.u(4));
     let (past_len, present_len) = (a.u(5), a.u(6));
     if nk == 0 || n % nk != 0 {
-        return None;
+        return Err(slots());
     }
     let flags = a.u(53);
     let (causal, rotary, interleaved, smooth, windowed) = (
@@ -370,38 +376,46 @@ unsafe fn gqa_call(kernel: Kernel, a: &Slots) -> Option<()> {
         flags & 16 != 0,
     );
     let window = a.i(54);
-    let q_in = a.view(7)?;
-    let k_in = a.view(12)?;
-    let v_in = a.view(17)?;
+    let q_in = a.view(7).ok_or_else(slots)?;
+    let k_in = a.view(12).ok_or_else(slots)?;
+    let v_in = a.view(17).ok_or_else(slots)?;
     let past = match (a.view(22), a.view(27)) {
         (Some(k), Some(v)) => Some((k, v)),
         _ => None,
     };
     let past_len = if past.is_some() { past_len } else { 0 };
-    let out = a.view(32)?;
+    let out = a.view(32).ok_or_else(slots)?;
     let (pk_out, pv_out) = (a.view(37), a.view(42));
-    let (sl_addr, sl_elem) = a.ptr(47)?;
-    let (tl_addr, tl_elem) = a.ptr(49)?;
+    let (sl_addr, sl_elem) = a.ptr(47).ok_or_else(slots)?;
+    let (tl_addr, tl_elem) = a.ptr(49).ok_or_else(slots)?;
     // SAFETY: total_sequence_length is one integer.
     let total = unsafe { load_int(tl_elem, tl_addr as *const u8) };
     if total < 0 {
-        return None;
+        return Err(format!(
+            "GroupQueryAttention: total_sequence_length {total} is negative"
+        ));
     }
     let total = total as usize;
     let prompt = s == total;
     let first_prompt = prompt && !windowed;
     if windowed && (past.is_none() || window <= 0 || past_len < window as usize) {
-        return None;
+        return Err(format!(
+            "GroupQueryAttention: the windowed cache's capacity ({past_len}) is smaller than local_window_size ({window})"
+        ));
     }
     let mut tot = Vec::with_capacity(batch);
     for b in 0..batch {
         // SAFETY: seqlens_k holds one integer per batch entry.
         let sk = unsafe { load_int(sl_elem, (sl_addr + b * sl_elem.size()) as *const u8) };
         if sk < 0 || (!windowed && sk as usize >= present_len) {
-            return None;
+            return Err(format!(
+                "GroupQueryAttention: seqlens_k value {sk} is out of range [0, {present_len})"
+            ));
         }
         if !first_prompt && (sk as usize) + 1 < s {
-            return None;
+            return Err(format!(
+                "GroupQueryAttention: seqlens_k value {sk} is too small for a sequence of {s}"
+            ));
         }
         tot.push(sk as usize + 1);
     }
@@ -409,10 +423,10 @@ unsafe fn gqa_call(kernel: Kernel, a: &Slots) -> Option<()> {
     // Rotated copies, alive until the end of the call (views point into them).
     let (mut q_rot, mut k_rot): (Vec<f32>, Vec<f32>);
     let (q, k_new) = if rotary {
-        let (cos, sin) = (a.ptr(55)?, a.ptr(57)?);
+        let (cos, sin) = (a.ptr(55).ok_or_else(slots)?, a.ptr(57).ok_or_else(slots)?);
         let (rows, half) = (a.u(59), a.u(60));
         if 2 * half > h {
-            return None;
+            return Err(slots());
         }
         let ids = a.ptr(61);
         let positions = match (ids, prompt) {
@@ -431,7 +445,9 @@ unsafe fn gqa_call(kernel: Kernel, a: &Slots) -> Option<()> {
         };
         // SAFETY: position_ids (when read) holds batch x seq integers.
         if !unsafe { positions_in_range(&positions, batch, s, rows) } {
-            return None;
+            return Err(format!(
+                "GroupQueryAttention: a position is out of range for a rotary cache of {rows} positions"
+            ));
         }
         q_rot = vec![0f32; batch * n * s * h];
         k_rot = vec![0f32; batch * nk * s * h];
@@ -500,7 +516,9 @@ unsafe fn gqa_call(kernel: Kernel, a: &Slots) -> Option<()> {
         } else {
             let rows = if first_prompt { 0 } else { tot_b - s };
             if rows > past_len || rows + s > present_len {
-                return None;
+                return Err(format!(
+                    "GroupQueryAttention: batch entry {b} needs {rows} past rows plus {s} new ones, but the caches hold {past_len} and {present_len}"
+                ));
             }
             (rows, tot_b, 0)
         };
@@ -517,7 +535,7 @@ unsafe fn gqa_call(kernel: Kernel, a: &Slots) -> Option<()> {
             })
         });
         if bias.is_some() && mask.is_none() {
-            return None;
+            return Err("GroupQueryAttention: attention_bias's last axis is too short".into());
         }
         let p = Attention {
             batch: 1,
@@ -594,7 +612,7 @@ unsafe fn gqa_call(kernel: Kernel, a: &Slots) -> Option<()> {
             }
         }
     }
-    Some(())
+    Ok(())
 }
 
 /// Whether every token's table row is inside the `rows` rows of the rotary tables.
@@ -629,27 +647,31 @@ unsafe fn positions_in_range(p: &Positions, batch: usize, seq: usize, rows: usiz
 
 /// # Safety
 /// `args` holds the `rotary` slots the module documents, describing valid memory.
-unsafe extern "C" fn rotary(_ctx: *const RunContext, args: *const u64) {
+unsafe extern "C" fn rotary(ctx: *const RunContext, args: *const u64) {
     // SAFETY: the caller passes 26 readable slots.
     let a = Slots(unsafe { std::slice::from_raw_parts(args, 26) });
     // SAFETY: forwarded from the caller.
-    unsafe { rotary_call(&a) };
+    if let Err(msg) = unsafe { rotary_call(&a) } {
+        // SAFETY: the run context outlives the call.
+        unsafe { (*ctx).fail(msg) };
+    }
 }
 
 /// # Safety
 /// As [`rotary`].
-unsafe fn rotary_call(a: &Slots) -> Option<()> {
+unsafe fn rotary_call(a: &Slots) -> Result<(), String> {
+    let slots = || "RotaryEmbedding: malformed helper arguments".to_string();
     let positions = match a.0[21] {
         0 => Positions::Strided {
             rows: [a.u(22), a.u(23), a.u(24)],
         },
         1 => Positions::Ids {
             addr: a.u(22),
-            elem: a.elem(23)?,
+            elem: a.elem(23).ok_or_else(slots)?,
             strides: [a.i(24) as isize, a.i(25) as isize],
         },
         _ => {
-            let (addr, e) = a.ptr(22)?;
+            let (addr, e) = a.ptr(22).ok_or_else(slots)?;
             // SAFETY: the offset tensor holds one integer.
             let off = unsafe { load_int(e, addr as *const u8) };
             Positions::Offset(vec![off; a.u(0)])
@@ -662,19 +684,27 @@ unsafe fn rotary_call(a: &Slots) -> Option<()> {
         head: a.u(3),
         half: a.u(4),
         interleaved: a.0[5] != 0,
-        x: a.view(6)?,
-        out: a.view(11)?,
-        cos: a.ptr(16)?,
-        sin: a.ptr(18)?,
+        x: a.view(6).ok_or_else(slots)?,
+        out: a.view(11).ok_or_else(slots)?,
+        cos: a.ptr(16).ok_or_else(slots)?,
+        sin: a.ptr(18).ok_or_else(slots)?,
         rows: a.u(20),
         positions,
     };
     if 2 * r.half > r.head {
-        return None;
+        return Err(slots());
     }
+    // SAFETY: the lowering described valid memory (position ids: batch x seq integers).
+    let in_range = unsafe { positions_in_range(&r.positions, r.batch, r.seq, r.rows) };
     // SAFETY: the lowering described valid memory.
     unsafe { run_rotary(&r) };
-    Some(())
+    if !in_range {
+        return Err(format!(
+            "RotaryEmbedding: a position is out of range for cos/sin tables of {} rows",
+            r.rows
+        ));
+    }
+    Ok(())
 }
 
 /// # Safety
@@ -685,7 +715,10 @@ unsafe extern "C" fn mha(ctx: *const RunContext, args: *const u64) {
     // SAFETY: the caller passes 68 readable slots.
     let a = Slots(unsafe { std::slice::from_raw_parts(args, 68) });
     // SAFETY: forwarded from the caller.
-    unsafe { mha_call(kernel, &a) };
+    if unsafe { mha_call(kernel, &a) }.is_none() {
+        // SAFETY: the run context outlives the call.
+        unsafe { (*ctx).fail("MultiHeadAttention: malformed helper arguments") };
+    }
 }
 
 /// # Safety

@@ -14,9 +14,26 @@ mod quant;
 
 use crate::cpu::gemm::Kernel;
 
-/// State a run hands to `Call` helpers (frame slot `RUN_CONTEXT`).
+/// State a run hands to `Call` helpers (frame slot `RUN_CONTEXT`); one per run.
 pub struct RunContext {
     pub gemm: Kernel,
+    /// The first error a helper found in this run's data (a length or position out of
+    /// range): the run fails with it. The helper still returns normally, memory-safe.
+    pub error: std::sync::OnceLock<String>,
+}
+
+impl RunContext {
+    pub fn new(gemm: Kernel) -> RunContext {
+        RunContext {
+            gemm,
+            error: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Records a data error (the first one of a run is kept).
+    pub fn fail(&self, msg: impl Into<String>) {
+        let _ = self.error.set(msg.into());
+    }
 }
 
 /// A helper's calling convention, which the code generator must use to call it.

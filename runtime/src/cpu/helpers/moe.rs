@@ -34,9 +34,14 @@ pub const ARGS: usize = 52;
 unsafe extern "C" fn moe(ctx: *const RunContext, args: *const u64) {
     // SAFETY: forwarded from the caller.
     let (ctx, s) = unsafe { (&*ctx, std::slice::from_raw_parts(args, ARGS)) };
-    if let Some(p) = read(s) {
+    match read(s) {
         // SAFETY: the lowering described valid memory.
-        unsafe { run_moe(ctx.gemm, &p) };
+        Some(p) => {
+            if let Err(msg) = unsafe { run_moe(ctx.gemm, &p) } {
+                ctx.fail(msg);
+            }
+        }
+        None => ctx.fail("MoE: malformed helper arguments"),
     }
 }
 

@@ -548,3 +548,91 @@ fn ms_moe_gpt_oss_and_relu_gelu() {
         );
     }
 }
+
+/// bf16 Q/K/V with a bool mask and the probabilities, 3-D with GQA.
+#[test]
+fn onnx_attention_bf16_3d_gqa() {
+    let (b, hq, hk, s, d) = (1, 4, 1, 9, 8);
+    let q = floats(&[b, s, hq * d], 110).cast(DType::BF16);
+    let k = floats(&[b, s, hk * d], 111).cast(DType::BF16);
+    let text = format!(
+        "graph @t(%q: {q}, %k: {k}, %m: bool[{s}, {s}]) -> (y: {q}, w: {w}) {{
+           %0, %1, %2, %3 = Attention(%q, %k, %k, %m) {{kv_num_heads = {hk}, q_num_heads = {hq}, qk_matmul_output_mode = 3}} : {q}, {p}, {p}, {w}
+           return %0, %3
+         }}",
+        q = ty("bf16", &[b, s, hq * d]),
+        k = ty("bf16", &[b, s, hk * d]),
+        p = ty("bf16", &[b, hk, s, d]),
+        w = ty("bf16", &[b, hq, s, s]),
+    );
+    check(&text, &[q, k, bools(&[s, s], 112)], 1e-2, 1e-2);
+}
+
+/// kiln's moe over many tokens with more experts than are used, silu with w3, and shared
+/// experts spanning several token blocks.
+#[test]
+fn fused_moe_many_tokens_idle_experts() {
+    let (n, hd, e, i, is) = (150, 16, 16, 8, 24);
+    let a = "{activation_type = \"silu\", k = 1}";
+    let (x, r) = (ty("f32", &[n, hd]), ty("f32", &[n, e]));
+    let mut text = format!("graph @t(%x: {x}, %r: {r}) -> (y: {x}) {{\n");
+    text += &dense("0", &[e, i, hd], 113);
+    text += &dense("1", &[e, hd, i], 114);
+    text += &dense("2", &[e, i, hd], 115);
+    text += &dense("3", &[is, hd], 116);
+    text += &dense("4", &[hd, is], 117);
+    text += &dense("5", &[is, hd], 118);
+    text += &format!(
+        "%6 = moe(%x, %r, %0, _, %1, _, %2, _, _, _, _, %3, %4, %5) {a} : {x}\nreturn %6\n}}"
+    );
+    // Router logits favouring a few experts, so most get no token.
+    let mut lg = floats(&[n, e], 119).to_f64();
+    for (t, row) in lg.chunks_mut(e).enumerate() {
+        row[t % 3] += 4.0;
+    }
+    let lg = Tensor::from_f32s(vec![n, e], lg.iter().map(|&v| v as f32).collect()).unwrap();
+    check(&text, &[floats(&[n, hd], 120), lg], 1e-4, 1e-5);
+}
+
+/// Runs a compiled graph on `inputs`, returning the run's error.
+fn run_error(text: &str, inputs: &[Tensor]) -> String {
+    use crate::cpu::codegen::isa::CpuFeatures;
+    let g = crate::cpu::testing::graph(text);
+    let model = crate::cpu::testing::load(&g, CpuFeatures::host()).expect("compiles");
+    let rt: Vec<kiln_runtime::Tensor> = inputs
+        .iter()
+        .map(|t| {
+            let e = kiln_runtime::ElemType::from_name(t.dtype().name()).unwrap();
+            kiln_runtime::Tensor::from_bytes(e, t.shape(), &t.to_le_bytes()).unwrap()
+        })
+        .collect();
+    match model.run(&rt) {
+        Ok(_) => panic!("the run succeeded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Lengths and positions out of range fail the run with a one-line error.
+#[test]
+fn bad_lengths_and_positions_are_run_errors() {
+    let (b, n, nk, s, h, past) = (1, 2, 1, 1, 4, 3);
+    let text = gqa_text(b, n, nk, s, h, past, 4, 4, "", "");
+    let ins = [
+        floats(&[b, s, (n + 2 * nk) * h], 130),
+        floats(&[b, nk, past, h], 131),
+        floats(&[b, nk, past, h], 132),
+        i32s(&[b], &[9]),
+    ];
+    let e = run_error(&text, &ins);
+    assert!(e.contains("seqlens_k value 9"), "{e}");
+    let (cos, sin) = tables();
+    let text = "graph @t(%x: f32[1, 2, 8], %cos: f32[128, 4], %sin: f32[128, 4], %p: i64[1, 2]) -> (y: f32[1, 2, 8]) {
+           %0 = RotaryEmbedding(%x, %cos, %sin, %p) {num_heads = 1} : f32[1, 2, 8]
+           return %0
+         }";
+    let e = run_error(
+        text,
+        &[floats(&[1, 2, 8], 133), cos, sin, i64s(&[1, 2], &[3, 128])],
+    );
+    assert!(e.contains("position"), "{e}");
+}
