@@ -23,7 +23,8 @@ pub enum Inner {
     /// Element by element, any strides.
     Gather,
     /// The last two dims form a transpose: dim `R-2` is contiguous in the source, dim `R-1`
-    /// in the destination. Moved in 4x4 (4-byte elements) or 2x2 (8-byte) register tiles.
+    /// in the destination. Moved in register tiles of 16 x 16 bytes (4x4 4-byte elements,
+    /// 8x8 2-byte, ...).
     Transpose,
 }
 
@@ -77,11 +78,6 @@ pub fn strided_copy(
     if rank < inner_dims || !matches!(esize, 1 | 2 | 4 | 8) {
         return Err(TargetError::Lower(format!(
             "strided copy of rank {rank}, element size {esize}, {inner:?}"
-        )));
-    }
-    if inner == Inner::Transpose && !matches!(esize, 4 | 8) {
-        return Err(TargetError::Lower(format!(
-            "tiled transpose of {esize}-byte elements"
         )));
     }
     let (src, dst) = (kb.arg(0), kb.arg(1));
@@ -338,6 +334,35 @@ fn unpack(kb: &mut KernelBuilder, a: Value, b: Value, lane: usize, high: bool) -
     shuffle(kb, a, b, unpack_mask(lane, high))
 }
 
+/// Transposes the t x t tile of `esize`-byte elements held in `rows` (t = 16 / esize):
+/// log2(t) rounds of interleaving pairs of vectors, lanes doubling each round, leave column
+/// `bitreverse(j)` in vector `j`.
+fn transpose_regs(kb: &mut KernelBuilder, rows: Vec<Value>, esize: usize) -> Vec<Value> {
+    let t = rows.len();
+    let mut v = rows;
+    let mut lane = esize;
+    while lane <= 8 {
+        let mut w = v.clone();
+        for j in 0..t / 2 {
+            w[j] = unpack(kb, v[2 * j], v[2 * j + 1], lane, false);
+            w[j + t / 2] = unpack(kb, v[2 * j], v[2 * j + 1], lane, true);
+        }
+        v = w;
+        lane *= 2;
+    }
+    let bits = t.trailing_zeros();
+    let mut cols = v.clone();
+    for (j, x) in v.into_iter().enumerate() {
+        let r = if bits == 0 {
+            0
+        } else {
+            j.reverse_bits() >> (usize::BITS - bits)
+        };
+        cols[r] = x;
+    }
+    cols
+}
+
 /// The transpose of two dims: `dst[a*dsa + b*esize] = src[a*esize + b*ssb]` for `a < na`,
 /// `b < nb`. Full tiles of t x t elements (t = 16 / esize) go through registers, the edges
 /// element by element.
@@ -371,23 +396,7 @@ fn transpose_tile(
                 }
                 rows.push(kb.b.ins().load(types::I8X16, mem(), p, 0));
             }
-            let cols = if esize == 4 {
-                let t0 = unpack(kb, rows[0], rows[1], 4, false);
-                let t1 = unpack(kb, rows[2], rows[3], 4, false);
-                let t2 = unpack(kb, rows[0], rows[1], 4, true);
-                let t3 = unpack(kb, rows[2], rows[3], 4, true);
-                vec![
-                    unpack(kb, t0, t1, 8, false),
-                    unpack(kb, t0, t1, 8, true),
-                    unpack(kb, t2, t3, 8, false),
-                    unpack(kb, t2, t3, 8, true),
-                ]
-            } else {
-                vec![
-                    unpack(kb, rows[0], rows[1], 8, false),
-                    unpack(kb, rows[0], rows[1], 8, true),
-                ]
-            };
+            let cols = transpose_regs(kb, rows, esize);
             let mut q = d;
             for (k, c) in cols.into_iter().enumerate() {
                 if k > 0 {

@@ -150,7 +150,7 @@ pub(super) fn copy(
     } else if ss == zero && ds == one {
         Inner::Bcast
     } else if let (true, true, Some(j)) = (
-        matches!(esize, 4 | 8) && ds == one,
+        ds == one,
         ss != zero,
         axes[..last].iter().rposition(|a| a.ss.as_const() == one),
     ) {

@@ -37,30 +37,34 @@ pub fn transpose(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     copy_to_output(lw, id, 0, &x, &c(0), axes)
 }
 
-/// The first index of a slice `start::step` of an axis of size `d` (ONNX's clamping);
-/// `None` for a symbolic start that may be negative.
-fn slice_start(d: &Dim, start: &Dim, step: i64) -> Option<Dim> {
+/// The first index of a slice `start::step` of an axis of size `d` (ONNX's clamping).
+fn slice_start(d: &Dim, start: &Dim, step: i64) -> Dim {
     let hi = if step > 0 { d.clone() } else { d.sub(&c(1)) };
     if let (Some(dc), Some(s)) = (d.as_const(), start.as_const()) {
         if dc == 0 {
-            return Some(c(0));
+            return c(0);
         }
         let n = if s < 0 { s.saturating_add(dc) } else { s };
-        return Some(c(if step > 0 {
+        return c(if step > 0 {
             n.clamp(0, dc)
         } else {
             n.clamp(0, dc - 1)
-        }));
+        });
     }
     match start.as_const() {
-        Some(s) if s >= HUGE => Some(hi),
-        Some(s) if s <= -HUGE => Some(c(0)),
-        Some(0) => Some(c(0)),
+        Some(s) if s >= HUGE => hi,
+        Some(s) if s <= -HUGE => c(0),
+        Some(0) => c(0),
         // -k counts from the end; d - k <= hi for steps either way.
-        Some(s) if s < 0 => Some(d.add(start).maximum(&c(0))),
-        Some(_) => Some(start.minimum(&hi)),
-        None if nonneg(start) => Some(start.minimum(&hi)),
-        None => None,
+        Some(s) if s < 0 => d.add(start).maximum(&c(0)),
+        Some(_) => start.minimum(&hi),
+        None if nonneg(start) => start.minimum(&hi),
+        // Sign unknown at compile time: `floordiv(v, 2^40)` is -1 for the negative starts
+        // (which count from the end) and 0 for the others.
+        None => {
+            let from_end = start.floor_div(&c(1 << 40)).mul(d);
+            start.sub(&from_end).minimum(&hi).maximum(&c(0))
+        }
     }
 }
 
@@ -94,8 +98,7 @@ pub fn slice(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
         if step == 0 {
             return Err(lw.error("Slice step 0"));
         }
-        let first = slice_start(&x.shape[a], &starts[k], step)
-            .ok_or_else(|| lw.unsupported(format!("Slice start {} of unknown sign", starts[k])))?;
+        let first = slice_start(&x.shape[a], &starts[k], step);
         soff = soff.add(&first.mul(&xs[a]));
         ss[a] = xs[a].mul(&c(step));
     }

@@ -79,6 +79,12 @@ fn transposes_in_tiles_with_edges() {
         (DType::F64, 7, 5),
         (DType::I64, 2, 2),
         (DType::F32, 1, 9),
+        (DType::F16, 13, 10),
+        (DType::BF16, 8, 16),
+        (DType::I16, 17, 9),
+        (DType::U8, 16, 16),
+        (DType::I8, 35, 21),
+        (DType::Bool, 3, 40),
     ] {
         let text = format!(
             "graph @t(%x: {}) -> (y: {}) {{
@@ -183,6 +189,25 @@ fn slices_of_symbolic_dims() {
                return %0, %1, %2, %3
              }",
             &[x],
+        );
+    }
+}
+
+#[test]
+fn slices_from_symbolic_starts() {
+    for seq in [1, 2, 6] {
+        run(
+            "graph @t(%x: f32[seq, 6]) -> (a: f32[1, 6], b: f32[seq, 2]) {
+               %0 = dims {value = dims<[seq-1]>} : i64[1]
+               %1 = constant {value = dense<i64[1]>[9223372036854775807]} : i64[1]
+               %2 = Slice(%x, %0, %1) : f32[1, 6]
+               %3 = dims {value = dims<[seq-1, 4]>} : i64[2]
+               %4 = dims {value = dims<[-9223372036854775807, 2]>} : i64[2]
+               %5 = constant {value = dense<i64[2]>[-1, -1]} : i64[2]
+               %6 = Slice(%x, %3, %4, _, %5) : f32[seq, 2]
+               return %2, %6
+             }",
+            &[floats(&[seq, 6], 36)],
         );
     }
 }
