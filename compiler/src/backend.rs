@@ -39,8 +39,8 @@ pub fn parse_dim_bound(spec: &str) -> Result<(String, (i64, i64)), String> {
         Some((a, b)) => (num(a)?, num(b)?),
         None => (num(range)?, num(range)?),
     };
-    if name.is_empty() || lo < 1 || hi < lo {
-        return Err(format!("--dim {spec}: bounds must satisfy 1 <= MIN <= MAX"));
+    if name.is_empty() || lo < 0 || hi < lo {
+        return Err(format!("--dim {spec}: bounds must satisfy 0 <= MIN <= MAX"));
     }
     Ok((name.to_string(), (lo, hi)))
 }

@@ -30,7 +30,7 @@ pub fn symbol_sizes(
 }
 
 /// Compiles the model at `model` with the default pipeline, each symbolic dim bounded to
-/// `1..bounds[dim]`, and writes the artifact to a fresh temporary file. Returns the file,
+/// `0..bounds[dim]`, and writes the artifact to a fresh temporary file. Returns the file,
 /// the graph's input names in order, and the compile time in seconds.
 pub fn compile_to_file(
     model: &Path,
@@ -49,7 +49,10 @@ pub fn compile_to_file(
         &mut g,
         &pm,
         &mut PassContext::new(),
-        bounds.iter().map(|(k, &v)| (k.clone(), (1, v))).collect(),
+        bounds
+            .iter()
+            .map(|(k, &v)| (k.clone(), (0, v.max(1))))
+            .collect(),
         CpuFeatures::host(),
     )
     .map_err(|e| {

@@ -22,7 +22,7 @@ DIMS:
   One artifact serves every size of the model's symbolic dims (such as `seq`) within bounds
   fixed at compile time: the activation arena is planned for the upper bounds, and a run
   outside them fails with a clear error. Give bounds with --dim NAME=MIN..MAX; dims without
-  one get 1..N, with N the largest power of two up to 4096 for which the arena stays under
+  one get 0..N, with N the largest power of two up to 4096 for which the arena stays under
   2 GiB (printed after compiling).
 
 EXAMPLES:

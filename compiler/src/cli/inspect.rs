@@ -254,9 +254,10 @@ pub fn render(path: &Path, file_len: u64, h: &Header, m: &Manifest, all: bool) -
     let kernel_code: u64 = m.kernels.iter().map(|k| k.len).sum();
     let _ = writeln!(
         o,
-        "code: {} in {} kernels, plus the entry function ({})",
+        "code: {} in {} kernel{}, plus the entry function ({})",
         size(kernel_code),
         m.kernels.len(),
+        if m.kernels.len() == 1 { "" } else { "s" },
         size(m.entry.len)
     );
     if !m.helpers.is_empty() {
@@ -271,14 +272,30 @@ pub fn render(path: &Path, file_len: u64, h: &Header, m: &Manifest, all: bool) -
     for s in &m.steps {
         *calls.entry(s.kernel.as_str()).or_default() += 1;
     }
-    if !m.kernels.is_empty() {
-        let mut ks: Vec<_> = m.kernels.iter().collect();
-        ks.sort_by(|a, b| b.len.cmp(&a.len).then(a.name.cmp(&b.name)));
-        let mut t = Table::new(&[1, 2]);
-        t.row(vec!["kernel".into(), "code".into(), "steps".into()]);
+    // Kernels by code size, numbered k1, k2, ... so the schedule can refer to them briefly.
+    let mut ks: Vec<_> = m.kernels.iter().collect();
+    ks.sort_by(|a, b| b.len.cmp(&a.len).then(a.name.cmp(&b.name)));
+    let label: BTreeMap<&str, String> = ks
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.name.as_str(), format!("k{}", i + 1)))
+        .collect();
+    let callee = |name: &str| match label.get(name) {
+        Some(l) => l.clone(),
+        None => clip(name, 40),
+    };
+    if !ks.is_empty() {
+        let mut t = Table::new(&[2, 3]);
+        t.row(vec![
+            "".into(),
+            "kernel".into(),
+            "code".into(),
+            "steps".into(),
+        ]);
         for k in ks.iter().take(top) {
             t.row(vec![
-                clip(&k.name, 56),
+                label[k.name.as_str()].clone(),
+                clip(&k.name, 64),
                 size(k.len),
                 calls.get(k.name.as_str()).copied().unwrap_or(0).to_string(),
             ]);
@@ -286,7 +303,8 @@ pub fn render(path: &Path, file_len: u64, h: &Header, m: &Manifest, all: bool) -
         if ks.len() > top {
             let rest = &ks[top..];
             t.row(vec![
-                format!("... {} more", rest.len()),
+                String::new(),
+                format!("... {} more (--all lists them)", rest.len()),
                 size(rest.iter().map(|k| k.len).sum()),
                 rest.iter()
                     .map(|k| calls.get(k.name.as_str()).copied().unwrap_or(0))
@@ -303,7 +321,7 @@ pub fn render(path: &Path, file_len: u64, h: &Header, m: &Manifest, all: bool) -
     if all {
         let mut t = Table::new(&[0]);
         for (i, s) in m.steps.iter().enumerate() {
-            t.row(vec![i.to_string(), clip(&s.op, 64), s.kernel.clone()]);
+            t.row(vec![i.to_string(), clip(&s.op, 64), callee(&s.kernel)]);
         }
         t.render(&mut o, "  ");
     } else if !m.steps.is_empty() {
@@ -325,7 +343,7 @@ pub fn render(path: &Path, file_len: u64, h: &Header, m: &Manifest, all: bool) -
                 .iter()
                 .take(3)
                 .map(|(k, c)| {
-                    let k = clip(k, 40);
+                    let k = callee(k);
                     if **c == *n {
                         k
                     } else {

@@ -117,14 +117,13 @@ impl<'a> InferCtx<'a> {
         }
     }
 
-    /// A dim for output `output`, axis `axis` whose size depends on data: the previous name
-    /// if this node had one there, else a fresh symbol.
+    /// A dim for output `output`, axis `axis` whose size depends on data: the previous dim
+    /// if this node had one there (a name, or a constant the model declared), else a fresh
+    /// symbol.
     pub fn data_dim(&self, output: usize, axis: usize) -> Dim {
         if let Some(prev) = self.previous {
             if let Some(d) = prev.get(output).and_then(|t| t.shape.get(axis)) {
-                if !d.is_const() {
-                    return d.clone();
-                }
+                return d.clone();
             }
         }
         (self.fresh)()

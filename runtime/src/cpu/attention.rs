@@ -17,6 +17,8 @@
 
 use rayon::prelude::*;
 
+use crate::cpu::gemm::{sgemm, BMatrix, Kernel};
+
 /// Storage type of a tensor the kernels read or write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Elem {
@@ -332,7 +334,9 @@ pub struct Attention {
 }
 
 /// Keys per tile.
-const KT: usize = 64;
+const KT: usize = 128;
+/// Work items with at most this many rows use dot products instead of GEMM calls.
+const SMALL_ROWS: usize = 8;
 /// Query rows (query heads of a group x queries) per work item, at most.
 const QROWS: usize = 64;
 
@@ -378,7 +382,7 @@ impl Attention {
 }
 
 /// Sum of `a[i] * b[i]` with eight independent partial sums (vectorizes without fast-math).
-#[inline]
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -398,11 +402,271 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `y += a * x`.
-#[inline]
+#[inline(always)]
 fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     for (yv, xv) in y.iter_mut().zip(x) {
         *yv += a * xv;
     }
+}
+
+/// `s[r*ld + j] = q_r . k_j` for `r < rows`, `j < kt`, key `j` at `k + j*stride`.
+///
+/// # Safety
+/// `k` holds `kt` rows of `dk` floats `stride` apart; `wide` only with AVX2 and FMA.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn small_qk(
+    wide: bool,
+    q: &[f32],
+    dk: usize,
+    rows: usize,
+    k: *const f32,
+    stride: isize,
+    kt: usize,
+    s: &mut [f32],
+    ld: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if wide {
+        // SAFETY: forwarded; the CPU has AVX2 and FMA.
+        unsafe { x86::qk(q, dk, rows, k, stride, kt, s, ld) };
+        return;
+    }
+    let _ = wide;
+    for jj in 0..kt {
+        // SAFETY: row jj of the tile has dk floats.
+        let kr = unsafe { std::slice::from_raw_parts(k.offset(jj as isize * stride), dk) };
+        for row in 0..rows {
+            s[row * ld + jj] = dot(&q[row * dk..(row + 1) * dk], kr);
+        }
+    }
+}
+
+/// `acc_r += sum_j p[r*ld + j] * v_j` for `r < rows`, value `j` at `v + j*stride`.
+///
+/// # Safety
+/// `v` holds `kt` rows of `dv` floats `stride` apart; `wide` only with AVX2 and FMA.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn small_pv(
+    wide: bool,
+    p: &[f32],
+    ld: usize,
+    rows: usize,
+    v: *const f32,
+    stride: isize,
+    kt: usize,
+    dv: usize,
+    acc: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if wide {
+        // SAFETY: forwarded; the CPU has AVX2 and FMA.
+        unsafe { x86::pv(p, ld, rows, v, stride, kt, dv, acc) };
+        return;
+    }
+    let _ = wide;
+    for jj in 0..kt {
+        // SAFETY: row jj of the tile has dv floats.
+        let vr = unsafe { std::slice::from_raw_parts(v.offset(jj as isize * stride), dv) };
+        for row in 0..rows {
+            let pw = p[row * ld + jj];
+            if pw != 0.0 {
+                axpy(&mut acc[row * dv..(row + 1) * dv], pw, vr);
+            }
+        }
+    }
+}
+
+/// AVX2 + FMA versions of the few-row loops.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// Horizontal sum of eight lanes.
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        // SAFETY: register operations only (AVX available in the callers).
+        unsafe {
+            let lo = _mm256_castps256_ps128(v);
+            let hi = _mm256_extractf128_ps(v, 1);
+            let s = _mm_add_ps(lo, hi);
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+            _mm_cvtss_f32(s)
+        }
+    }
+
+    /// See `small_qk`: rows in blocks of four share each key load.
+    ///
+    /// # Safety
+    /// As `small_qk`, with AVX2 and FMA.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn qk(
+        q: &[f32],
+        dk: usize,
+        rows: usize,
+        k: *const f32,
+        stride: isize,
+        kt: usize,
+        s: &mut [f32],
+        ld: usize,
+    ) {
+        let d8 = dk / 8 * 8;
+        let qp = q.as_ptr();
+        for jj in 0..kt {
+            // SAFETY: row jj has dk floats; q rows have dk floats; all reads are in range.
+            unsafe {
+                let kr = k.offset(jj as isize * stride);
+                let mut r0 = 0;
+                while r0 < rows {
+                    let n = (rows - r0).min(4);
+                    let mut a = [_mm256_setzero_ps(); 4];
+                    let mut d = 0;
+                    while d < d8 {
+                        let kv = _mm256_loadu_ps(kr.add(d));
+                        for (r, acc) in a.iter_mut().enumerate().take(n) {
+                            let qv = _mm256_loadu_ps(qp.add((r0 + r) * dk + d));
+                            *acc = _mm256_fmadd_ps(qv, kv, *acc);
+                        }
+                        d += 8;
+                    }
+                    for (r, acc) in a.iter().enumerate().take(n) {
+                        let mut t = hsum(*acc);
+                        for x in d8..dk {
+                            t += *qp.add((r0 + r) * dk + x) * *kr.add(x);
+                        }
+                        s[(r0 + r) * ld + jj] = t;
+                    }
+                    r0 += n;
+                }
+            }
+        }
+    }
+
+    /// See `small_pv`: eight output columns of four rows stay in registers over the keys.
+    ///
+    /// # Safety
+    /// As `small_pv`, with AVX2 and FMA.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn pv(
+        p: &[f32],
+        ld: usize,
+        rows: usize,
+        v: *const f32,
+        stride: isize,
+        kt: usize,
+        dv: usize,
+        acc: &mut [f32],
+    ) {
+        let d8 = dv / 8 * 8;
+        let ap = acc.as_mut_ptr();
+        let mut r0 = 0;
+        while r0 < rows {
+            let n = (rows - r0).min(4);
+            let mut c = 0;
+            while c < d8 {
+                // SAFETY: acc rows have dv floats, value rows dv floats, p rows kt values.
+                unsafe {
+                    let mut a = [_mm256_setzero_ps(); 4];
+                    for (r, x) in a.iter_mut().enumerate().take(n) {
+                        *x = _mm256_loadu_ps(ap.add((r0 + r) * dv + c));
+                    }
+                    for jj in 0..kt {
+                        let vv = _mm256_loadu_ps(v.offset(jj as isize * stride).add(c));
+                        for (r, x) in a.iter_mut().enumerate().take(n) {
+                            let w = _mm256_set1_ps(p[(r0 + r) * ld + jj]);
+                            *x = _mm256_fmadd_ps(w, vv, *x);
+                        }
+                    }
+                    for (r, x) in a.iter().enumerate().take(n) {
+                        _mm256_storeu_ps(ap.add((r0 + r) * dv + c), *x);
+                    }
+                }
+                c += 8;
+            }
+            for r in r0..r0 + n {
+                for jj in 0..kt {
+                    let w = p[r * ld + jj];
+                    for x in d8..dv {
+                        // SAFETY: value row jj has dv floats.
+                        acc[r * dv + x] += w * unsafe { *v.offset(jj as isize * stride).add(x) };
+                    }
+                }
+            }
+            r0 += n;
+        }
+    }
+}
+
+/// `exp(x)` in f32 to about 2 ulp, written so that loops over it vectorize: Cephes' range
+/// reduction and polynomial, `2^n` built in the exponent bits. `exp(-inf) = 0`, NaN stays NaN.
+#[inline(always)]
+fn fast_exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const C1: f32 = 0.693_359_4;
+    const C2: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+    let xc = x.clamp(-87.0, 88.0);
+    let n = (xc * LOG2E + ROUND) - ROUND;
+    let r = xc - n * C1 - n * C2;
+    let mut p = 1.987_569_1e-4;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 0.166_666_65;
+    p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    // n + 127 lands in the low mantissa bits of n + 127 + 2^23 (n is in [-126, 127]).
+    let scale = f32::from_bits(((n + 8_388_735.0).to_bits() & 0xff) << 23);
+    let v = y * scale;
+    if x < -87.0 {
+        0.0
+    } else if x.is_nan() {
+        x
+    } else {
+        v
+    }
+}
+
+/// The largest element (NaNs ignored; they propagate through the exponentials), with
+/// eight independent lanes so that it vectorizes.
+#[inline(always)]
+fn max_of(x: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; 8];
+    let mut c = x.chunks_exact(8);
+    for ch in &mut c {
+        for l in 0..8 {
+            m[l] = if ch[l] > m[l] { ch[l] } else { m[l] };
+        }
+    }
+    let mut r = f32::NEG_INFINITY;
+    for &v in m.iter().chain(c.remainder()) {
+        r = if v > r { v } else { r };
+    }
+    r
+}
+
+/// `x[i] = exp(x[i] - m)`, returning the sum (eight partial sums, so that it vectorizes).
+#[inline(always)]
+fn exp_sum(x: &mut [f32], m: f32) -> f32 {
+    for v in x.iter_mut() {
+        *v = fast_exp(*v - m);
+    }
+    let mut acc = [0f32; 8];
+    let mut c = x.chunks_exact(8);
+    for ch in &mut c {
+        for l in 0..8 {
+            acc[l] += ch[l];
+        }
+    }
+    let mut s = (acc[0] + acc[4]) + (acc[1] + acc[5]) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for v in c.remainder() {
+        s += v;
+    }
+    s
 }
 
 /// Runs one attention call.
@@ -411,7 +675,8 @@ fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
 /// Every view, segment, mask, sink and score output describes memory valid for the whole
 /// described extent (reads; `out` and `qk` writable); `out` and `qk` overlap no input and
 /// nothing else accesses them during the call. `q_heads` is a multiple of `kv_heads > 0`.
-pub unsafe fn attention(p: &Attention) {
+/// `kernel` comes from [`Kernel::detect`] on this CPU.
+pub unsafe fn attention(kernel: Kernel, p: &Attention) {
     if p.batch == 0 || p.q_heads == 0 || p.q_len == 0 || p.kv_heads == 0 {
         return;
     }
@@ -419,65 +684,147 @@ pub unsafe fn attention(p: &Attention) {
     let qt = (QROWS / group).clamp(1, p.q_len);
     let tiles = p.q_len.div_ceil(qt);
     let items = p.batch * p.kv_heads * tiles;
+    let wide = simd();
     (0..items).into_par_iter().for_each(|it| {
         let tile = it % tiles;
         let hk = (it / tiles) % p.kv_heads;
         let b = it / (tiles * p.kv_heads);
         let i0 = tile * qt;
         let i1 = (i0 + qt).min(p.q_len);
-        // SAFETY: forwarded from the caller; items write disjoint output rows.
-        unsafe { item(p, b, hk, group, i0, i1) };
+        let w = Work {
+            kernel,
+            wide,
+            b,
+            hk,
+            group,
+            i0,
+            i1,
+        };
+        // SAFETY: forwarded from the caller; items write disjoint output rows. The AVX2
+        // version runs only where the CPU has AVX2 and FMA.
+        unsafe {
+            if wide {
+                item_avx2(p, &w)
+            } else {
+                item_generic(p, &w)
+            }
+        }
     });
 }
 
-/// Per-row state of the online softmax.
-struct Rows {
-    q: Vec<f32>,
-    lo: Vec<usize>,
-    hi: Vec<usize>,
-    m: Vec<f32>,
-    l: Vec<f32>,
-    acc: Vec<f32>,
-    /// (query head, query) of each row.
-    at: Vec<(usize, usize)>,
+/// Whether the AVX2 + FMA versions of the row loops can run here.
+fn simd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// One work item: query heads `hk*group ..` for queries `i0..i1` of batch `b`.
+struct Work {
+    kernel: Kernel,
+    /// AVX2 and FMA are available.
+    wide: bool,
+    b: usize,
+    hk: usize,
+    group: usize,
+    i0: usize,
+    i1: usize,
+}
+
+/// # Safety
+/// As [`attention`]; the CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn item_avx2(p: &Attention, w: &Work) {
+    // SAFETY: forwarded.
+    unsafe { item(p, w) }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn item_avx2(p: &Attention, w: &Work) {
+    // SAFETY: forwarded.
+    unsafe { item(p, w) }
+}
+
+/// # Safety
+/// As [`attention`].
+unsafe fn item_generic(p: &Attention, w: &Work) {
+    // SAFETY: forwarded.
+    unsafe { item(p, w) }
+}
+
+/// A tile of keys or values as the GEMM reads it: f32 rows at `ptr`, `stride` apart.
+struct Tile {
+    ptr: *const f32,
+    stride: isize,
+}
+
+/// Keys (`vals = false`) or values `j0..j1` of kv head `hk` in batch `b`: read in place
+/// when they are f32 rows of one segment, else converted into `buf`.
 ///
 /// # Safety
 /// As [`attention`].
-unsafe fn item(p: &Attention, b: usize, hk: usize, group: usize, i0: usize, i1: usize) {
-    let (dk, dv) = (p.dk, p.dv);
-    let qn = i1 - i0;
-    let nrows = group * qn;
-    let total = p.total();
-    let mut r = Rows {
-        q: vec![0f32; nrows * dk],
-        lo: vec![0; nrows],
-        hi: vec![0; nrows],
-        m: vec![f32::NEG_INFINITY; nrows],
-        l: vec![0f32; nrows],
-        acc: vec![0f32; nrows * dv],
-        at: Vec::with_capacity(nrows),
-    };
-    for g in 0..group {
-        let h = hk * group + g;
-        for i in i0..i1 {
-            let row = r.at.len();
-            r.at.push((h, i));
-            // SAFETY: (b, h, i) is inside q's extent.
-            unsafe {
-                load(
-                    p.q.elem,
-                    p.q.row(b, h, i),
-                    &mut r.q[row * dk..(row + 1) * dk],
-                )
+#[inline(always)]
+unsafe fn tile(
+    p: &Attention,
+    vals: bool,
+    b: usize,
+    hk: usize,
+    j0: usize,
+    j1: usize,
+    d: usize,
+    buf: &mut [f32],
+) -> Tile {
+    let segs = if vals { &p.v } else { &p.k };
+    for (base, seg) in [(0, &segs[0]), (segs[0].len, &segs[1])] {
+        if seg.view.elem == Elem::F32 && j0 >= base && j1 <= base + seg.len && j1 > j0 {
+            return Tile {
+                ptr: seg.view.row(b, hk, j0 - base) as *const f32,
+                stride: seg.view.strides[2],
             };
-            let (lo, hi) = p.range(b, i);
-            r.lo[row] = lo;
-            r.hi[row] = hi;
         }
     }
+    for j in j0..j1 {
+        let (ptr, e) = p.kv_row(vals, b, hk, j);
+        let jj = j - j0;
+        // SAFETY: row j of (b, hk) is inside its segment.
+        unsafe { load(e, ptr, &mut buf[jj * d..(jj + 1) * d]) };
+    }
+    Tile {
+        ptr: buf.as_ptr(),
+        stride: d as isize,
+    }
+}
+
+/// # Safety
+/// As [`attention`].
+#[inline(always)]
+unsafe fn item(p: &Attention, w: &Work) {
+    let (dk, dv) = (p.dk, p.dv);
+    let (b, hk, group) = (w.b, w.hk, w.group);
+    let qn = w.i1 - w.i0;
+    let nrows = group * qn;
+    let total = p.total();
+    let mut q = vec![0f32; nrows * dk];
+    let mut lo = vec![0usize; nrows];
+    let mut hi = vec![0usize; nrows];
+    let mut at = Vec::with_capacity(nrows);
+    for g in 0..group {
+        let h = hk * group + g;
+        for i in w.i0..w.i1 {
+            let row = at.len();
+            at.push((h, i));
+            // SAFETY: (b, h, i) is inside q's extent.
+            unsafe { load(p.q.elem, p.q.row(b, h, i), &mut q[row * dk..(row + 1) * dk]) };
+            (lo[row], hi[row]) = p.range(b, i);
+        }
+    }
+    let mut m = vec![f32::NEG_INFINITY; nrows];
+    let mut l = vec![0f32; nrows];
+    let mut acc = vec![0f32; nrows * dv];
     let all_keys = p.qk.is_some_and(|q| q.all_keys);
     let probs = p.qk.filter(|q| q.mode == QkMode::Probs);
     // Biased scores of every row, kept for the probabilities.
@@ -486,145 +833,179 @@ unsafe fn item(p: &Attention, b: usize, hk: usize, group: usize, i0: usize, i1: 
     } else {
         Vec::new()
     };
+    let live = |x: usize| lo[x] < hi[x];
     let (jlo, jhi) = if all_keys {
         (0, total)
     } else {
-        let lo = (0..nrows)
-            .filter(|&x| r.lo[x] < r.hi[x])
-            .map(|x| r.lo[x])
-            .min()
-            .unwrap_or(0);
-        let hi = (0..nrows)
-            .filter(|&x| r.lo[x] < r.hi[x])
-            .map(|x| r.hi[x])
-            .max()
-            .unwrap_or(0);
-        (lo, hi)
+        let a = (0..nrows).filter(|&x| live(x)).map(|x| lo[x]).min();
+        let z = (0..nrows).filter(|&x| live(x)).map(|x| hi[x]).max();
+        (a.unwrap_or(0), z.unwrap_or(0))
     };
     let mut kbuf = vec![0f32; KT * dk];
     let mut vbuf = vec![0f32; KT * dv];
-    let mut s = vec![0f32; KT];
-    let mut qkrow = vec![0f32; KT];
+    let mut s = vec![0f32; nrows * KT];
+    let mut tmp = vec![0f32; KT];
     let mut j0 = jlo;
     while j0 < jhi {
         let j1 = (j0 + KT).min(jhi);
         let kt = j1 - j0;
-        for j in j0..j1 {
-            let (kp, ke) = p.kv_row(false, b, hk, j);
-            let (vp, ve) = p.kv_row(true, b, hk, j);
-            let jj = j - j0;
-            // SAFETY: key/value row j of (b, hk) is inside its segment.
+        // SAFETY: keys j0..j1 exist; the buffers hold a tile.
+        let kt_src = unsafe { tile(p, false, b, hk, j0, j1, dk, &mut kbuf) };
+        if nrows <= SMALL_ROWS {
+            // Few rows (decode): dot products straight from the key rows.
+            // SAFETY: the tile holds kt rows of dk floats; q and s are sized for nrows.
             unsafe {
-                load(ke, kp, &mut kbuf[jj * dk..(jj + 1) * dk]);
-                load(ve, vp, &mut vbuf[jj * dv..(jj + 1) * dv]);
-            }
-        }
-        for row in 0..nrows {
-            let (lo, hi) = (r.lo[row], r.hi[row]);
-            if !all_keys && (lo >= hi || hi <= j0 || lo >= j1) {
-                continue;
-            }
-            let (h, i) = r.at[row];
-            let qr = &r.q[row * dk..(row + 1) * dk];
-            for jj in 0..kt {
-                s[jj] = dot(qr, &kbuf[jj * dk..(jj + 1) * dk]) * p.scale;
-            }
-            // SAFETY: (b, h, i) and keys j0..j1 are inside the views and masks.
-            unsafe {
-                scores(
-                    p,
-                    b,
-                    h,
-                    i,
-                    j0,
-                    &mut s[..kt],
-                    lo,
-                    hi,
-                    &mut qkrow,
-                    &mut full,
-                    row,
+                small_qk(
+                    w.wide,
+                    &q,
+                    dk,
+                    nrows,
+                    kt_src.ptr,
+                    kt_src.stride,
+                    kt,
+                    &mut s,
+                    KT,
                 )
             };
-            // Online softmax over this tile.
-            let tmax = s[..kt].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let m_old = r.m[row];
-            let m_new = m_old.max(tmax);
-            if m_new == f32::NEG_INFINITY {
+        } else {
+            // S = Q Kᵀ: B[d, j] = K[j, d].
+            // SAFETY: q holds nrows x dk, the key tile kt rows of dk, s nrows x KT.
+            unsafe {
+                sgemm(
+                    w.kernel,
+                    nrows,
+                    kt,
+                    dk,
+                    q.as_ptr(),
+                    dk as isize,
+                    1,
+                    BMatrix::Strided {
+                        ptr: kt_src.ptr,
+                        rs: 1,
+                        cs: kt_src.stride,
+                    },
+                    s.as_mut_ptr(),
+                    KT as isize,
+                    false,
+                )
+            };
+        }
+        for row in 0..nrows {
+            let sr = &mut s[row * KT..row * KT + kt];
+            let (rlo, rhi) = (lo[row], hi[row]);
+            if !all_keys && (rlo >= rhi || rhi <= j0 || rlo >= j1) {
+                sr.fill(0.0);
                 continue;
             }
-            let corr = (m_old - m_new).exp();
-            let acc = &mut r.acc[row * dv..(row + 1) * dv];
-            if corr != 1.0 {
-                acc.iter_mut().for_each(|x| *x *= corr);
+            let (h, i) = at[row];
+            for x in sr.iter_mut() {
+                *x *= p.scale;
             }
-            let mut sum = 0f32;
-            for jj in 0..kt {
-                let w = (s[jj] - m_new).exp();
-                if w != 0.0 {
-                    sum += w;
-                    axpy(acc, w, &vbuf[jj * dv..(jj + 1) * dv]);
+            // SAFETY: (b, h, i) and keys j0..j1 are inside the views and masks.
+            unsafe { scores(p, b, h, i, j0, sr, rlo, rhi, &mut tmp) };
+            if !full.is_empty() {
+                full[row * total + j0..row * total + j1].copy_from_slice(sr);
+            }
+            // Online softmax over this tile.
+            let tmax = max_of(sr);
+            let m_old = m[row];
+            let m_new = m_old.max(tmax);
+            if m_new == f32::NEG_INFINITY {
+                sr.fill(0.0);
+                continue;
+            }
+            let corr = fast_exp(m_old - m_new);
+            if corr != 1.0 {
+                for x in acc[row * dv..(row + 1) * dv].iter_mut() {
+                    *x *= corr;
                 }
             }
-            r.l[row] = r.l[row] * corr + sum;
-            r.m[row] = m_new;
+            let sum = exp_sum(sr, m_new);
+            l[row] = l[row] * corr + sum;
+            m[row] = m_new;
+        }
+        // SAFETY: values j0..j1 exist; the buffers hold a tile.
+        let vt = unsafe { tile(p, true, b, hk, j0, j1, dv, &mut vbuf) };
+        if nrows <= SMALL_ROWS {
+            // SAFETY: the tile holds kt rows of dv floats; s and acc are sized for nrows.
+            unsafe { small_pv(w.wide, &s, KT, nrows, vt.ptr, vt.stride, kt, dv, &mut acc) };
+        } else {
+            // acc += P V.
+            // SAFETY: s holds nrows x kt probabilities, the value tile kt rows of dv, acc
+            // nrows x dv.
+            unsafe {
+                sgemm(
+                    w.kernel,
+                    nrows,
+                    dv,
+                    kt,
+                    s.as_ptr(),
+                    KT as isize,
+                    1,
+                    BMatrix::Strided {
+                        ptr: vt.ptr,
+                        rs: vt.stride,
+                        cs: 1,
+                    },
+                    acc.as_mut_ptr(),
+                    dv as isize,
+                    true,
+                )
+            };
         }
         j0 = j1;
     }
     // Finish: the sinks join the denominator; write the rows.
     let mut orow = vec![0f32; dv];
     for row in 0..nrows {
-        let (h, i) = r.at[row];
+        let (h, i) = at[row];
         let sink = match p.sinks {
             // SAFETY: the sink vector holds q_heads elements.
             Some((addr, e)) => Some(unsafe { load1(e, (addr + h * e.size()) as *const u8) }),
             None if p.smooth => Some(0.0),
             None => None,
         };
-        let mut m = r.m[row];
-        let mut l = r.l[row];
-        let acc = &r.acc[row * dv..(row + 1) * dv];
+        let (mut mr, mut lr) = (m[row], l[row]);
+        let ar = &acc[row * dv..(row + 1) * dv];
         let mut scale_acc = 1.0f32;
         if let Some(sv) = sink {
-            let m2 = m.max(sv);
+            let m2 = mr.max(sv);
             if m2 != f32::NEG_INFINITY {
-                let c = if m == f32::NEG_INFINITY {
+                let c = if mr == f32::NEG_INFINITY {
                     0.0
                 } else {
-                    (m - m2).exp()
+                    (mr - m2).exp()
                 };
-                l = l * c + (sv - m2).exp();
+                lr = lr * c + (sv - m2).exp();
                 scale_acc = c;
-                m = m2;
+                mr = m2;
             }
         }
-        if m == f32::NEG_INFINITY || l == 0.0 {
-            orow.iter_mut().for_each(|x| *x = 0.0);
+        let dead = mr == f32::NEG_INFINITY || lr == 0.0;
+        if dead {
+            orow.fill(0.0);
         } else {
-            let f = scale_acc / l;
-            for (o, a) in orow.iter_mut().zip(acc) {
+            let f = scale_acc / lr;
+            for (o, a) in orow.iter_mut().zip(ar) {
                 *o = a * f;
             }
         }
         // SAFETY: (b, h, i) is inside out's extent.
         unsafe { store(p.out.elem, p.out.row(b, h, i), &orow) };
-        if let Some(q) = probs {
+        if let Some(qo) = probs {
             let fr = &mut full[row * total..(row + 1) * total];
             for x in fr.iter_mut() {
-                *x = if m == f32::NEG_INFINITY || l == 0.0 {
-                    0.0
-                } else {
-                    (*x - m).exp() / l
-                };
+                *x = if dead { 0.0 } else { (*x - mr).exp() / lr };
             }
-            let (lo, hi) = if q.all_keys {
-                (0, total.min(q.cols))
+            let (a, z) = if qo.all_keys {
+                (0, total.min(qo.cols))
             } else {
-                (r.lo[row].min(q.cols), r.hi[row].min(q.cols))
+                (lo[row].min(qo.cols), hi[row].min(qo.cols))
             };
-            if lo < hi {
-                let dst = q.view.row(b, h, i);
+            if a < z {
+                let dst = qo.view.row(b, h, i);
                 // SAFETY: the score row holds `cols` elements.
-                unsafe { store(q.view.elem, dst.add(lo * q.view.elem.size()), &fr[lo..hi]) };
+                unsafe { store(qo.view.elem, dst.add(a * qo.view.elem.size()), &fr[a..z]) };
             }
         }
     }
@@ -636,6 +1017,7 @@ unsafe fn item(p: &Attention, b: usize, hk: usize, group: usize, i0: usize, i1: 
 /// # Safety
 /// As [`attention`].
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 unsafe fn scores(
     p: &Attention,
     b: usize,
@@ -645,9 +1027,7 @@ unsafe fn scores(
     s: &mut [f32],
     lo: usize,
     hi: usize,
-    qkrow: &mut [f32],
-    full: &mut [f32],
-    row: usize,
+    tmp: &mut [f32],
 ) {
     let kt = s.len();
     let write = |mode: QkMode, vals: &[f32]| {
@@ -668,53 +1048,54 @@ unsafe fn scores(
             }
         }
     };
-    write(QkMode::Raw, s);
+    if p.qk.is_some() {
+        write(QkMode::Raw, s);
+    }
     if p.softcap > 0.0 {
         for x in s.iter_mut() {
             *x = p.softcap * (*x / p.softcap).tanh();
         }
     }
-    write(QkMode::Capped, s);
+    if p.qk.is_some() {
+        write(QkMode::Capped, s);
+    }
     for mask in p.masks.iter().flatten() {
         let base = b as isize * mask.strides[0]
             + h as isize * mask.strides[1]
             + i as isize * mask.strides[2];
-        for (jj, x) in s.iter_mut().enumerate() {
-            let j = j0 + jj;
-            let add = if j >= mask.cols {
-                f32::NEG_INFINITY
-            } else {
-                let at = (base + j as isize * mask.strides[3]) * mask.elem.size() as isize;
-                // SAFETY: (b, h, i, j) is inside the mask's extent.
-                let v = unsafe { load1(mask.elem, (mask.addr as isize + at) as *const u8) };
-                if mask.elem == Elem::Bool {
-                    if v != 0.0 {
-                        0.0
-                    } else {
-                        f32::NEG_INFINITY
-                    }
-                } else {
-                    v
-                }
-            };
-            *x += add;
+        let at = |j: usize| {
+            let off = (base + j as isize * mask.strides[3]) * mask.elem.size() as isize;
+            (mask.addr as isize + off) as *const u8
+        };
+        // Keys j0..inside have mask values; the rest are past the mask's end.
+        let inside = mask.cols.clamp(j0, j0 + kt);
+        let n = inside - j0;
+        if mask.strides[3] == 1 {
+            // SAFETY: keys j0..inside of this mask row exist.
+            unsafe { load(mask.elem, at(j0), &mut tmp[..n]) };
+        } else if n > 0 {
+            // SAFETY: as above (one broadcast value).
+            let v = unsafe { load1(mask.elem, at(j0)) };
+            tmp[..n].fill(v);
         }
-    }
-    for (jj, x) in s.iter_mut().enumerate() {
-        let j = j0 + jj;
-        if j < lo || j >= hi {
-            *x = f32::NEG_INFINITY;
+        if mask.elem == Elem::Bool {
+            for x in tmp[..n].iter_mut() {
+                *x = if *x != 0.0 { 0.0 } else { f32::NEG_INFINITY };
+            }
         }
-    }
-    if let Some(q) = p.qk {
-        if q.mode == QkMode::Biased {
-            qkrow[..kt].copy_from_slice(s);
-            write(QkMode::Biased, &qkrow[..kt]);
+        for (x, m) in s[..n].iter_mut().zip(&tmp[..n]) {
+            *x += m;
         }
+        s[n..].fill(f32::NEG_INFINITY);
     }
-    if !full.is_empty() {
-        let total = p.total();
-        full[row * total + j0..row * total + j0 + kt].copy_from_slice(s);
+    let a = lo.saturating_sub(j0).min(kt);
+    s[..a].fill(f32::NEG_INFINITY);
+    let z = hi.saturating_sub(j0).min(kt);
+    if z < kt {
+        s[z..].fill(f32::NEG_INFINITY);
+    }
+    if p.qk.is_some() {
+        write(QkMode::Biased, s);
     }
 }
 
@@ -833,7 +1214,7 @@ mod tests {
     #[test]
     fn half_conversions_round_trip() {
         for &x in &[
-            0.0f32, -0.0, 1.0, -2.5, 65504.0, 6.1e-5, 5.96e-8, 1e-3, 3.14159,
+            0.0f32, -0.0, 1.0, -2.5, 65504.0, 6.1e-5, 5.96e-8, 1e-3, 3.25,
         ] {
             let h = f32_to_f16(x);
             let back = f16_to_f32(h);
@@ -848,6 +1229,7 @@ mod tests {
     }
 
     /// Plain softmax attention over a dense [b, h, s, d] layout, in f64.
+    #[allow(clippy::too_many_arguments)]
     fn reference(
         q: &[f32],
         k: &[f32],
@@ -955,7 +1337,7 @@ mod tests {
             qk: None,
         };
         // SAFETY: all views describe the vectors above.
-        unsafe { attention(&p) };
+        unsafe { attention(Kernel::detect(), &p) };
         for (i, (a, b)) in out.iter().zip(&want).enumerate() {
             assert!((a - b).abs() < 1e-5, "{i}: {a} vs {b}");
         }
@@ -968,5 +1350,142 @@ mod tests {
             b.extend_from_slice(&x[(hh * t + p) * d..(hh + 1) * t * d]);
         }
         (a, b)
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+
+    /// CPU seconds this process has used (all threads), from /proc.
+    fn cpu_time() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let after = stat.rsplit(')').next().unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (t(11) + t(12)) / 100.0
+    }
+
+    /// Runs `f` for about a second of CPU time; returns CPU ms per run.
+    fn per_run(mut f: impl FnMut()) -> f64 {
+        let c0 = cpu_time();
+        let mut runs = 0;
+        while cpu_time() - c0 < 1.0 || runs < 3 {
+            f();
+            runs += 1;
+        }
+        (cpu_time() - c0) * 1e3 / runs as f64
+    }
+
+    /// Times typical shapes: `cargo test --release -p kiln-runtime attention_timing --
+    /// --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn attention_timing() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        // Calibration: a square GEMM on the same pool.
+        let n = 384;
+        let (a, bm) = (vec![0.5f32; n * n], vec![0.25f32; n * n]);
+        let mut c = vec![0f32; n * n];
+        let ms = per_run(|| {
+            // SAFETY: n x n matrices.
+            pool.install(|| unsafe {
+                sgemm(
+                    Kernel::detect(),
+                    n,
+                    n,
+                    n,
+                    a.as_ptr(),
+                    n as isize,
+                    1,
+                    BMatrix::Strided {
+                        ptr: bm.as_ptr(),
+                        rs: n as isize,
+                        cs: 1,
+                    },
+                    c.as_mut_ptr(),
+                    n as isize,
+                    false,
+                )
+            })
+        });
+        println!(
+            "gemm {n}: {ms:.2} CPU ms, {:.1} GFLOP/s per core",
+            2.0 * (n * n * n) as f64 / ms / 1e6
+        );
+        for &(name, hq, hk, s, t, d, causal) in &[
+            (
+                "minilm b1 s128",
+                12usize,
+                12usize,
+                128usize,
+                128usize,
+                32usize,
+                false,
+            ),
+            ("prefill s512 gqa", 32, 8, 512, 512, 128, true),
+            ("decode t4096 gqa", 32, 8, 1, 4096, 128, true),
+            ("decode t256 gqa", 32, 8, 1, 256, 128, true),
+        ] {
+            let q = vec![0.01f32; hq * s * d];
+            let k = vec![0.02f32; hk * t * d];
+            let v = vec![0.03f32; hk * t * d];
+            let mut out = vec![0f32; hq * s * d];
+            let view = |p: *const f32, rows: usize| View {
+                addr: p as usize,
+                elem: Elem::F32,
+                strides: [0, (rows * d) as isize, d as isize],
+            };
+            let empty = Segment {
+                view: view(k.as_ptr(), 0),
+                len: 0,
+            };
+            let p = Attention {
+                batch: 1,
+                q_heads: hq,
+                kv_heads: hk,
+                q_len: s,
+                dk: d,
+                dv: d,
+                q: view(q.as_ptr(), s),
+                k: [
+                    empty,
+                    Segment {
+                        view: view(k.as_ptr(), t),
+                        len: t,
+                    },
+                ],
+                v: [
+                    empty,
+                    Segment {
+                        view: view(v.as_ptr(), t),
+                        len: t,
+                    },
+                ],
+                out: view(out.as_mut_ptr(), s),
+                scale: 0.1,
+                softcap: 0.0,
+                causal,
+                left: None,
+                right: None,
+                window_from_end: false,
+                kv_len: vec![],
+                q_pos: vec![(t - s) as i64],
+                masks: [None, None],
+                sinks: None,
+                smooth: false,
+                qk: None,
+            };
+            // SAFETY: the views describe the vectors above.
+            let ms = per_run(|| pool.install(|| unsafe { attention(Kernel::detect(), &p) }));
+            let flops = 4.0 * (hq * s * t * d) as f64 / if causal && s > 1 { 2.0 } else { 1.0 };
+            println!(
+                "{name}: {ms:.2} CPU ms, {:.1} GFLOP/s per core",
+                flops / ms / 1e6
+            );
+        }
     }
 }

@@ -69,6 +69,9 @@ pub enum Up {
     Halves,
 }
 
+/// A hash-routing table `(addr, elem, rows, cols)` and the token ids `(addr, elem)`.
+pub type HashRouting = ((usize, Elem, usize, usize), (usize, Elem));
+
 /// One MoE call.
 #[derive(Clone, Debug)]
 pub struct Moe {
@@ -84,8 +87,7 @@ pub struct Moe {
     pub selection_bias: Option<(usize, Elem)>,
     pub n_group: usize,
     pub topk_group: usize,
-    /// Hash routing: table `(addr, elem, rows, cols)` and token ids `(addr, elem)`.
-    pub hash: Option<((usize, Elem, usize, usize), (usize, Elem))>,
+    pub hash: Option<HashRouting>,
     pub normalize: Normalize,
     pub scaling: f32,
     /// Ties go to the higher expert index (ONNX Runtime) instead of the lower.

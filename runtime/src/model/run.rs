@@ -272,7 +272,11 @@ impl Model {
             .map_err(|_| corrupt("arena pool poisoned".into()))?
             .pop()
             .unwrap_or_default();
-        arena.resize(words.max(1), 0);
+        if arena.len() < words.max(1) {
+            // Zeroed allocation: the OS maps pages lazily, so a run only pays for (and the
+            // process only holds) the arena pages its sizes touch.
+            arena = vec![0u64; words.max(1)];
+        }
         let mut frame = vec![0u64; self.layout.len()];
         frame[frame::HELPER_TABLE] = self.helper_table.as_ptr() as u64;
         frame[frame::RUN_CONTEXT] = &self.context as *const RunContext as u64;

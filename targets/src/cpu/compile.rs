@@ -104,7 +104,7 @@ pub fn compile(graph: &Graph, options: &CpuOptions) -> Result<CpuArtifact, Targe
     let (bounds, memory) = loop {
         let mut bounds = options.bounds.clone();
         for n in &defaulted {
-            bounds.insert((*n).clone(), (1, default_max));
+            bounds.insert((*n).clone(), (0, default_max));
         }
         let memory = plan(&program, &bounds)?;
         if defaulted.is_empty() || memory.arena_bytes <= DEFAULT_ARENA_BUDGET || default_max == 1 {
@@ -140,7 +140,7 @@ pub fn compile(graph: &Graph, options: &CpuOptions) -> Result<CpuArtifact, Targe
         features,
         defaulted: defaulted
             .iter()
-            .map(|n| (n.to_string(), 1, default_max))
+            .map(|n| (n.to_string(), 0, default_max))
             .collect(),
     })
 }

@@ -28,15 +28,17 @@ pub struct MemoryPlan {
     pub arena_bytes: u64,
 }
 
-/// The largest value `d` takes with every symbol at its lower or at its upper bound (sizes
+/// The largest value `d` takes with every symbol at its upper or at its lower bound (sizes
 /// grow with the symbols; the runtime checks each buffer's actual size on every run anyway).
+/// An expression undefined at the lower bounds (a division by a dim that is 0 there) is
+/// sized at the upper bounds alone.
 pub fn upper_bound(d: &Dim, bounds: &HashMap<String, (i64, i64)>) -> Result<u64, TargetError> {
     let at = |pick: fn(&(i64, i64)) -> i64| {
         let b: HashMap<String, i64> = bounds.iter().map(|(k, v)| (k.clone(), pick(v))).collect();
         d.eval(&b)
-            .map_err(|e| TargetError::Lower(format!("cannot size `{d}`: {e}")))
     };
-    let hi = at(|b| b.1)?.max(at(|b| b.0)?);
+    let hi = at(|b| b.1).map_err(|e| TargetError::Lower(format!("cannot size `{d}`: {e}")))?;
+    let hi = hi.max(at(|b| b.0).unwrap_or(hi));
     u64::try_from(hi)
         .map_err(|_| TargetError::Lower(format!("size `{d}` is negative at the bounds")))
 }

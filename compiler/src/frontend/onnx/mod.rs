@@ -99,18 +99,69 @@ pub fn import_model(model: &ModelProto, base_dir: Option<&Path>) -> Result<Graph
         imp.import_node(n, &mut scope)?;
     }
     let mut outputs = Vec::new();
+    let mut declared = Vec::new();
     for o in &graph.output {
-        check_value_type(o.type_.as_ref(), &format!("output \"{}\"", o.name), false)?;
+        let parts = check_value_type(o.type_.as_ref(), &format!("output \"{}\"", o.name), false)?;
         let v = imp
             .resolve(&scope, &o.name)?
             .ok_or_else(|| CompileError::Invalid("a graph output has an empty name".to_string()))?;
         outputs.push((o.name.clone(), v));
+        declared.push(parts.and_then(|p| p.1));
     }
     let mut g = imp.g;
     g.set_outputs(outputs);
+    pin_declared_dims(&mut g, &declared);
     kiln_ir::infer::infer_graph(&mut g)?;
     kiln_ir::verify::verify(&g)?;
     Ok(g)
+}
+
+/// Pins the data-dependent dims of graph outputs (symbols no input shape has, which shape
+/// inference made up for values it could not see, such as Resize's run-time scales) to the
+/// constants the model declares for them; inference keeps them and the interpreter checks
+/// them. A symbol declared with two different values stays a symbol.
+fn pin_declared_dims(g: &mut Graph, declared: &[Option<Vec<dimension::Value>>]) {
+    let mut input_syms = Vec::new();
+    for &v in g.inputs() {
+        g.value_type(v)
+            .shape
+            .iter()
+            .for_each(|d| d.symbols(&mut input_syms));
+    }
+    let mut pins: HashMap<String, Option<i64>> = HashMap::new();
+    for ((_, v), decl) in g.outputs().iter().zip(declared) {
+        let (Some(decl), ty) = (decl, g.value_type(*v)) else {
+            continue;
+        };
+        if decl.len() != ty.shape.len() {
+            continue;
+        }
+        for (d, want) in ty.shape.iter().zip(decl) {
+            let (Some(s), dimension::Value::DimValue(c)) = (d.as_sym(), want) else {
+                continue;
+            };
+            if *c < 0 || input_syms.iter().any(|x| &**x == s) {
+                continue;
+            }
+            let e = pins.entry(s.to_string()).or_insert(Some(*c));
+            if *e != Some(*c) {
+                *e = None;
+            }
+        }
+    }
+    let pins: HashMap<String, i64> = pins
+        .into_iter()
+        .filter_map(|(s, c)| Some((s, c?)))
+        .collect();
+    if pins.is_empty() {
+        return;
+    }
+    let pin = |s: &str| pins.get(s).map(|&c| Dim::from(c));
+    for id in g.node_ids() {
+        for t in &mut g.node_mut(id).outputs {
+            t.shape = t.shape.iter().map(|d| d.substitute(&pin)).collect();
+        }
+    }
 }
 
 fn normalize_domain(d: &str) -> &str {

@@ -1201,3 +1201,42 @@ fn dft_17_axis_attribute_becomes_input_2() {
         Ok(())
     );
 }
+
+// ---- declared output shapes ----
+
+#[test]
+fn declared_output_dims_pin_data_dependent_dims() {
+    let mut g = graph(
+        vec![node("TopK", &["x", "k"], &["v", "i"], vec![])],
+        vec![vi("x", 1, &[D::V(3), D::V(5)]), vi("k", 7, &[D::V(1)])],
+        &[],
+        vec![],
+    );
+    g.output = vec![
+        vi("v", 1, &[D::V(3), D::V(2)]),
+        vi("i", 7, &[D::V(3), D::P("k_out")]),
+    ];
+    let m = model(18, g.clone());
+    let ir = import(&m).unwrap();
+    let shapes: Vec<String> = ir
+        .outputs()
+        .iter()
+        .map(|(_, v)| ir.value_type(*v).to_string())
+        .collect();
+    assert_eq!(shapes, ["f32[3, 2]", "i64[3, 2]"]);
+    // The interpreter checks the pinned dim against the data.
+    let x = f32s(vec![3, 5], (0..15).map(|v| v as f32).collect());
+    let k = Tensor::from_i64(DType::I64, vec![1], &[2]);
+    let out = run(&ir, &[("x", x.clone()), ("k", k)]);
+    assert_eq!(out[1].to_i64(), vec![4, 3, 4, 3, 4, 3]);
+    let map = HashMap::from([
+        ("x".to_string(), x),
+        ("k".to_string(), Tensor::from_i64(DType::I64, vec![1], &[3])),
+    ]);
+    assert!(kiln_ir::interp::run(&ir, &map).is_err());
+    // Two declarations that disagree leave the dim symbolic.
+    g.output[1] = vi("i", 7, &[D::V(3), D::V(4)]);
+    let ir = import(&model(18, g)).unwrap();
+    let (_, v) = &ir.outputs()[0];
+    assert!(ir.value_type(*v).shape[1].as_sym().is_some());
+}

@@ -68,6 +68,7 @@ use crate::cpu::attention::{
     attention as run_attention, load, load_int, rotary as run_rotary, store, Attention, Elem, Mask,
     Positions, QkMode, QkOut, Rotary, Segment, View,
 };
+use crate::cpu::gemm::Kernel;
 
 /// The argument slots of one call.
 struct Slots<'a>(&'a [u64]);
@@ -204,16 +205,18 @@ fn qk_mode(code: u64) -> QkMode {
 
 /// # Safety
 /// `args` holds the `attention` slots the module documents, describing valid memory.
-unsafe extern "C" fn attention(_ctx: *const RunContext, args: *const u64) {
+unsafe extern "C" fn attention(ctx: *const RunContext, args: *const u64) {
+    // SAFETY: the run context outlives the call.
+    let kernel = unsafe { (*ctx).gemm };
     // SAFETY: the caller passes 80 readable slots.
     let a = Slots(unsafe { std::slice::from_raw_parts(args, 80) });
     // SAFETY: forwarded from the caller.
-    unsafe { attention_call(&a) };
+    unsafe { attention_call(kernel, &a) };
 }
 
 /// # Safety
 /// As [`attention`].
-unsafe fn attention_call(a: &Slots) -> Option<()> {
+unsafe fn attention_call(kernel: Kernel, a: &Slots) -> Option<()> {
     let (batch, hq, hkv, sq, dk, dv) = (a.u(0), a.u(1), a.u(2), a.u(3), a.u(4), a.u(5));
     let (past, new) = (a.u(6), a.u(7));
     if hkv == 0 || hq % hkv != 0 {
@@ -276,11 +279,11 @@ unsafe fn attention_call(a: &Slots) -> Option<()> {
     let flags = a.u(50);
     let (mut kv_len, mut q_pos) = (Vec::new(), vec![a.i(79); batch]);
     if let Some((addr, e)) = a.ptr(77) {
-        for b in 0..batch {
+        for (b, pos) in q_pos.iter_mut().enumerate() {
             // SAFETY: nonpad holds one integer per batch entry.
             let n = unsafe { load_int(e, (addr + b * e.size()) as *const u8) };
             kv_len.push(n.clamp(0, (past + new) as i64) as usize);
-            q_pos[b] = n - sq as i64;
+            *pos = n - sq as i64;
         }
     }
     let window = |i: usize| if a.i(i) < 0 { None } else { Some(a.i(i)) };
@@ -319,7 +322,7 @@ unsafe fn attention_call(a: &Slots) -> Option<()> {
         qk,
     };
     // SAFETY: the lowering described valid memory in the slots.
-    unsafe { run_attention(&p) };
+    unsafe { run_attention(kernel, &p) };
     Some(())
 }
 
@@ -335,11 +338,13 @@ fn resident(n: usize, c: usize, gap: usize) -> usize {
 
 /// # Safety
 /// `args` holds the `gqa` slots the module documents, describing valid memory.
-unsafe extern "C" fn gqa(_ctx: *const RunContext, args: *const u64) {
+unsafe extern "C" fn gqa(ctx: *const RunContext, args: *const u64) {
+    // SAFETY: the run context outlives the call.
+    let kernel = unsafe { (*ctx).gemm };
     // SAFETY: the caller passes 80 readable slots.
     let a = Slots(unsafe { std::slice::from_raw_parts(args, 80) });
     // SAFETY: forwarded from the caller.
-    if unsafe { gqa_call(&a) }.is_none() {
+    if unsafe { gqa_call(kernel, &a) }.is_none() {
         // Bad data (lengths or positions out of range): the outputs become NaN.
         if let Some(out) = a.view(32) {
             // SAFETY: the output view is valid for batch x heads x seq rows.
@@ -350,7 +355,7 @@ unsafe extern "C" fn gqa(_ctx: *const RunContext, args: *const u64) {
 
 /// # Safety
 /// As [`gqa`].
-unsafe fn gqa_call(a: &Slots) -> Option<()> {
+unsafe fn gqa_call(kernel: Kernel, a: &Slots) -> Option<()> {
     let (batch, n, nk, s, h) = (a.u(0), a.u(1), a.u(2), a.u(3), a.u(4));
     let (past_len, present_len) = (a.u(5), a.u(6));
     if nk == 0 || n % nk != 0 {
@@ -459,7 +464,7 @@ unsafe fn gqa_call(a: &Slots) -> Option<()> {
         (q_in, k_in)
     };
     let scale = match a.f(51) {
-        x if x == 0.0 => 1.0 / (h as f32).sqrt(),
+        0.0 => 1.0 / (h as f32).sqrt(),
         x => x,
     };
     let qk = a.ptr(72).map(|(addr, elem)| QkOut {
@@ -482,22 +487,22 @@ unsafe fn gqa_call(a: &Slots) -> Option<()> {
     }
     let bias = a.mask(63);
     // Per batch entry: keys = past rows [0, rows) then the new keys.
-    for b in 0..batch {
+    for (b, &tot_b) in tot.iter().enumerate() {
         let at = |v: &View| View {
             addr: v.row(b, 0, 0) as usize,
             ..*v
         };
         let (rows, kv_len, base) = if windowed {
             let gap = past_len - window as usize + 1;
-            let before = tot[b].saturating_sub(s);
+            let before = tot_b.saturating_sub(s);
             let res = resident(before, past_len, gap);
             (res, res + s, before - res)
         } else {
-            let rows = if first_prompt { 0 } else { tot[b] - s };
+            let rows = if first_prompt { 0 } else { tot_b - s };
             if rows > past_len || rows + s > present_len {
                 return None;
             }
-            (rows, tot[b], 0)
+            (rows, tot_b, 0)
         };
         let (pk, pv) = match past {
             Some((k, v)) => (at(&k), at(&v)),
@@ -564,7 +569,7 @@ unsafe fn gqa_call(a: &Slots) -> Option<()> {
             }),
         };
         // SAFETY: every view is valid for the rows it names (lowering and checks above).
-        unsafe { run_attention(&p) };
+        unsafe { run_attention(kernel, &p) };
         // Present: the rows attention read, zeros after (windowed: the most recent ones).
         for (dst, past_v, new_v) in [(pk_out, pk, at(&k_new)), (pv_out, pv, at(&v_in))] {
             let Some(dst) = dst else { continue };
@@ -674,16 +679,18 @@ unsafe fn rotary_call(a: &Slots) -> Option<()> {
 
 /// # Safety
 /// `args` holds the `mha` slots the module documents, describing valid memory.
-unsafe extern "C" fn mha(_ctx: *const RunContext, args: *const u64) {
+unsafe extern "C" fn mha(ctx: *const RunContext, args: *const u64) {
+    // SAFETY: the run context outlives the call.
+    let kernel = unsafe { (*ctx).gemm };
     // SAFETY: the caller passes 68 readable slots.
     let a = Slots(unsafe { std::slice::from_raw_parts(args, 68) });
     // SAFETY: forwarded from the caller.
-    unsafe { mha_call(&a) };
+    unsafe { mha_call(kernel, &a) };
 }
 
 /// # Safety
 /// As [`mha`].
-unsafe fn mha_call(a: &Slots) -> Option<()> {
+unsafe fn mha_call(kernel: Kernel, a: &Slots) -> Option<()> {
     let (batch, n, sq, l, dk, dv, past) = (a.u(0), a.u(1), a.u(2), a.u(3), a.u(4), a.u(5), a.u(6));
     let flags = a.u(49);
     let (causal, kv_bias) = (flags & 1 != 0, flags & 2 != 0);
@@ -860,7 +867,7 @@ unsafe fn mha_call(a: &Slots) -> Option<()> {
         qk,
     };
     // SAFETY: the lowering described valid memory; the buffers above outlive the call.
-    unsafe { run_attention(&p) };
+    unsafe { run_attention(kernel, &p) };
     Some(())
 }
 

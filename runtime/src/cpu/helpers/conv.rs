@@ -602,6 +602,122 @@ unsafe extern "C" fn causal_conv(_ctx: *const RunContext, args: *const u64) {
     }
 }
 
+/// Multilinear interpolation of the plane at `base` of `x` (spatial dims `dims`) at real
+/// coordinates `at`; positions outside the plane read zero.
+///
+/// # Safety
+/// The plane's elements are inside x.
+unsafe fn interpolate(x: &Ptr, base: usize, dims: &[usize], at: &[f64]) -> f64 {
+    let n = dims.len();
+    let mut total = 0.0;
+    'corner: for corner in 0..(1usize << n) {
+        let mut weight = 1.0;
+        let mut off = 0usize;
+        for a in 0..n {
+            let lo = at[a].floor();
+            let frac = at[a] - lo;
+            let (p, wgt) = if corner >> a & 1 == 1 {
+                (lo + 1.0, frac)
+            } else {
+                (lo, 1.0 - frac)
+            };
+            if wgt == 0.0 || p < 0.0 || p >= dims[a] as f64 {
+                continue 'corner;
+            }
+            weight *= wgt;
+            let stride: usize = dims[a + 1..].iter().product();
+            off += p as usize * stride;
+        }
+        // SAFETY: off is inside the plane (checked per axis above).
+        total += weight * unsafe { x.get(base + off) };
+    }
+    total
+}
+
+/// DeformConv: a grouped convolution whose taps are displaced by per-position offsets (and
+/// scaled by an optional mask), sampled by multilinear interpolation.
+///
+/// Arguments: `x | dtype | w | dtype | offset | dtype | bias (0: none) | dtype | mask (0:
+/// none) | dtype | y | group | M | offset groups |` geometry. Offsets are `[N, og*K*n,
+/// out...]`, the mask `[N, og*K, out...]`.
+///
+/// # Safety
+/// `ctx`/`args` per the `Call` convention; the tensors have the shapes the geometry implies.
+unsafe extern "C" fn deform_conv(_ctx: *const RunContext, args: *const u64) {
+    // SAFETY: 14 fixed slots, then the geometry (caller).
+    let (s, geo) = unsafe { (std::slice::from_raw_parts(args, 14), Geo::read(args, 14)) };
+    let (x, w, off, bias, mask) = (
+        Ptr::read(s, 0),
+        Ptr::read(s, 2),
+        Ptr::read(s, 4),
+        Ptr::read(s, 6),
+        Ptr::read(s, 8),
+    );
+    let y = s[10] as *mut u8;
+    let group = (s[11] as usize).max(1);
+    let m = s[12] as usize;
+    let og = (s[13] as usize).max(1);
+    let n = geo.input.len();
+    let (nb, c) = (geo.batch, geo.channels);
+    let (isz, osz, ksz) = (geo.in_size(), geo.out_size(), geo.kernel_size());
+    let (cg, mg, cpo) = (c / group, m / group, (c / og).max(1));
+    let mut acc = vec![0f64; nb * m * osz];
+    let mut col = vec![0f64; ksz * osz];
+    let mut at = vec![0f64; n];
+    let mut oi = vec![0usize; n];
+    let mut ki = vec![0usize; n];
+    for b in 0..nb {
+        for ci in 0..c {
+            let g = ci / cpo;
+            let base = (b * c + ci) * isz;
+            oi.iter_mut().for_each(|v| *v = 0);
+            for o in 0..osz {
+                ki.iter_mut().for_each(|v| *v = 0);
+                for k in 0..ksz {
+                    for a in 0..n {
+                        let ch = (g * ksz + k) * n + a;
+                        let pos = oi[a] as i64 * geo.strides[a] - geo.pad_begin[a]
+                            + ki[a] as i64 * geo.dilations[a];
+                        // SAFETY: the offset tensor has this element (caller).
+                        at[a] = pos as f64 + unsafe { off.get((b * og * ksz * n + ch) * osz + o) };
+                    }
+                    // SAFETY: the plane at base is inside x (caller).
+                    let mut v = unsafe { interpolate(&x, base, &geo.input, &at) };
+                    if !mask.p.is_null() {
+                        // SAFETY: the mask has this element (caller).
+                        v *= unsafe { mask.get((b * og * ksz + g * ksz + k) * osz + o) };
+                    }
+                    col[k * osz + o] = v;
+                    increment(&mut ki, &geo.kernel);
+                }
+                increment(&mut oi, &geo.out);
+            }
+            let (gi, cl) = (ci / cg.max(1), ci % cg.max(1));
+            for mo in gi * mg..(gi + 1) * mg {
+                let yp = &mut acc[(b * m + mo) * osz..(b * m + mo + 1) * osz];
+                for k in 0..ksz {
+                    // SAFETY: the weight has this element (caller).
+                    let wv = unsafe { w.get((mo * cg + cl) * ksz + k) };
+                    for (yv, &cv) in yp.iter_mut().zip(&col[k * osz..(k + 1) * osz]) {
+                        *yv += wv * cv;
+                    }
+                }
+            }
+        }
+    }
+    for (i, &v) in acc.iter().enumerate() {
+        // SAFETY: y holds nb*m*osz elements, the bias m (caller).
+        unsafe {
+            let v = if bias.p.is_null() {
+                v
+            } else {
+                v + bias.get((i / osz.max(1)) % m.max(1))
+            };
+            elem::store_f64(x.t, y, i as isize, v, true);
+        }
+    }
+}
+
 pub(super) const HELPERS: &[Helper] = &[
     Helper {
         name: "conv",
@@ -622,6 +738,10 @@ pub(super) const HELPERS: &[Helper] = &[
     Helper {
         name: "max_unpool",
         func: HelperFn::Call(max_unpool),
+    },
+    Helper {
+        name: "deform_conv",
+        func: HelperFn::Call(deform_conv),
     },
     Helper {
         name: "causal_conv",

@@ -25,6 +25,8 @@ use crate::cpu::gemm::{sgemm, BMatrix, PackedB, PackedBRef};
 
 /// Slots before the batch loops.
 const FIXED: usize = 14;
+/// The most batch loops a call has (the lowering merges contiguous ones).
+pub const MAX_LOOPS: usize = 8;
 
 struct Call {
     m: usize,
@@ -40,8 +42,9 @@ struct Call {
     rsc: isize,
     accumulate: bool,
     alpha: f32,
-    /// (count, a stride, b stride, c stride), outer first.
-    batch: Vec<(usize, isize, isize, isize)>,
+    /// (count, a stride, b stride, c stride), outer first: the first `loops` entries.
+    batch: [(usize, isize, isize, isize); MAX_LOOPS],
+    loops: usize,
 }
 // SAFETY: a call's operands are only read (A, B) or written at disjoint batch entries (C)
 // by the tasks that share it.
@@ -69,17 +72,19 @@ unsafe fn read(args: *const u64) -> Call {
         rsc: s[10] as i64 as isize,
         accumulate: s[11] != 0,
         alpha: f64::from_bits(s[12]) as f32,
-        batch: l
-            .chunks(4)
-            .map(|g| {
-                (
+        batch: {
+            let mut b = [(1usize, 0isize, 0isize, 0isize); MAX_LOOPS];
+            for (slot, g) in b.iter_mut().zip(l.chunks(4)) {
+                *slot = (
                     g[0] as usize,
                     g[1] as i64 as isize,
                     g[2] as i64 as isize,
                     g[3] as i64 as isize,
-                )
-            })
-            .collect(),
+                );
+            }
+            b
+        },
+        loops: loops.min(MAX_LOOPS),
     }
 }
 
@@ -125,6 +130,23 @@ unsafe fn product(
     alpha: f32,
 ) {
     if m == 0 || n == 0 {
+        return;
+    }
+    if let (1, BArg::Strided(bp, rsb, _)) = (n, b) {
+        // A matrix-vector product: dot products over A's rows, no panels to pad to NR.
+        for i in 0..m {
+            // SAFETY: row i of A and the column of B are readable (caller).
+            let d = unsafe { dot(a.offset(i as isize * rsa), csa, bp, rsb, k) };
+            // SAFETY: (i, 0) is inside C (caller).
+            unsafe {
+                let cp = c.offset(i as isize * rsc);
+                *cp = if accumulate {
+                    *cp + alpha * d
+                } else {
+                    alpha * d
+                };
+            }
+        }
         return;
     }
     let b = match b {
@@ -175,6 +197,42 @@ unsafe fn product(
     }
 }
 
+/// `Σ_p x[p*sx] · y[p*sy]` over `k` terms, in eight interleaved partial sums.
+///
+/// # Safety
+/// The `k` elements of x and y at those strides are readable.
+unsafe fn dot(x: *const f32, sx: isize, y: *const f32, sy: isize, k: usize) -> f32 {
+    let mut acc = [0f32; 8];
+    let full = k / 8 * 8;
+    // SAFETY: every index is below k (caller).
+    unsafe {
+        if sx == 1 && sy == 1 {
+            let (xs, ys) = (
+                std::slice::from_raw_parts(x, k),
+                std::slice::from_raw_parts(y, k),
+            );
+            for (xc, yc) in xs[..full].chunks_exact(8).zip(ys[..full].chunks_exact(8)) {
+                for l in 0..8 {
+                    acc[l] += xc[l] * yc[l];
+                }
+            }
+        } else {
+            for p in (0..full).step_by(8) {
+                for (l, a) in acc.iter_mut().enumerate() {
+                    let q = (p + l) as isize;
+                    *a += *x.offset(q * sx) * *y.offset(q * sy);
+                }
+            }
+        }
+        let mut sum =
+            ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        for p in full..k {
+            sum += *x.offset(p as isize * sx) * *y.offset(p as isize * sy);
+        }
+        sum
+    }
+}
+
 /// Pointers moved into parallel batch tasks.
 #[derive(Clone, Copy)]
 struct Ptrs {
@@ -196,13 +254,14 @@ const PAR_BATCH_MAX_KN: usize = 1 << 18;
 /// # Safety
 /// As the helpers' contract: the arguments describe valid operands for every batch index.
 unsafe fn run(ctx: &RunContext, c: &Call, packed: bool) {
-    let total: usize = c.batch.iter().map(|b| b.0).product();
+    let batch = &c.batch[..c.loops];
+    let total: usize = batch.iter().map(|b| b.0).product();
     if total == 0 {
         return;
     }
     let offsets = |mut idx: usize| -> (isize, isize, isize) {
         let (mut oa, mut ob, mut oc) = (0isize, 0isize, 0isize);
-        for &(count, sa, sb, sc) in c.batch.iter().rev() {
+        for &(count, sa, sb, sc) in batch.iter().rev() {
             let i = (idx % count) as isize;
             idx /= count;
             oa += i * sa;
@@ -416,6 +475,31 @@ unsafe extern "C" fn contract(_ctx: *const RunContext, args: *const u64) {
     }
 }
 
+/// `y[i, j] = beta · c[i*rsc + j*csc]` for an `m x n` row-major y: Gemm's C term broadcast
+/// into the output before the product accumulates onto it.
+///
+/// Arguments: `y | c | m | n | rsc | csc | beta (f64 bits)`.
+///
+/// # Safety
+/// `ctx`/`args` per the `Call` convention; y holds `m*n` floats, c every strided element.
+unsafe extern "C" fn fill_f32(_ctx: *const RunContext, args: *const u64) {
+    // SAFETY: 7 slots (caller).
+    let s = unsafe { std::slice::from_raw_parts(args, 7) };
+    let (y, c) = (s[0] as *mut f32, s[1] as *const f32);
+    let (m, n) = (s[2] as usize, s[3] as usize);
+    let (rsc, csc) = (s[4] as i64 as isize, s[5] as i64 as isize);
+    let beta = f64::from_bits(s[6]);
+    for i in 0..m {
+        for j in 0..n {
+            // SAFETY: (i, j) is inside y and its C element inside c (caller).
+            unsafe {
+                let v = *c.offset(i as isize * rsc + j as isize * csc) as f64;
+                *y.add(i * n + j) = (beta * v) as f32;
+            }
+        }
+    }
+}
+
 /// Det: the determinant of each of `count` row-major `n x n` matrices, by LU decomposition
 /// with partial pivoting in f64.
 ///
@@ -477,6 +561,10 @@ pub(super) const HELPERS: &[Helper] = &[
     Helper {
         name: "contract",
         func: HelperFn::Call(contract),
+    },
+    Helper {
+        name: "fill_f32",
+        func: HelperFn::Call(fill_f32),
     },
     Helper {
         name: "det",

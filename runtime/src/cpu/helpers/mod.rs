@@ -5,7 +5,7 @@
 mod attention;
 mod conv;
 pub mod elem;
-mod gemm;
+pub mod gemm;
 mod index;
 mod math;
 mod moe;

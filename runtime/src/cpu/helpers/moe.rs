@@ -123,7 +123,7 @@ fn read(s: &[u64]) -> Option<Moe> {
         b3: ptr(21)?,
         shared,
     };
-    if p.experts == 0 || p.experts % p.n_group != 0 {
+    if p.experts == 0 || !p.experts.is_multiple_of(p.n_group) {
         return None;
     }
     Some(p)

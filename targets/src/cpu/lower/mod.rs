@@ -8,7 +8,7 @@
 
 pub mod ops;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use cranelift_codegen::ir::Function;
 use cranelift_codegen::isa::OwnedTargetIsa;
@@ -154,12 +154,28 @@ pub struct Lowerer<'g> {
     kernel_keys: HashMap<String, usize>,
     /// The node being lowered, for step labels and error messages.
     current: String,
+    /// Elementwise nodes evaluated inside a later node's kernel (no step, no buffer).
+    fused: HashSet<NodeId>,
 }
 
 impl<'g> Lowerer<'g> {
     /// The ISA kernels are built for.
     pub fn isa(&self) -> &OwnedTargetIsa {
         self.isa
+    }
+
+    /// Whether the ISA has fused multiply-add (else `fma` would become a libcall).
+    pub fn has_fma(&self) -> bool {
+        self.isa
+            .isa_flags()
+            .iter()
+            .any(|f| f.name == "has_fma" && f.as_bool() == Some(true))
+    }
+
+    /// Whether node `id` is an interior node of an elementwise group, computed inside the
+    /// kernel of the group's last node.
+    pub fn is_fused(&self, id: NodeId) -> bool {
+        self.fused.contains(&id)
     }
 
     /// The operand of node input `i` (an error if the input is absent).
@@ -451,6 +467,7 @@ pub fn lower(graph: &Graph, isa: &OwnedTargetIsa) -> Result<Program, TargetError
         values: HashMap::new(),
         kernel_keys: HashMap::new(),
         current: String::new(),
+        fused: ops::elementwise_fusion(graph),
     };
     for (i, &v) in graph.inputs().iter().enumerate() {
         let ty = graph.value_type(v).clone();
@@ -484,8 +501,9 @@ pub fn lower(graph: &Graph, isa: &OwnedTargetIsa) -> Result<Program, TargetError
     for id in order {
         let node = graph.node(id);
         lw.current = node.label();
-        if matches!(node.op.as_str(), "input" | "constant" | "dims") {
-            continue; // constants are stored, dims written, when first read
+        if matches!(node.op.as_str(), "input" | "constant" | "dims") || lw.is_fused(id) {
+            continue; // constants are stored, dims written, when first read; fused nodes
+                      // are computed by their group's kernel
         }
         check_static_outputs(&lw, id)?;
         ops::lower_node(&mut lw, id)?;

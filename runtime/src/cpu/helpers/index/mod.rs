@@ -1,4 +1,5 @@
-//! Index helpers: gathers and scatters, OneHot, TopK, Resize, GridSample and friends.
+//! Index helpers: gathers and scatters, OneHot, TopK, Resize, GridSample, selection by
+//! content (NonZero, Compress, Unique, NonMaxSuppression) and friends.
 //!
 //! Every helper is a `Call` helper: `args` holds pointers, sizes (element counts) and codes,
 //! laid out as each helper's doc comment says. Dtype codes are positions in
@@ -12,6 +13,7 @@ mod gather;
 mod resize;
 mod sample;
 mod scatter;
+mod select;
 mod topk;
 
 use super::{Helper, HelperFn, RunContext};
@@ -160,4 +162,8 @@ call_helpers! {
     "index_affine_grid" => sample::affine_grid,
     "index_roi_align" => sample::roi_align,
     "index_max_unpool" => scatter::max_unpool,
+    "index_non_zero" => select::non_zero,
+    "index_compress" => select::compress,
+    "index_unique" => select::unique,
+    "index_non_max_suppression" => select::non_max_suppression,
 }

@@ -84,8 +84,10 @@ fn kernel(p: &Params, r: f64, scale: f64, w: &mut Vec<f64>) -> i64 {
         }
         Mode::Linear if p.antialias => {
             let s = scale.min(1.0);
-            let start = (-1.0 / s).floor() as i64 + 1;
-            let n = (2 - 2 * start).clamp(0, 1 << 20);
+            let start = ((-1.0 / s).floor() as i64).saturating_add(1);
+            let n = 2i64
+                .saturating_sub(start.saturating_mul(2))
+                .clamp(0, 1 << 20);
             w.extend(
                 (start..start + n).map(|i| (1.0 - ((i as f64 - r) * s).abs()).clamp(0.0, 1.0)),
             );
@@ -98,8 +100,10 @@ fn kernel(p: &Params, r: f64, scale: f64, w: &mut Vec<f64>) -> i64 {
         }
         Mode::Cubic if p.antialias => {
             let s = scale.min(1.0);
-            let start = (-2.0 / s).floor() as i64 + 1;
-            let end = (2 - start).min(start + (1 << 20));
+            let start = ((-2.0 / s).floor() as i64).saturating_add(1);
+            let end = 2i64
+                .saturating_sub(start)
+                .min(start.saturating_add(1 << 20));
             w.extend((start..end).map(|i| cubic(s * (i as f64 - r))));
             normalise(w);
             start
@@ -179,14 +183,14 @@ fn resize_axis(
         }
         let fl = x.floor();
         let (r, base) = if x == fl {
-            (1.0, fl as i64 - 1)
+            (1.0, (fl as i64).saturating_sub(1))
         } else {
             (x - fl, fl as i64)
         };
         let start = kernel(p, r, scale, &mut w);
         if p.exclude_outside {
             for (i, v) in w.iter_mut().enumerate() {
-                let idx = base + start + i as i64;
+                let idx = base.saturating_add(start).saturating_add(i as i64);
                 if idx < 0 || idx >= len_in as i64 {
                     *v = 0.0;
                 }
@@ -201,7 +205,10 @@ fn resize_axis(
             .enumerate()
             .filter(|(_, &v)| v != 0.0)
             .map(|(i, &v)| {
-                let idx = (base + start + i as i64).clamp(0, len_in as i64 - 1) as usize;
+                let idx = base
+                    .saturating_add(start)
+                    .saturating_add(i as i64)
+                    .clamp(0, len_in as i64 - 1) as usize;
                 (idx, v)
             })
             .collect();
@@ -363,7 +370,7 @@ pub unsafe fn resize(args: *const u64) {
         if identity {
             continue;
         }
-        if shape[ax] == 0 {
+        if shape[ax] == 0 || !(scales[ax] > 0.0 && scales[ax].is_finite()) {
             return;
         }
         data = resize_axis(&data, &shape, ax, out_shape[ax], scales[ax], rois[ax], &p);

@@ -152,13 +152,14 @@ pub unsafe fn grid_sample(args: *const u64) {
                         let f = v.floor();
                         let w = v - f;
                         t.push((fetch(f as i64, d), 1.0 - w));
-                        t.push((fetch(f as i64 + 1, d), w));
+                        t.push((fetch((f as i64).saturating_add(1), d), w));
                     }
                     Mode::Cubic => {
                         let f = v.floor();
                         let cs = cubic_coeffs(v - f);
                         for (k, &cw) in cs.iter().enumerate() {
-                            t.push((fetch(f as i64 - 1 + k as i64, d), cw));
+                            let i = (f as i64).saturating_add(k as i64 - 1);
+                            t.push((fetch(i, d), cw));
                         }
                     }
                 }
@@ -192,27 +193,32 @@ pub unsafe fn grid_sample(args: *const u64) {
 
 /// `AffineGrid`: theta `[N, r, r+1]` -> grid `[N, D_0..D_{r-1}, r]`.
 ///
-/// Args: `[theta, out, dtype, align_corners, n, r, D[r]]`.
+/// Args: `[theta, out, dtype, align_corners, theta_len, n, r, D[r]]`; a theta of another
+/// size than `n * r * (r + 1)` gives zeros.
 ///
 /// # Safety
 /// As [`grid_sample`].
 pub unsafe fn affine_grid(args: *const u64) {
-    // SAFETY: slot 5 is r.
-    let cnt = unsafe { count(args, 5, 6, 1) };
+    // SAFETY: slot 6 is r.
+    let cnt = unsafe { count(args, 6, 7, 1) };
     // SAFETY: `cnt` slots.
     let mut a = unsafe { Args::new(args, cnt) };
     let (theta, out) = (a.ptr(), a.ptr());
     let e = a.elem();
-    let (align, n, r) = (a.u() != 0, a.u(), a.u());
+    let (align, theta_len, n, r) = (a.u() != 0, a.u(), a.u(), a.u());
     let dims = a.list(r);
     let npts = numel(&dims);
     // SAFETY: the lowering passes the sizes of these buffers.
     let (th, out) = unsafe {
         (
-            bytes(theta, n * r * (r + 1) * e.size()),
+            bytes(theta, theta_len * e.size()),
             bytes_mut(out, n * npts * r * e.size()),
         )
     };
+    out.fill(0);
+    if theta_len != n * r * (r + 1) {
+        return;
+    }
     let coords: Vec<Vec<f64>> = dims
         .iter()
         .map(|&d| {

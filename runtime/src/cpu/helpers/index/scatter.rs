@@ -26,33 +26,57 @@ fn red(code: usize) -> Red {
     }
 }
 
-/// `out[t] = out[t] (red) upd[s]` for elements of type `e`; floats combine in f64 and round
-/// back, integers combine as i64 with wrapping arithmetic (the interpreter's rules).
-#[inline]
-fn combine(out: &mut [u8], e: ElemType, t: usize, upd: &[u8], s: usize, r: Red) {
-    let es = e.size();
-    if r == Red::None {
-        out[t * es..t * es + es].copy_from_slice(&upd[s * es..s * es + es]);
-        return;
+/// Where updates land: the output's bytes, or for float reductions an f64 copy of the
+/// output that is rounded back once at the end (the interpreter accumulates in f64).
+struct Target<'a> {
+    out: &'a mut [u8],
+    e: ElemType,
+    r: Red,
+    acc: Vec<f64>,
+}
+
+impl<'a> Target<'a> {
+    fn new(out: &'a mut [u8], e: ElemType, r: Red) -> Target<'a> {
+        let acc = if r != Red::None && elem::is_float(e) {
+            (0..out.len() / e.size())
+                .map(|i| elem::read_f64(out, e, i))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Target { out, e, r, acc }
     }
-    if elem::is_float(e) {
-        let (d, u) = (elem::read_f64(out, e, t), elem::read_f64(upd, e, s));
-        let v = match r {
-            Red::Add => d + u,
-            Red::Mul => d * u,
-            Red::Max => d.max(u),
-            _ => d.min(u),
-        };
-        elem::write_f64(out, e, t, v);
-    } else {
-        let (d, u) = (elem::read_i64(out, e, t), elem::read_i64(upd, e, s));
-        let v = match r {
-            Red::Add => d.wrapping_add(u),
-            Red::Mul => d.wrapping_mul(u),
-            Red::Max => d.max(u),
-            _ => d.min(u),
-        };
-        elem::write_i64(out, e, t, v);
+
+    /// `out[t] = out[t] (red) upd[s]`; integers combine as i64 with wrapping arithmetic.
+    #[inline]
+    fn apply(&mut self, t: usize, upd: &[u8], s: usize) {
+        let (e, es) = (self.e, self.e.size());
+        if self.r == Red::None {
+            self.out[t * es..t * es + es].copy_from_slice(&upd[s * es..s * es + es]);
+        } else if elem::is_float(e) {
+            let (d, u) = (self.acc[t], elem::read_f64(upd, e, s));
+            self.acc[t] = match self.r {
+                Red::Add => d + u,
+                Red::Mul => d * u,
+                Red::Max => d.max(u),
+                _ => d.min(u),
+            };
+        } else {
+            let (d, u) = (elem::read_i64(self.out, e, t), elem::read_i64(upd, e, s));
+            let v = match self.r {
+                Red::Add => d.wrapping_add(u),
+                Red::Mul => d.wrapping_mul(u),
+                Red::Max => d.max(u),
+                _ => d.min(u),
+            };
+            elem::write_i64(self.out, e, t, v);
+        }
+    }
+
+    fn finish(self) {
+        for (i, &v) in self.acc.iter().enumerate() {
+            elem::write_f64(self.out, self.e, i, v);
+        }
     }
 }
 
@@ -103,6 +127,7 @@ pub unsafe fn scatter_elements(args: *const u64) {
     }
     let dst = strides(&ds);
     let mut c = vec![0usize; rank];
+    let mut out = Target::new(out, e, r);
     for f in 0..n_idx.min(upd_len) {
         let mut off = Some(0usize);
         for ax in 0..rank {
@@ -114,7 +139,7 @@ pub unsafe fn scatter_elements(args: *const u64) {
             off = off.zip(k).map(|(s, k)| s + k * dst[ax]);
         }
         if let Some(t) = off {
-            combine(out, e, t, upd, f, r);
+            out.apply(t, upd, f);
         }
         for ax in (0..rank).rev() {
             c[ax] += 1;
@@ -124,6 +149,7 @@ pub unsafe fn scatter_elements(args: *const u64) {
             c[ax] = 0;
         }
     }
+    out.finish();
 }
 
 /// `ScatterND`: for each index tuple `t` (of `m` indices), the slice `out[idx[t]]` (red)=
@@ -157,6 +183,7 @@ pub unsafe fn scatter_nd(args: *const u64) {
     }
     let st = strides(&ds);
     let inner = numel(&ds[m..]);
+    let mut out = Target::new(out, e, r);
     for t in 0..tuples {
         if (t + 1) * inner > upd_len {
             break;
@@ -169,13 +196,14 @@ pub unsafe fn scatter_nd(args: *const u64) {
         let Some(off) = off else { continue };
         if r == Red::None {
             let (d, s) = (off * es, t * inner * es);
-            out[d..d + inner * es].copy_from_slice(&upd[s..s + inner * es]);
+            out.out[d..d + inner * es].copy_from_slice(&upd[s..s + inner * es]);
         } else {
             for j in 0..inner {
-                combine(out, e, off + j, upd, t * inner + j, r);
+                out.apply(off + j, upd, t * inner + j);
             }
         }
     }
+    out.finish();
 }
 
 /// `TensorScatter`: cache `[batch, per_batch, max_len, inner]`, update `[batch, per_batch,
@@ -183,34 +211,36 @@ pub unsafe fn scatter_nd(args: *const u64) {
 /// wrapping around `max_len` in circular mode; positions past the cache are skipped.
 ///
 /// Args: `[cache, upd, write_indices (0: none), out, wi_code, batch, per_batch, max_len,
-/// len, inner_bytes, circular]`.
+/// len, inner_bytes, circular, upd_bytes, wi_len]`.
 ///
 /// # Safety
 /// As [`scatter_elements`].
 pub unsafe fn tensor_scatter(args: *const u64) {
-    // SAFETY: 11 slots.
-    let mut a = unsafe { Args::new(args, 11) };
+    // SAFETY: 13 slots.
+    let mut a = unsafe { Args::new(args, 13) };
     let (cache, upd, wi, out) = (a.ptr(), a.ptr(), a.ptr(), a.ptr());
     let we = a.elem();
     let (batch, per_batch, max_len, len, inner) = (a.u(), a.u(), a.u(), a.u(), a.u());
     let circular = a.u() != 0;
+    let (upd_bytes, wi_len) = (a.u(), a.u());
     let prefix = batch * per_batch;
     // SAFETY: the lowering passes the sizes of these buffers.
     let (out, upd, wi) = unsafe {
         (
             start(cache, out, prefix * max_len * inner),
-            bytes(upd, prefix * len * inner),
-            bytes(wi, batch * we.size()),
+            bytes(upd, upd_bytes),
+            bytes(wi, wi_len * we.size()),
         )
     };
     if out.is_empty() || inner == 0 {
         return;
     }
     for p in 0..prefix {
-        let w = if wi.is_empty() {
-            0
+        let b = p / per_batch.max(1);
+        let w = if b < wi_len && !wi.is_empty() {
+            index_at(wi, we, b)
         } else {
-            index_at(wi, we, p / per_batch.max(1))
+            0
         };
         for s in 0..len {
             let mut ci = w.saturating_add(s as i64);
@@ -222,7 +252,9 @@ pub unsafe fn tensor_scatter(args: *const u64) {
             }
             let t = (p * max_len + ci as usize) * inner;
             let src = (p * len + s) * inner;
-            out[t..t + inner].copy_from_slice(&upd[src..src + inner]);
+            if let Some(u) = upd.get(src..src + inner) {
+                out[t..t + inner].copy_from_slice(u);
+            }
         }
     }
 }

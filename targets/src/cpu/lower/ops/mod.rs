@@ -12,6 +12,8 @@ mod view;
 
 use kiln_ir::graph::NodeId;
 
+pub use elementwise::fusion as elementwise_fusion;
+
 use crate::cpu::lower::Lowerer;
 use crate::error::TargetError;
 

@@ -13,6 +13,8 @@ use crate::cpu::codegen::kernel::KernelBuilder;
 pub struct MathHelpers {
     pub exp: usize,
     pub log: usize,
+    /// The ISA has fused multiply-add (part of every kernel key through the ISA).
+    pub fma: bool,
 }
 
 fn lanes_flags() -> MemFlagsData {
@@ -21,8 +23,20 @@ fn lanes_flags() -> MemFlagsData {
 
 /// `exp(x)` of a float scalar or vector of type `ty`.
 pub fn exp(kb: &mut KernelBuilder, m: MathHelpers, ty: Type, x: Value) -> Value {
+    exp_with(kb, m, ty, x, false)
+}
+
+/// `exp(x)`; with `nonpositive` the caller guarantees `x <= 0` or NaN (a softmax's
+/// `x - max`), which saves the overflow check.
+pub fn exp_with(
+    kb: &mut KernelBuilder,
+    m: MathHelpers,
+    ty: Type,
+    x: Value,
+    nonpositive: bool,
+) -> Value {
     if ty.lane_type() == types::F32 {
-        exp_f32(kb, ty, x)
+        exp_f32(kb, m.fma, ty, x, nonpositive)
     } else {
         map_lanes(kb, ty, x, |kb, s| {
             kb.call_helper(m.exp, HelperSig::F64ToF64, &[s])
@@ -74,30 +88,42 @@ fn map_lanes(
 
 /// `exp` of f32 lanes: range reduction by `n = round(x / ln 2)`, a degree-6 polynomial on
 /// `r = x - n ln 2` (Cephes' coefficients, about 1 ulp), and `2^n` built in the exponent
-/// bits. Below -87.33 (where the result would be subnormal) it gives 0, above 88.72 infinity;
-/// NaN stays NaN.
-fn exp_f32(kb: &mut KernelBuilder, ty: Type, x: Value) -> Value {
+/// bits. Below -87.33 (where the result would be subnormal) it gives 0 (about 1e-38 with
+/// `nonpositive`), above 88.72 infinity; NaN stays NaN.
+fn exp_f32(kb: &mut KernelBuilder, fma: bool, ty: Type, x: Value, nonpositive: bool) -> Value {
     const LO: f64 = -87.336_54;
     const HI: f64 = 88.0;
     const OVER: f64 = 88.722_83;
     let ity = ty.as_int();
     let c = |kb: &mut KernelBuilder, v: f64| fconst(kb, ty, v);
+    // a * b + c, fused when the CPU can.
+    let mul_add = |kb: &mut KernelBuilder, a: Value, b: Value, cc: Value| {
+        if fma {
+            kb.b.ins().fma(a, b, cc)
+        } else {
+            let p = kb.b.ins().fmul(a, b);
+            kb.b.ins().fadd(p, cc)
+        }
+    };
     let lo = c(kb, LO);
-    let hi = c(kb, HI);
-    let xc = kb.b.ins().fmax(x, lo);
-    let xc = kb.b.ins().fmin(xc, hi);
+    // Clamp with compare-and-select (NaN passes through unchanged).
+    let xc = select_f(kb, ty, FloatCC::LessThan, x, lo, lo, x);
+    let xc = if nonpositive {
+        xc
+    } else {
+        let hi = c(kb, HI);
+        select_f(kb, ty, FloatCC::GreaterThan, xc, hi, hi, xc)
+    };
     // t = x * log2(e) + 1.5 * 2^23: its low mantissa bits hold round(x * log2(e)).
     let magic = c(kb, 12_582_912.0);
     let log2e = c(kb, std::f64::consts::LOG2_E);
-    let t = kb.b.ins().fmul(xc, log2e);
-    let t = kb.b.ins().fadd(t, magic);
+    let t = mul_add(kb, xc, log2e, magic);
     let n = kb.b.ins().fsub(t, magic);
-    let ln2_hi = c(kb, 0.693_359_375);
-    let ln2_lo = c(kb, -2.121_944_4e-4);
-    let a = kb.b.ins().fmul(n, ln2_hi);
-    let r = kb.b.ins().fsub(xc, a);
-    let a = kb.b.ins().fmul(n, ln2_lo);
-    let r = kb.b.ins().fsub(r, a);
+    let neg_ln2_hi = c(kb, -0.693_359_375);
+    let neg_ln2_lo = c(kb, 2.121_944_4e-4);
+    let r = mul_add(kb, n, neg_ln2_hi, xc);
+    let r = mul_add(kb, n, neg_ln2_lo, r);
+    // exp(r) = 1 + r + r^2 * p(r).
     let coefs = [
         1.987_569_150_0e-4,
         1.398_199_950_7e-3,
@@ -108,33 +134,33 @@ fn exp_f32(kb: &mut KernelBuilder, ty: Type, x: Value) -> Value {
     ];
     let mut p = c(kb, coefs[0]);
     for &k in &coefs[1..] {
-        p = kb.b.ins().fmul(p, r);
         let kc = c(kb, k);
-        p = kb.b.ins().fadd(p, kc);
+        p = mul_add(kb, p, r, kc);
     }
     let r2 = kb.b.ins().fmul(r, r);
-    p = kb.b.ins().fmul(p, r2);
-    p = kb.b.ins().fadd(p, r);
     let one = c(kb, 1.0);
-    p = kb.b.ins().fadd(p, one);
-    // 2^n: (n + 127) << 23 as float bits, n = bits(t) - bits(magic).
+    let r1 = kb.b.ins().fadd(r, one);
+    let p = mul_add(kb, p, r2, r1);
+    // 2^n: (n + 127) << 23 as float bits, with n = bits(t) - bits(magic).
     let tb = kb.b.ins().bitcast(ity, lanes_flags(), t);
-    let mb = kb.b.ins().bitcast(ity, lanes_flags(), magic);
-    let ni = kb.b.ins().isub(tb, mb);
+    let bias = 127 - 0x4B40_0000i64;
     let bias = if ty.is_vector() {
-        let s = kb.b.ins().iconst(types::I32, 127);
+        let s = kb.b.ins().iconst(types::I32, bias);
         kb.b.ins().splat(ity, s)
     } else {
-        kb.b.ins().iconst(types::I32, 127)
+        kb.b.ins().iconst(types::I32, bias)
     };
-    let e = kb.b.ins().iadd(ni, bias);
+    let e = kb.b.ins().iadd(tb, bias);
     let e = kb.b.ins().ishl_imm_u(e, 23);
     let scale = kb.b.ins().bitcast(ty, lanes_flags(), e);
     let y = kb.b.ins().fmul(p, scale);
+    if nonpositive {
+        return y;
+    }
     // Underflow to 0, overflow to infinity.
     let zero = c(kb, 0.0);
-    let inf = c(kb, f64::INFINITY);
     let y = select_f(kb, ty, FloatCC::LessThan, x, lo, zero, y);
+    let inf = c(kb, f64::INFINITY);
     let over = c(kb, OVER);
     select_f(kb, ty, FloatCC::GreaterThan, x, over, inf, y)
 }

@@ -4,13 +4,13 @@
 //! Shared pieces live here: [`Elem`] (how a kernel loads, computes and stores one dtype),
 //! float constants, combining operators, horizontal folds and loop nests.
 
+mod axes;
 pub mod loss;
 pub mod math;
 pub mod norm;
-mod reduce;
 pub mod rows;
 
-pub use reduce::{reduce, RKind};
+pub use axes::{reduce, RKind};
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
@@ -178,22 +178,37 @@ pub enum Bin {
     Mul,
     Max,
     Min,
+    /// The larger value, where a NaN may or may not win (cheaper than `Max` on vectors;
+    /// for softmax, whose sum turns any NaN into NaN anyway).
+    MaxFast,
 }
 
 impl Bin {
     /// `a op b` for values of element `e` (NaN propagates through float max/min).
     pub fn apply(self, kb: &mut KernelBuilder, e: Elem, a: Value, b: Value) -> Value {
+        if let (Bin::MaxFast, Elem::Float(_)) = (self, e) {
+            let ty = kb.b.func.dfg.value_type(a);
+            return math::select_f(
+                kb,
+                ty,
+                cranelift_codegen::ir::condcodes::FloatCC::GreaterThan,
+                a,
+                b,
+                a,
+                b,
+            );
+        }
         let ins = kb.b.ins();
         match (self, e) {
             (Bin::Add, Elem::Float(_)) => ins.fadd(a, b),
             (Bin::Mul, Elem::Float(_)) => ins.fmul(a, b),
-            (Bin::Max, Elem::Float(_)) => ins.fmax(a, b),
+            (Bin::Max | Bin::MaxFast, Elem::Float(_)) => ins.fmax(a, b),
             (Bin::Min, Elem::Float(_)) => ins.fmin(a, b),
             (Bin::Add, Elem::Int { .. }) => ins.iadd(a, b),
             (Bin::Mul, Elem::Int { .. }) => ins.imul(a, b),
-            (Bin::Max, Elem::Int { signed: true, .. }) => ins.smax(a, b),
+            (Bin::Max | Bin::MaxFast, Elem::Int { signed: true, .. }) => ins.smax(a, b),
             (Bin::Min, Elem::Int { signed: true, .. }) => ins.smin(a, b),
-            (Bin::Max, Elem::Int { signed: false, .. }) => ins.umax(a, b),
+            (Bin::Max | Bin::MaxFast, Elem::Int { signed: false, .. }) => ins.umax(a, b),
             (Bin::Min, Elem::Int { signed: false, .. }) => ins.umin(a, b),
         }
     }
@@ -205,7 +220,7 @@ impl Bin {
                 let v = match self {
                     Bin::Add => 0.0,
                     Bin::Mul => 1.0,
-                    Bin::Max => f64::NEG_INFINITY,
+                    Bin::Max | Bin::MaxFast => f64::NEG_INFINITY,
                     Bin::Min => f64::INFINITY,
                 };
                 fconst(kb, ty, v)
@@ -215,7 +230,7 @@ impl Bin {
                 let v: i64 = match (self, signed) {
                     (Bin::Add, _) => 0,
                     (Bin::Mul, _) => 1,
-                    (Bin::Max, true) => -(1i64 << (bits - 1).min(63)),
+                    (Bin::Max | Bin::MaxFast, true) => -(1i64 << (bits - 1).min(63)),
                     (Bin::Min, true) => {
                         if bits == 64 {
                             i64::MAX
@@ -223,7 +238,7 @@ impl Bin {
                             (1i64 << (bits - 1)) - 1
                         }
                     }
-                    (Bin::Max, false) => 0,
+                    (Bin::Max | Bin::MaxFast, false) => 0,
                     (Bin::Min, false) => {
                         if bits == 64 {
                             -1
@@ -284,4 +299,47 @@ pub fn is_nan(kb: &mut KernelBuilder, x: Value) -> Value {
 /// `i < n` (signed) as a branch condition.
 pub fn lt(kb: &mut KernelBuilder, i: Value, n: Value) -> Value {
     kb.b.ins().icmp(IntCC::SignedLessThan, i, n)
+}
+
+/// `v`, recomputed nowhere: Cranelift's optimizer places pure values at their uses and
+/// does not reliably hoist them out of loops again, so a per-row invariant used inside a
+/// loop (a row address, a broadcast maximum) is passed through a stack slot, whose load
+/// stays where it is emitted.
+pub fn pin(kb: &mut KernelBuilder, v: Value) -> Value {
+    use cranelift_codegen::ir::{StackSlotData, StackSlotKind};
+    let ty = kb.b.func.dfg.value_type(v);
+    let bytes = ty.bytes();
+    let slot = kb.b.create_sized_stack_slot(StackSlotData::new(
+        StackSlotKind::ExplicitSlot,
+        bytes,
+        bytes.trailing_zeros() as u8,
+    ));
+    kb.b.ins().stack_store(types::I64, v, slot, 0);
+    kb.b.ins().stack_load(types::I64, ty, slot, 0)
+}
+
+/// A scalar invariant and its broadcast, both pinned (see [`pin`]), to use in loops that
+/// visit vectors and single elements.
+#[derive(Clone, Copy)]
+pub struct Splat {
+    pub s: Value,
+    pub v: Option<Value>,
+}
+
+impl Splat {
+    pub fn new(kb: &mut KernelBuilder, e: Elem, s: Value) -> Splat {
+        let v = e.vector().map(|vt| {
+            let v = kb.b.ins().splat(vt, s);
+            pin(kb, v)
+        });
+        Splat { s: pin(kb, s), v }
+    }
+
+    /// The value for type `ty` (vector or scalar).
+    pub fn get(&self, ty: Type) -> Value {
+        match (ty.is_vector(), self.v) {
+            (true, Some(v)) => v,
+            _ => self.s,
+        }
+    }
 }

@@ -10,8 +10,7 @@
 
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
-use super::rows::splat_to;
-use super::{fconst, float_arg, hfold, int_to_float, Bin, Elem};
+use super::{fconst, float_arg, hfold, int_to_float, pin, Bin, Elem, Splat};
 use crate::cpu::codegen::kernel::KernelBuilder;
 use crate::error::TargetError;
 
@@ -142,10 +141,22 @@ pub fn norm_rows(kb: &mut KernelBuilder, e: Elem, spec: NormSpec) -> Result<(), 
     let one = fconst(kb, st, 1.0);
     let inv_n = kb.b.ins().fdiv(one, nf);
     let zero = kb.iconst(0);
+    // An empty skip (only with mismatched shapes) leaves nothing to add: no rows run, and
+    // no division by zero.
+    let rows = if spec.skip {
+        let none =
+            kb.b.ins()
+                .icmp_imm_s(cranelift_codegen::ir::condcodes::IntCC::Equal, skip_rows, 0);
+        kb.b.ins().select(none, zero, rows)
+    } else {
+        rows
+    };
     kb.for_range(zero, rows, 1, |kb, r| {
         let off = kb.b.ins().imul(r, n);
         let xr = kb.addr(x, off, size);
+        let xr = pin(kb, xr);
         let yr = kb.addr(y, off, size);
+        let yr = pin(kb, yr);
         // The row to normalise: x itself, or x + skip (+ bias) stored in sum_out or y.
         let src = if spec.skip {
             let dst = if spec.out_sum {
@@ -156,6 +167,8 @@ pub fn norm_rows(kb: &mut KernelBuilder, e: Elem, spec: NormSpec) -> Result<(), 
             let sr = kb.b.ins().urem(r, skip_rows);
             let so = kb.b.ins().imul(sr, n);
             let skr = kb.addr(skip, so, size);
+            let skr = pin(kb, skr);
+            let dst = pin(kb, dst);
             contiguous(kb, e, n, |kb, ty, i| {
                 let a = kb.addr(xr, i, size);
                 let v = e.load(kb, ty, a);
@@ -185,9 +198,9 @@ pub fn norm_rows(kb: &mut KernelBuilder, e: Elem, spec: NormSpec) -> Result<(), 
         } else {
             let s = row_sum(kb, e, src, n, |_, _, v| v)?;
             let mean = kb.b.ins().fmul(s, inv_n);
+            let ms = Splat::new(kb, e, mean);
             let ss = row_sum(kb, e, src, n, |kb, ty, v| {
-                let m = splat_to(kb, ty, mean);
-                let d = kb.b.ins().fsub(v, m);
+                let d = kb.b.ins().fsub(v, ms.get(ty));
                 kb.b.ins().fmul(d, d)
             })?;
             let var = kb.b.ins().fmul(ss, inv_n);
@@ -198,37 +211,39 @@ pub fn norm_rows(kb: &mut KernelBuilder, e: Elem, spec: NormSpec) -> Result<(), 
         };
         let scale0 = if spec.scalar_scale {
             let v = e.load(kb, st, scale);
-            Some(kb.b.ins().fmul(v, inv))
+            let k = kb.b.ins().fmul(v, inv);
+            Some(Splat::new(kb, e, k))
         } else {
             None
         };
         let beta0 = if spec.beta && spec.scalar_beta {
-            Some(e.load(kb, st, beta))
+            let b = e.load(kb, st, beta);
+            Some(Splat::new(kb, e, b))
         } else {
             None
         };
+        let mean_s = Splat::new(kb, e, mean);
+        let inv_s = Splat::new(kb, e, inv);
         contiguous(kb, e, n, |kb, ty, i| {
             let a = kb.addr(src, i, size);
             let v = e.load(kb, ty, a);
             let v = if spec.rms {
                 v
             } else {
-                let m = splat_to(kb, ty, mean);
-                kb.b.ins().fsub(v, m)
+                kb.b.ins().fsub(v, mean_s.get(ty))
             };
             let k = match scale0 {
-                Some(k) => splat_to(kb, ty, k),
+                Some(k) => k.get(ty),
                 None => {
                     let a = kb.addr(scale, i, size);
                     let g = e.load(kb, ty, a);
-                    let iv = splat_to(kb, ty, inv);
-                    kb.b.ins().fmul(g, iv)
+                    kb.b.ins().fmul(g, inv_s.get(ty))
                 }
             };
             let mut out = kb.b.ins().fmul(v, k);
             if spec.beta {
                 let b = match beta0 {
-                    Some(b) => splat_to(kb, ty, b),
+                    Some(b) => b.get(ty),
                     None => {
                         let a = kb.addr(beta, i, size);
                         e.load(kb, ty, a)
@@ -289,11 +304,13 @@ pub fn channel_norm(
         let off = kb.b.ins().imul(r, len);
         let xr = kb.addr(x, off, size);
         let yr = kb.addr(y, off, size);
+        let xr = pin(kb, xr);
+        let yr = pin(kb, yr);
         let s = row_sum(kb, e, xr, len, |_, _, v| v)?;
         let mean = kb.b.ins().fmul(s, inv_len);
+        let ms = Splat::new(kb, e, mean);
         let ss = row_sum(kb, e, xr, len, |kb, ty, v| {
-            let m = splat_to(kb, ty, mean);
-            let d = kb.b.ins().fsub(v, m);
+            let d = kb.b.ins().fsub(v, ms.get(ty));
             kb.b.ins().fmul(d, d)
         })?;
         let var = kb.b.ins().fmul(ss, inv_len);
@@ -335,13 +352,13 @@ fn affine(
     b: Value,
 ) -> Result<(), TargetError> {
     let size = e.size();
+    let (x, y) = (pin(kb, x), pin(kb, y));
+    let (k, b) = (Splat::new(kb, e, k), Splat::new(kb, e, b));
     contiguous(kb, e, n, |kb, ty, i| {
         let a = kb.addr(x, i, size);
         let v = e.load(kb, ty, a);
-        let kv = splat_to(kb, ty, k);
-        let bv = splat_to(kb, ty, b);
-        let v = kb.b.ins().fmul(v, kv);
-        let v = kb.b.ins().fadd(v, bv);
+        let v = kb.b.ins().fmul(v, k.get(ty));
+        let v = kb.b.ins().fadd(v, b.get(ty));
         let a = kb.addr(y, i, size);
         e.store(kb, v, a);
         Ok(())
@@ -382,5 +399,215 @@ pub fn batch_norm(kb: &mut KernelBuilder, e: Elem) -> Result<(), TargetError> {
         let xr = kb.addr(x, off, size);
         let yr = kb.addr(y, off, size);
         affine(kb, e, xr, yr, sp, k, b)
+    })
+}
+
+/// Training-mode batch normalisation of `[N, C, S]`: per-channel mean and (population)
+/// variance over `N` and `S`, `y = (x - mean) * scale / sqrt(var + eps) + bias`, and the
+/// running statistics `in * momentum + batch * (1 - momentum)`.
+/// Args: `[x, y, scale, bias, in_mean, in_var, eps_bits, momentum_bits, N, C, S,
+/// mean_out, var_out]` (the outputs may be 0 when `running` is false).
+pub fn batch_norm_train(kb: &mut KernelBuilder, e: Elem, running: bool) -> Result<(), TargetError> {
+    let st = e.scalar();
+    let size = e.size();
+    let (x, y, scale, bias) = (kb.arg(0), kb.arg(1), kb.arg(2), kb.arg(3));
+    let (in_mean, in_var) = (kb.arg(4), kb.arg(5));
+    let eps = float_arg(kb, 6, st);
+    let momentum = float_arg(kb, 7, st);
+    let (nb, c, sp) = (kb.arg(8), kb.arg(9), kb.arg(10));
+    let (mean_out, var_out) = (kb.arg(11), kb.arg(12));
+    let count = kb.b.ins().imul(nb, sp);
+    let cf = int_to_float(kb, st, count);
+    let one = fconst(kb, st, 1.0);
+    let inv_count = kb.b.ins().fdiv(one, cf);
+    let zero = kb.iconst(0);
+    kb.for_range(zero, c, 1, |kb, ch| {
+        // The row of batch item b, channel ch.
+        let row = |kb: &mut KernelBuilder, base: Value, b: Value| {
+            let r = kb.b.ins().imul(b, c);
+            let r = kb.b.ins().iadd(r, ch);
+            let r = kb.b.ins().imul(r, sp);
+            kb.addr(base, r, size)
+        };
+        let z = fconst(kb, st, 0.0);
+        let total = kb.var(st, z);
+        let zi = kb.iconst(0);
+        kb.for_range(zi, nb, 1, |kb, b| {
+            let xr = row(kb, x, b);
+            let xr = pin(kb, xr);
+            let s = row_sum(kb, e, xr, sp, |_, _, v| v)?;
+            let t = kb.b.use_var(total);
+            let t = kb.b.ins().fadd(t, s);
+            kb.b.def_var(total, t);
+            Ok(())
+        })?;
+        let t = kb.b.use_var(total);
+        let mean = kb.b.ins().fmul(t, inv_count);
+        let ms = Splat::new(kb, e, mean);
+        let z = fconst(kb, st, 0.0);
+        let sq = kb.var(st, z);
+        let zi = kb.iconst(0);
+        kb.for_range(zi, nb, 1, |kb, b| {
+            let xr = row(kb, x, b);
+            let xr = pin(kb, xr);
+            let s = row_sum(kb, e, xr, sp, |kb, ty, v| {
+                let d = kb.b.ins().fsub(v, ms.get(ty));
+                kb.b.ins().fmul(d, d)
+            })?;
+            let t = kb.b.use_var(sq);
+            let t = kb.b.ins().fadd(t, s);
+            kb.b.def_var(sq, t);
+            Ok(())
+        })?;
+        let t = kb.b.use_var(sq);
+        let var = kb.b.ins().fmul(t, inv_count);
+        let ld = |kb: &mut KernelBuilder, p: Value| {
+            let a = kb.addr(p, ch, size);
+            e.load(kb, st, a)
+        };
+        let (g, bi) = (ld(kb, scale), ld(kb, bias));
+        let t = kb.b.ins().fadd(var, eps);
+        let t = kb.b.ins().sqrt(t);
+        let k = kb.b.ins().fdiv(g, t);
+        let mk = kb.b.ins().fmul(mean, k);
+        let bb = kb.b.ins().fsub(bi, mk);
+        let zi = kb.iconst(0);
+        kb.for_range(zi, nb, 1, |kb, b| {
+            let xr = row(kb, x, b);
+            let yr = row(kb, y, b);
+            affine(kb, e, xr, yr, sp, k, bb)
+        })?;
+        if running {
+            let one = fconst(kb, st, 1.0);
+            let rest = kb.b.ins().fsub(one, momentum);
+            for (inp, batch, out) in [(in_mean, mean, mean_out), (in_var, var, var_out)] {
+                let v = ld(kb, inp);
+                let v = kb.b.ins().fmul(v, momentum);
+                let w = kb.b.ins().fmul(batch, rest);
+                let v = kb.b.ins().fadd(v, w);
+                let a = kb.addr(out, ch, size);
+                e.store(kb, v, a);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Nested loops over `(size, stride_a, stride_b)` triples, outermost first: calls `body`
+/// with both running offsets.
+fn nest2(
+    kb: &mut KernelBuilder,
+    dims: &[(Value, Value, Value)],
+    (a, b): (Value, Value),
+    body: &mut dyn FnMut(&mut KernelBuilder, Value, Value) -> Result<(), TargetError>,
+) -> Result<(), TargetError> {
+    match dims.split_first() {
+        None => body(kb, a, b),
+        Some((&(n, sa, sb), rest)) => {
+            let zero = kb.iconst(0);
+            kb.for_range(zero, n, 1, |kb, i| {
+                let oa = kb.b.ins().imul(i, sa);
+                let oa = kb.b.ins().iadd(a, oa);
+                let ob = kb.b.ins().imul(i, sb);
+                let ob = kb.b.ins().iadd(b, ob);
+                nest2(kb, rest, (oa, ob), body)
+            })
+        }
+    }
+}
+
+/// `MeanVarianceNormalization`: `y = (x - mean) / (sqrt(var) + 1e-9)` with statistics over
+/// the reduced groups of `pattern` (as for reductions). Scalar code.
+/// Args: `[x, y, mean_scratch, std_scratch, size_0, .., size_{m-1}]`; the scratch buffers
+/// hold one value per combination of kept groups.
+pub fn mvn(kb: &mut KernelBuilder, e: Elem, pattern: &[bool]) -> Result<(), TargetError> {
+    let st = e.scalar();
+    let size = e.size();
+    let (x, y, mean, sd) = (kb.arg(0), kb.arg(1), kb.arg(2), kb.arg(3));
+    let m = pattern.len();
+    let sizes: Vec<Value> = (0..m).map(|i| kb.arg(4 + i)).collect();
+    let mut src_strides = vec![kb.iconst(1); m];
+    for i in (0..m.saturating_sub(1)).rev() {
+        src_strides[i] = kb.b.ins().imul(src_strides[i + 1], sizes[i + 1]);
+    }
+    let zero = kb.iconst(0);
+    let mut stat_strides = vec![zero; m];
+    let mut acc = kb.iconst(1);
+    let mut count = kb.iconst(1);
+    for i in (0..m).rev() {
+        if pattern[i] {
+            count = kb.b.ins().imul(count, sizes[i]);
+        } else {
+            stat_strides[i] = acc;
+            acc = kb.b.ins().imul(acc, sizes[i]);
+        }
+    }
+    let stats = acc;
+    let dims: Vec<(Value, Value, Value)> = (0..m)
+        .map(|i| (sizes[i], src_strides[i], stat_strides[i]))
+        .collect();
+    let cf = int_to_float(kb, st, count);
+    kb.for_range(zero, stats, 1, |kb, s| {
+        let z = fconst(kb, st, 0.0);
+        for p in [mean, sd] {
+            let a = kb.addr(p, s, size);
+            e.store(kb, z, a);
+        }
+        Ok(())
+    })?;
+    // Accumulates f(x, mean) into `into` over every element.
+    let accumulate =
+        |kb: &mut KernelBuilder, into: Value, centred: bool| -> Result<(), TargetError> {
+            let z = kb.iconst(0);
+            nest2(kb, &dims, (z, z), &mut |kb, so, to| {
+                let a = kb.addr(x, so, size);
+                let v = e.load(kb, st, a);
+                let v = if centred {
+                    let ma = kb.addr(mean, to, size);
+                    let mv = e.load(kb, st, ma);
+                    let d = kb.b.ins().fsub(v, mv);
+                    kb.b.ins().fmul(d, d)
+                } else {
+                    v
+                };
+                let ta = kb.addr(into, to, size);
+                let t = e.load(kb, st, ta);
+                let t = kb.b.ins().fadd(t, v);
+                e.store(kb, t, ta);
+                Ok(())
+            })
+        };
+    accumulate(kb, mean, false)?;
+    kb.for_range(zero, stats, 1, |kb, s| {
+        let a = kb.addr(mean, s, size);
+        let v = e.load(kb, st, a);
+        let v = kb.b.ins().fdiv(v, cf);
+        e.store(kb, v, a);
+        Ok(())
+    })?;
+    accumulate(kb, sd, true)?;
+    kb.for_range(zero, stats, 1, |kb, s| {
+        let a = kb.addr(sd, s, size);
+        let v = e.load(kb, st, a);
+        let v = kb.b.ins().fdiv(v, cf);
+        let v = kb.b.ins().sqrt(v);
+        let tiny = fconst(kb, st, 1e-9);
+        let v = kb.b.ins().fadd(v, tiny);
+        e.store(kb, v, a);
+        Ok(())
+    })?;
+    let z = kb.iconst(0);
+    nest2(kb, &dims, (z, z), &mut |kb, so, to| {
+        let a = kb.addr(x, so, size);
+        let v = e.load(kb, st, a);
+        let ma = kb.addr(mean, to, size);
+        let mv = e.load(kb, st, ma);
+        let sa = kb.addr(sd, to, size);
+        let sv = e.load(kb, st, sa);
+        let d = kb.b.ins().fsub(v, mv);
+        let r = kb.b.ins().fdiv(d, sv);
+        let a = kb.addr(y, so, size);
+        e.store(kb, r, a);
+        Ok(())
     })
 }

@@ -9,7 +9,7 @@ use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
 use super::math::{self, MathHelpers};
-use super::{fconst, hfold, Bin, Elem};
+use super::{fconst, hfold, pin, Bin, Elem, Splat};
 use crate::cpu::codegen::kernel::KernelBuilder;
 use crate::error::TargetError;
 
@@ -94,15 +94,13 @@ impl Lane {
         let st = e.scalar();
         let init = op.identity(kb, e, st);
         let acc_s = kb.var(st, init);
-        let acc_v = match (self.contig, e.vector()) {
-            (true, Some(vt)) => {
-                let init = op.identity(kb, e, vt);
-                Some(kb.var(vt, init))
-            }
-            _ => None,
-        };
         let lane = *self;
-        self.visit(kb, |kb, ty, i| {
+        // One element (scalar) or vector at index i, folded into `acc`.
+        let mut step = |kb: &mut KernelBuilder,
+                        ty: Type,
+                        i: Value,
+                        acc: cranelift_frontend::Variable|
+         -> Result<(), TargetError> {
             let a = lane.at(kb, lane.src, i);
             let x = e.load(kb, ty, a);
             let y = f(kb, ty, x)?;
@@ -110,23 +108,44 @@ impl Lane {
                 let d = lane.at(kb, lane.dst, i);
                 e.store(kb, y, d);
             }
-            let acc = if ty.is_vector() {
-                acc_v.expect("vector accumulator")
-            } else {
-                acc_s
-            };
             let v = kb.b.use_var(acc);
             let v = op.apply(kb, e, v, y);
             kb.b.def_var(acc, v);
             Ok(())
-        })?;
-        let mut r = kb.b.use_var(acc_s);
-        if let Some(av) = acc_v {
-            let v = kb.b.use_var(av);
-            let h = hfold(kb, e, op, v);
-            r = op.apply(kb, e, h, r);
-        }
-        Ok(r)
+        };
+        let zero = kb.iconst(0);
+        let rest = match (self.contig, e.vector()) {
+            (true, Some(vt)) => {
+                // Independent accumulators hide the latency of the fold (a maximum's
+                // compare-select or an add): four for plain folds, two when each element
+                // also costs an exp.
+                let unroll: i64 = if store { 2 } else { 4 };
+                let lanes = e.lanes();
+                let vinit = op.identity(kb, e, vt);
+                let accs: Vec<_> = (0..unroll).map(|_| kb.var(vt, vinit)).collect();
+                let r = kb.for_chunks(zero, self.n, lanes * unroll, |kb, i| {
+                    for (k, &acc) in accs.iter().enumerate() {
+                        let ik = kb.b.ins().iadd_imm_s(i, k as i64 * lanes);
+                        step(kb, vt, ik, acc)?;
+                    }
+                    Ok(())
+                })?;
+                let r = kb.for_chunks(r, self.n, lanes, |kb, i| step(kb, vt, i, accs[0]))?;
+                let mut v = kb.b.use_var(accs[0]);
+                for &acc in &accs[1..] {
+                    let w = kb.b.use_var(acc);
+                    v = op.apply(kb, e, v, w);
+                }
+                let h = hfold(kb, e, op, v);
+                let s0 = kb.b.use_var(acc_s);
+                let s0 = op.apply(kb, e, s0, h);
+                kb.b.def_var(acc_s, s0);
+                r
+            }
+            _ => zero,
+        };
+        kb.for_range(rest, self.n, 1, |kb, i| step(kb, st, i, acc_s))?;
+        Ok(kb.b.use_var(acc_s))
     }
 
     /// Stores `f(x)` to `dst` for every element.
@@ -172,7 +191,9 @@ pub fn for_lanes(
         let ob = kb.b.ins().imul(o, row);
         if contig {
             let s = kb.addr(src, ob, size);
+            let s = pin(kb, s);
             let d = kb.addr(dst, ob, size);
+            let d = pin(kb, d);
             let one = kb.iconst(1);
             return body(
                 kb,
@@ -229,32 +250,31 @@ pub fn row_op(
     let st = e.scalar();
     match op {
         RowOp::Softmax => {
-            let m = lane.fold(kb, Bin::Max, |_, _, x| Ok(x))?;
+            let m = lane.fold(kb, Bin::MaxFast, |_, _, x| Ok(x))?;
+            let m = Splat::new(kb, e, m);
             let s = lane.map_fold(kb, Bin::Add, |kb, ty, x| {
-                let mv = splat_to(kb, ty, m);
-                let d = kb.b.ins().fsub(x, mv);
-                Ok(math::exp(kb, math, ty, d))
+                let d = kb.b.ins().fsub(x, m.get(ty));
+                Ok(math::exp_with(kb, math, ty, d, true))
             })?;
             let one = fconst(kb, st, 1.0);
             let inv = kb.b.ins().fdiv(one, s);
-            lane.in_place().map(kb, |kb, ty, x| {
-                let iv = splat_to(kb, ty, inv);
-                Ok(kb.b.ins().fmul(x, iv))
-            })
+            let inv = Splat::new(kb, e, inv);
+            lane.in_place()
+                .map(kb, |kb, ty, x| Ok(kb.b.ins().fmul(x, inv.get(ty))))
         }
         RowOp::LogSoftmax => {
-            let m = lane.fold(kb, Bin::Max, |_, _, x| Ok(x))?;
+            let m = lane.fold(kb, Bin::MaxFast, |_, _, x| Ok(x))?;
+            let m = Splat::new(kb, e, m);
             let s = lane.fold(kb, Bin::Add, |kb, ty, x| {
-                let mv = splat_to(kb, ty, m);
-                let d = kb.b.ins().fsub(x, mv);
-                Ok(math::exp(kb, math, ty, d))
+                let d = kb.b.ins().fsub(x, m.get(ty));
+                Ok(math::exp_with(kb, math, ty, d, true))
             })?;
             let l = math::log(kb, math, st, s);
+            // (x - m) - log(sum): subtracting m first keeps the digits of x near m.
+            let l = Splat::new(kb, e, l);
             lane.map(kb, |kb, ty, x| {
-                let mv = splat_to(kb, ty, m);
-                let lv = splat_to(kb, ty, l);
-                let d = kb.b.ins().fsub(x, mv);
-                Ok(kb.b.ins().fsub(d, lv))
+                let d = kb.b.ins().fsub(x, m.get(ty));
+                Ok(kb.b.ins().fsub(d, l.get(ty)))
             })
         }
         RowOp::Hardmax => {
@@ -304,10 +324,8 @@ pub fn row_op(
             let is_zero = kb.b.ins().fcmp(FloatCC::Equal, norm, zero);
             let one = fconst(kb, st, 1.0);
             let safe = kb.b.ins().select(is_zero, one, norm);
-            lane.map(kb, |kb, ty, x| {
-                let nv = splat_to(kb, ty, safe);
-                Ok(kb.b.ins().fdiv(x, nv))
-            })
+            let safe = Splat::new(kb, e, safe);
+            lane.map(kb, |kb, ty, x| Ok(kb.b.ins().fdiv(x, safe.get(ty))))
         }
     }
 }

@@ -5,7 +5,7 @@ use kiln_ir::dtype::DType;
 use kiln_ir::graph::NodeId;
 use kiln_ir::ops::util::{axis, axis_incl};
 
-use super::{attr_axis, attr_int, bytes_of, code, int, int_indices, prod};
+use super::{attr_axis, attr_int, bytes_of, code, computable, int, int_indices, prod};
 use crate::cpu::lower::{Arg, Lowerer, Operand};
 use crate::error::TargetError;
 
@@ -152,12 +152,10 @@ pub fn one_hot(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     Ok(())
 }
 
-/// Compress with a constant condition is a gather at constant positions; with a condition
-/// known only at run time its output shape depends on data, which a static plan cannot hold.
+/// Compress with a constant condition is a gather at constant positions; with a run-time
+/// condition a helper picks the positions (the output size must be pinned).
 pub fn compress(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
-    let Some(cond) = lw.const_input(id, 1) else {
-        return super::select::data_dependent(lw, id);
-    };
+    let cond = lw.const_input(id, 1);
     let x = lw.input(id, 0)?;
     let ax = match lw.graph.node(id).attrs.get("axis") {
         Some(_) => {
@@ -174,6 +172,25 @@ pub fn compress(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
             },
             0,
         ),
+    };
+    let Some(cond) = cond else {
+        let c = lw.input(id, 1)?;
+        computable(lw, c.dtype)?;
+        let out = lw.output(id, 0);
+        let h = lw.helper("index_compress")?;
+        let args = vec![
+            data.ptr(),
+            c.ptr(),
+            out.ptr(),
+            code(lw, c.dtype)?,
+            Arg::Int(prod(&data.shape[..a])),
+            int(&data.shape[a]),
+            Arg::Int(bytes_of(&data, &prod(&data.shape[a + 1..]))),
+            Arg::Int(c.numel()),
+            int(&out.shape[a]),
+        ];
+        lw.emit(h, args);
+        return Ok(());
     };
     let picks: Vec<i64> = cond
         .to_bool()

@@ -1,5 +1,6 @@
 //! Indexing: the gathers and scatters, OneHot, TopK, Resize, GridSample, RoiAlign,
-//! MaxUnpool, AffineGrid, and Compress with a constant condition.
+//! MaxUnpool, AffineGrid, and selection by content (Compress, NonZero, Unique,
+//! NonMaxSuppression) when the graph pins its output sizes.
 //!
 //! Each op is one call of a runtime helper (`runtime/src/cpu/helpers/index/`), whose doc
 //! comment gives its argument slots; sizes stay symbolic. Indices are data: the helpers
@@ -37,9 +38,9 @@ pub const OPS: &[(&str, LowerFn)] = &[
     ("TensorScatter", scatter::tensor_scatter),
     ("MaxUnpool", scatter::max_unpool),
     ("TopK", select::top_k),
-    ("NonZero", select::data_dependent),
-    ("Unique", select::data_dependent),
-    ("NonMaxSuppression", select::data_dependent),
+    ("NonZero", select::non_zero),
+    ("Unique", select::unique),
+    ("NonMaxSuppression", select::non_max_suppression),
     ("Resize", sample::resize),
     ("GridSample", sample::grid_sample),
     ("AffineGrid", sample::affine_grid),

@@ -175,6 +175,7 @@ pub fn affine_grid(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
         out.ptr(),
         code(lw, theta.dtype)?,
         Arg::Bits(u64::from(align)),
+        Arg::Int(theta.numel()),
         int(&out.shape[0]),
         Arg::Bits(r as u64),
     ];

@@ -97,12 +97,12 @@ pub fn tensor_scatter(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
         return Err(lw.error("TensorScatter update does not fit the cache"));
     }
     let circular = choice(lw, id, "mode", "linear", &["linear", "circular"], &[])?;
-    let (wptr, wcode) = match &wi {
+    let (wptr, wcode, wlen) = match &wi {
         Some(w) => {
             int_indices(lw, w.dtype)?;
-            (w.ptr(), code(lw, w.dtype)?)
+            (w.ptr(), code(lw, w.dtype)?, Arg::Int(w.numel()))
         }
-        None => (Arg::Bits(0), Arg::Bits(0)),
+        None => (Arg::Bits(0), Arg::Bits(0), Arg::Bits(0)),
     };
     let out = lw.output(id, 0);
     let h = lw.helper("index_tensor_scatter")?;
@@ -118,6 +118,8 @@ pub fn tensor_scatter(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
         int(&u.shape[a]),
         Arg::Int(bytes_of(&c, &prod(&c.shape[a + 1..]))),
         Arg::Bits(circular),
+        Arg::Int(bytes_of(&u, &u.numel())),
+        wlen,
     ];
     lw.emit(h, args);
     Ok(())

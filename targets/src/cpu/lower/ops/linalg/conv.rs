@@ -250,6 +250,61 @@ pub fn qlinear_conv(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     Ok(())
 }
 
+/// DeformConv: inputs X, W, offset, B (optional), mask (optional).
+pub fn deform_conv(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let attrs = lw.graph.node(id).attrs.clone();
+    let (xt, wt) = (input_type(lw, id, 0)?, input_type(lw, id, 1)?);
+    if xt.shape.len() < 3 || wt.shape.len() != xt.shape.len() {
+        return Err(lw.error("DeformConv needs [N, C, spatial...] input and weight of equal rank"));
+    }
+    let kernel = kernel_dims(lw, &attrs, &wt.shape)?;
+    let win = Window::from_attrs(&attrs, kernel.clone()).map_err(|e| lw.error(e))?;
+    if win.auto_pad != AutoPad::NotSet {
+        return Err(lw.error("DeformConv has no auto_pad"));
+    }
+    let g = group(lw, &attrs)?;
+    let og = attrs.int_or("offset_group", 1).map_err(|e| lw.error(e))?;
+    if og < 1 {
+        return Err(lw.error(format!("offset_group {og} must be positive")));
+    }
+    let y = lw.output(id, 0);
+    let input = &xt.shape[2..];
+    let out = y.shape[2..].to_vec();
+    let (pb, pe) = forward_pads(&win, input, &out);
+    let (x, w, off) = (lw.input(id, 0)?, lw.input(id, 1)?, lw.input(id, 2)?);
+    let (bias, mask) = (lw.opt_input(id, 3), lw.opt_input(id, 4));
+    let callee = lw.helper("deform_conv")?;
+    let mut args = vec![
+        x.ptr(),
+        Arg::Bits(dtype_code(x.dtype)),
+        w.ptr(),
+        Arg::Bits(dtype_code(w.dtype)),
+        off.ptr(),
+        Arg::Bits(dtype_code(off.dtype)),
+    ];
+    args.extend(slots(&bias));
+    args.extend(slots(&mask));
+    args.extend([
+        y.ptr(),
+        Arg::Bits(g as u64),
+        Arg::Int(wt.shape[0].clone()),
+        Arg::Bits(og as u64),
+    ]);
+    let kd: Vec<Dim> = kernel.iter().map(|&k| Dim::from(k)).collect();
+    args.extend(geometry(
+        &xt.shape[0],
+        &xt.shape[1],
+        input,
+        &out,
+        &kd,
+        &win,
+        &pb,
+        &pe,
+    ));
+    lw.emit(callee, args);
+    Ok(())
+}
+
 /// CausalConvWithState: depthwise causal 1-D convolution with a carried state.
 pub fn causal_conv(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     let silu = match lw
@@ -540,5 +595,69 @@ mod tests {
                 1e-5,
             );
         }
+    }
+    #[test]
+    fn causal_qlinear_and_deform() {
+        check(
+            "graph @t(%x: f32[2, 3, seq], %w: f32[3, 1, 4], %b: f32[3], %p: f32[2, 3, 3]) -> (y: f32[2, 3, seq], s: f32[2, 3, 3]) {
+               %0, %1 = CausalConvWithState(%x, %w, %b, %p) {activation = \"silu\"} : f32[2, 3, seq], f32[2, 3, 3]
+               return %0, %1
+             }",
+            &[
+                floats(&[2, 3, 5], 1),
+                floats(&[3, 1, 4], 2),
+                floats(&[3], 3),
+                floats(&[2, 3, 3], 4),
+            ],
+            1e-5,
+            1e-6,
+        );
+        let x = Tensor::from_i64(
+            DType::U8,
+            vec![1, 2, 4, 4],
+            &(0..32).map(|v| v * 7 % 256).collect::<Vec<_>>(),
+        );
+        let w = Tensor::from_i64(
+            DType::I8,
+            vec![3, 2, 2, 2],
+            &(0..24).map(|v| v * 11 % 256 - 128).collect::<Vec<_>>(),
+        );
+        let f = |v: &[f32]| Tensor::from_f32s(vec![v.len()], v.to_vec()).unwrap();
+        let s = |v: f32| Tensor::from_f32s(vec![], vec![v]).unwrap();
+        check(
+            "graph @t(%x: u8[1, 2, 4, 4], %xs: f32[], %xz: u8[], %w: i8[3, 2, 2, 2], %ws: f32[3], %wz: i8[], %ys: f32[], %yz: u8[], %b: i32[3]) -> (y: u8[1, 3, 3, 3]) {
+               %0 = QLinearConv(%x, %xs, %xz, %w, %ws, %wz, %ys, %yz, %b) : u8[1, 3, 3, 3]
+               return %0
+             }",
+            &[
+                x,
+                s(0.05),
+                Tensor::from_i64(DType::U8, vec![], &[10]),
+                w,
+                f(&[0.01, 0.02, 0.005]),
+                Tensor::from_i64(DType::I8, vec![], &[0]),
+                s(0.3),
+                Tensor::from_i64(DType::U8, vec![], &[100]),
+                Tensor::from_i64(DType::I32, vec![3], &[-50, 0, 75]),
+            ],
+            0.0,
+            0.0,
+        );
+        let off = floats(&[1, 8, 2, 2], 5);
+        check(
+            "graph @t(%x: f32[1, 2, 3, 3], %w: f32[2, 2, 2, 2], %o: f32[1, 8, 2, 2], %b: f32[2], %m: f32[1, 4, 2, 2]) -> (y: f32[1, 2, 2, 2]) {
+               %0 = DeformConv(%x, %w, %o, %b, %m) : f32[1, 2, 2, 2]
+               return %0
+             }",
+            &[
+                floats(&[1, 2, 3, 3], 1),
+                floats(&[2, 2, 2, 2], 2),
+                off,
+                floats(&[2], 3),
+                floats(&[1, 4, 2, 2], 4),
+            ],
+            1e-5,
+            1e-6,
+        );
     }
 }

@@ -11,6 +11,7 @@ use kiln_ir::dtype::DType;
 use kiln_ir::graph::NodeId;
 use kiln_ir::Tensor;
 use kiln_runtime::cpu::gemm::PackedB;
+use kiln_runtime::cpu::helpers::gemm::MAX_LOOPS;
 
 use super::{
     bcast_strides, contiguous, dtype_code, emit_contract, has_input, input_type, prod, Mode, Term,
@@ -245,6 +246,9 @@ struct GemmCall {
 }
 
 fn emit_gemm(lw: &mut Lowerer, g: GemmCall) -> Result<(), TargetError> {
+    if g.loops.len() > MAX_LOOPS {
+        return Err(lw.unsupported(format!("a MatMul with {} batch loops", g.loops.len())));
+    }
     let callee = lw.helper(if g.packed {
         "gemm_f32_packed"
     } else {
@@ -475,20 +479,37 @@ pub fn gemm(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
         let c = lw.input(id, 2)?;
         let st = bcast_strides(&c.shape, &mn)
             .ok_or_else(|| lw.unsupported(format!("Gemm C {:?} broadcast to {mn:?}", c.shape)))?;
-        emit_contract(
-            lw,
-            &out,
-            &contiguous(&mn),
-            &mn,
-            Mode::Float,
-            beta,
-            false,
-            &[Term {
-                x: c,
-                strides: st,
-                zp: None,
-            }],
-        )?;
+        if c.dtype == DType::F32 && out.dtype == DType::F32 {
+            let callee = lw.helper("fill_f32")?;
+            let [rs, cs] = [st[0].clone(), st[1].clone()];
+            lw.emit(
+                callee,
+                vec![
+                    out.ptr(),
+                    c.ptr(),
+                    Arg::Int(m.clone()),
+                    Arg::Int(n.clone()),
+                    Arg::Int(rs),
+                    Arg::Int(cs),
+                    Arg::Bits(beta.to_bits()),
+                ],
+            );
+        } else {
+            emit_contract(
+                lw,
+                &out,
+                &contiguous(&mn),
+                &mn,
+                Mode::Float,
+                beta,
+                false,
+                &[Term {
+                    x: c,
+                    strides: st,
+                    zp: None,
+                }],
+            )?;
+        }
     }
     if ta.dtype != DType::F32 {
         if ta.dtype == DType::Bool {
@@ -896,6 +917,7 @@ mod tests {
             (&[4], &[4], &[]),
             (&[4], &[2, 4, 5], &[2, 5]),
             (&[2, 3, 4], &[4], &[2, 3]),
+            (&[5, 6, 37], &[5, 37, 1], &[5, 6, 1]),
         ];
         let fmt = |s: &[usize]| {
             s.iter()
@@ -1103,6 +1125,19 @@ mod tests {
             &[a, s(0.02), z(100), b, s(0.01), z(120), s(0.5), z(128)],
             0.0,
             0.0,
+        );
+    }
+
+    #[test]
+    fn determinants() {
+        check(
+            "graph @t(%x: f32[2, 3, 3]) -> (y: f32[2]) {
+               %0 = Det(%x) : f32[2]
+               return %0
+             }",
+            &[floats(&[2, 3, 3], 1)],
+            1e-5,
+            1e-6,
         );
     }
 

@@ -34,6 +34,7 @@ pub const OPS: &[(&str, LowerFn)] = &[
     ("ConvInteger", conv::conv_integer),
     ("ConvTranspose", conv::conv_transpose),
     ("QLinearConv", conv::qlinear_conv),
+    ("DeformConv", conv::deform_conv),
     ("CausalConvWithState", conv::causal_conv),
     ("Col2Im", pool::col2im),
     ("MaxUnpool", pool::max_unpool),

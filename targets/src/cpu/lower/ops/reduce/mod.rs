@@ -59,6 +59,7 @@ pub const OPS: &[(&str, LowerFn)] = &[
     ("BatchNormalization", normalize::lower_batch_norm),
     ("InstanceNormalization", normalize::lower_instance_norm),
     ("GroupNormalization", normalize::lower_group_norm),
+    ("MeanVarianceNormalization", normalize::lower_mvn),
     ("NegativeLogLikelihoodLoss", loss::lower_nll),
     ("SoftmaxCrossEntropyLoss", loss::lower_sce),
 ];
@@ -78,9 +79,15 @@ fn float_elem(lw: &Lowerer, op: &Operand) -> Result<Elem, TargetError> {
 
 /// The exp/log helpers, registered.
 fn math(lw: &mut Lowerer) -> Result<MathHelpers, TargetError> {
+    let fma = lw
+        .isa()
+        .isa_flags()
+        .iter()
+        .any(|f| f.name == "has_fma" && f.as_bool() == Some(true));
     Ok(MathHelpers {
         exp: lw.helper_index("exp")?,
         log: lw.helper_index("log")?,
+        fma,
     })
 }
 

@@ -374,9 +374,7 @@ pub fn lower_group_norm(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError>
 }
 
 pub fn lower_batch_norm(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
-    if int_attr(lw, id, "training_mode", 0)? != 0 {
-        return Err(lw.unsupported("training_mode = 1"));
-    }
+    let training = int_attr(lw, id, "training_mode", 0)? != 0;
     let x = lw.input(id, 0)?;
     let e = float_elem(lw, &x)?;
     let (nb, c, sp) = ncs(lw, &x)?;
@@ -384,17 +382,34 @@ pub fn lower_batch_norm(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError>
         .map(|i| channel_param(lw, id, i, &x, &c))
         .collect::<Result<_, _>>()?;
     let eps = float_attr(lw, id, "epsilon", 1e-5)?;
-    let key = format!("batch_norm_{}", x.dtype);
-    let k = lw.kernel(&key, |kb| norm::batch_norm(kb, e))?;
     let y = lw.output(id, 0);
     let mut args = vec![x.ptr(), y.ptr()];
     args.extend(params.iter().map(Operand::ptr));
-    args.extend([
-        Arg::Bits(eps.to_bits()),
-        Arg::Int(nb),
-        Arg::Int(c),
-        Arg::Int(sp),
-    ]);
+    args.push(Arg::Bits(eps.to_bits()));
+    if training {
+        let momentum = float_attr(lw, id, "momentum", 0.9)?;
+        let running = wanted(lw, id, 1) || wanted(lw, id, 2);
+        let key = format!("batch_norm_train_{}_{running}", x.dtype);
+        let k = lw.kernel(&key, |kb| norm::batch_norm_train(kb, e, running))?;
+        args.push(Arg::Bits(momentum.to_bits()));
+        args.extend([Arg::Int(nb), Arg::Int(c), Arg::Int(sp)]);
+        for i in 1..3 {
+            if running {
+                let o = lw.output(id, i);
+                if o.dtype != x.dtype {
+                    return Err(lw.unsupported(format!("running statistics of dtype {}", o.dtype)));
+                }
+                args.push(o.ptr());
+            } else {
+                args.push(zero());
+            }
+        }
+        lw.emit(k, args);
+        return Ok(());
+    }
+    let key = format!("batch_norm_{}", x.dtype);
+    let k = lw.kernel(&key, |kb| norm::batch_norm(kb, e))?;
+    args.extend([Arg::Int(nb), Arg::Int(c), Arg::Int(sp)]);
     lw.emit(k, args);
     // In inference mode the running statistics pass through.
     for i in 1..3 {
@@ -403,5 +418,46 @@ pub fn lower_batch_norm(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError>
             lw.alias_output(id, i, &src)?;
         }
     }
+    Ok(())
+}
+
+/// `MeanVarianceNormalization` over its `axes` (default `[0, 2, 3]`).
+pub fn lower_mvn(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let x = lw.input(id, 0)?;
+    let e = float_elem(lw, &x)?;
+    let rank = x.shape.len();
+    let axes = lw
+        .graph
+        .node(id)
+        .attrs
+        .ints("axes")
+        .map_err(|err| attr_err(lw, err))?
+        .unwrap_or_else(|| vec![0, 2, 3]);
+    let mut mask = vec![false; rank];
+    for &a in &axes {
+        let n = norm_axis(lw, a, rank)?;
+        if mask[n] {
+            return Err(lw.error(format!("axis {a} appears twice in {axes:?}")));
+        }
+        mask[n] = true;
+    }
+    let groups = super::reduce_groups(&x.shape, &mask);
+    let pattern: Vec<bool> = groups.iter().map(|g| g.1).collect();
+    let stats = product(
+        &groups
+            .iter()
+            .filter(|g| !g.1)
+            .map(|g| g.0.clone())
+            .collect::<Vec<_>>(),
+    );
+    let pat: String = pattern.iter().map(|&r| if r { 'R' } else { 'K' }).collect();
+    let key = format!("mvn_{}_{pat}", x.dtype);
+    let k = lw.kernel(&key, |kb| norm::mvn(kb, e, &pattern))?;
+    let mean = lw.scratch("mean", x.dtype, vec![stats.clone()]);
+    let sd = lw.scratch("std", x.dtype, vec![stats]);
+    let y = lw.output(id, 0);
+    let mut args = vec![x.ptr(), y.ptr(), mean.ptr(), sd.ptr()];
+    args.extend(groups.into_iter().map(|g| Arg::Int(g.0)));
+    lw.emit(k, args);
     Ok(())
 }

@@ -76,7 +76,7 @@ fn every_reduction_f32_over_every_axis_set() {
         for axes in AXES {
             for keep in [false, true] {
                 let g = reduce_graph(op, "f32", &["3", "5", "9"], axes, keep);
-                check(&g, &[x.clone()], 1e-5, 1e-6);
+                check(&g, std::slice::from_ref(&x), 1e-5, 1e-6);
             }
         }
     }
@@ -88,7 +88,7 @@ fn reductions_f64_and_non_adjacent_axes() {
     for op in ALL_REDUCE {
         for axes in [&[0i64, 2][..], &[1, 3], &[0, 3], &[3]] {
             let g = reduce_graph(op, "f64", &["2", "3", "4", "5"], axes, true);
-            check(&g, &[x.clone()], 1e-12, 1e-12);
+            check(&g, std::slice::from_ref(&x), 1e-12, 1e-12);
         }
     }
 }
@@ -107,7 +107,7 @@ fn integer_reductions_are_exact() {
         ] {
             for axes in [&[1i64][..], &[0, 2], &[2]] {
                 let g = reduce_graph(op, name, &["4", "3", "5"], axes, false);
-                check(&g, &[x.clone()], 0.0, 0.0);
+                check(&g, std::slice::from_ref(&x), 0.0, 0.0);
             }
         }
     }
@@ -141,7 +141,7 @@ fn empty_axes_noop_size_one_axes_and_empty_tensors() {
            %1 = ReduceSum(%x, %0) {noop_with_empty_axes = 1} : f32[3, 4]
            return %1
          }",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         0.0,
         0.0,
     );
@@ -178,7 +178,7 @@ fn nan_and_infinity_propagate() {
     for op in ["ReduceMax", "ReduceMin", "ReduceLogSumExp", "ReduceSum"] {
         for axes in [&[0i64][..], &[1]] {
             let g = reduce_graph(op, "f32", &["2", "4"], axes, true);
-            check(&g, &[x.clone()], 1e-6, 0.0);
+            check(&g, std::slice::from_ref(&x), 1e-6, 0.0);
         }
     }
 }
@@ -224,7 +224,7 @@ fn softmax_of_masked_rows() {
     for op in ["Softmax", "LogSoftmax"] {
         check(
             &unary(op, "{axis = -1}", "f32", &["2", "4"]),
-            &[x.clone()],
+            std::slice::from_ref(&x),
             1e-6,
             1e-7,
         );
@@ -236,13 +236,13 @@ fn hardmax_ties_and_lp_norms() {
     let x = Tensor::from_f32s(vec![2, 3], vec![1.0, 5.0, 5.0, 0.0, 0.0, 0.0]).unwrap();
     check(
         &unary("Hardmax", "{axis = 1}", "f32", &["2", "3"]),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         0.0,
         0.0,
     );
     check(
         &unary("Hardmax", "{axis = 0}", "f32", &["2", "3"]),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         0.0,
         0.0,
     );
@@ -254,7 +254,7 @@ fn hardmax_ties_and_lp_norms() {
                 "f32",
                 &["2", "3"],
             );
-            check(&g, &[x.clone()], 1e-6, 0.0);
+            check(&g, std::slice::from_ref(&x), 1e-6, 0.0);
             let g = unary(
                 "LpNormalization",
                 &format!("{{axis = {axis}, p = {p}}}"),
@@ -317,7 +317,7 @@ fn argmax_argmin_ties_nan_and_axes() {
             for keep in [false, true] {
                 for last in [false, true] {
                     let g = arg_graph(op, "f32", &["2", "2", "3"], axis, keep, last);
-                    check(&g, &[ties.clone()], 0.0, 0.0);
+                    check(&g, std::slice::from_ref(&ties), 0.0, 0.0);
                 }
             }
             let xi = values(&[3, 4, 5], 14, DType::I32, |v| (v * 3.0).round());
@@ -523,6 +523,102 @@ fn losses() {
            return %0, %1
          }",
         &[x2, t2],
+        1e-5,
+        1e-6,
+    );
+}
+
+/// Timing of MiniLM's row ops (`cargo test --release -p kiln-targets minilm_rows -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn minilm_rows_timing() {
+    use crate::cpu::codegen::isa::CpuFeatures;
+    use crate::cpu::testing::{graph, load, run};
+    let cases = [
+        (
+            "graph @t(%x: f32[1, 12, 128, 128]) -> (y: f32[1, 12, 128, 128]) {
+               %0 = Identity(%x) : f32[1, 12, 128, 128]
+               return %0
+             }",
+            vec![floats(&[1, 12, 128, 128], 4)],
+        ),
+        (
+            "graph @t(%x: f32[1, 128, 384], %g: f32[384], %b: f32[384]) -> (y: f32[1, 128, 384]) {
+               %0, %1, %2 = LayerNormalization(%x, %g, %b) {axis = -1, epsilon = 1e-12} : f32[1, 128, 384], f32[1, 128, 1], f32[1, 128, 1]
+               return %0
+             }",
+            vec![floats(&[1, 128, 384], 1), floats(&[384], 2), floats(&[384], 3)],
+        ),
+        (
+            "graph @t(%x: f32[1, 12, 128, 128]) -> (y: f32[1, 12, 128, 128]) {
+               %0 = Softmax(%x) {axis = -1} : f32[1, 12, 128, 128]
+               return %0
+             }",
+            vec![floats(&[1, 12, 128, 128], 4)],
+        ),
+        (
+            "graph @t(%x: f32[1, 12, 128, 128]) -> (y: f32[1, 12, 128, 128]) {
+               %0 = LpNormalization(%x) {axis = -1, p = 1} : f32[1, 12, 128, 128]
+               return %0
+             }",
+            vec![floats(&[1, 12, 128, 128], 4)],
+        ),
+    ];
+    for (text, inputs) in cases {
+        let m = load(&graph(text), CpuFeatures::host()).unwrap();
+        run(&m, &inputs);
+        let rt: Vec<_> = inputs
+            .iter()
+            .map(|t| {
+                let e = kiln_runtime::ElemType::from_name(t.dtype().name()).unwrap();
+                kiln_runtime::Tensor::from_bytes(e, t.shape(), &t.to_le_bytes()).unwrap()
+            })
+            .collect();
+        let mut best = std::time::Duration::MAX;
+        for _ in 0..300 {
+            let t = std::time::Instant::now();
+            m.run(&rt).unwrap();
+            best = best.min(t.elapsed());
+        }
+        println!("{best:?} per run (best of 300)");
+    }
+}
+
+#[test]
+fn batch_norm_training_mode() {
+    let x = floats(&[3, 4, 2, 5], 40);
+    let sc = floats(&[4], 41);
+    let bi = floats(&[4], 42);
+    let var = values(&[4], 43, DType::F32, |v| v.abs() + 0.1);
+    check(
+        "graph @t(%x: f32[3, 4, 2, 5], %s: f32[4], %b: f32[4], %m: f32[4], %v: f32[4]) -> (y: f32[3, 4, 2, 5], rm: f32[4], rv: f32[4]) {
+           %0, %1, %2 = BatchNormalization(%x, %s, %b, %m, %v) {epsilon = 1e-5, momentum = 0.8, training_mode = 1} : f32[3, 4, 2, 5], f32[4], f32[4]
+           return %0, %1, %2
+         }",
+        &[x, sc, bi.clone(), bi, var],
+        1e-5,
+        1e-6,
+    );
+}
+
+#[test]
+fn mean_variance_normalization() {
+    let x = floats(&[3, 4, 2, 5], 44);
+    check(
+        "graph @t(%x: f32[3, 4, 2, 5]) -> (y: f32[3, 4, 2, 5]) {
+           %0 = MeanVarianceNormalization(%x) : f32[3, 4, 2, 5]
+           return %0
+         }",
+        std::slice::from_ref(&x),
+        1e-5,
+        1e-6,
+    );
+    check(
+        "graph @t(%x: f32[3, 4, 2, 5]) -> (y: f32[3, 4, 2, 5]) {
+           %0 = MeanVarianceNormalization(%x) {axes = [1, 3]} : f32[3, 4, 2, 5]
+           return %0
+         }",
+        &[x],
         1e-5,
         1e-6,
     );

@@ -16,7 +16,7 @@ use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
 use super::math::{self, select_f, MathHelpers};
-use super::{fconst, hfold, int_to_float, nest, Bin, Elem};
+use super::{fconst, hfold, int_to_float, nest, pin, Bin, Elem};
 use crate::cpu::codegen::kernel::KernelBuilder;
 use crate::error::TargetError;
 
@@ -210,26 +210,41 @@ pub fn reduce(
                 };
                 let init = pass.op.identity(kb, e, st);
                 let acc_s = var(kb, st, init);
+                // Four vector accumulators hide the fold's latency.
                 let acc_v = match e.vector() {
                     Some(vt) => {
                         let init = pass.op.identity(kb, e, vt);
-                        Some((vt, var(kb, vt, init)))
+                        let accs: Vec<_> = (0..4).map(|_| var(kb, vt, init)).collect();
+                        Some((vt, accs))
                     }
                     None => None,
                 };
                 nest(kb, &red, base, &mut |kb, rb| {
                     let row = kb.addr(src, rb, size);
+                    let row = pin(kb, row);
                     let z = kb.iconst(0);
-                    let rest = match acc_v {
-                        Some((vt, av)) => kb.for_chunks(z, len, e.lanes(), |kb, i| {
-                            let a = kb.addr(row, i, size);
-                            let x = e.load(kb, vt, a);
-                            let x = ctx.pre(kb, vt, pass.pre, x, shift_v)?;
-                            let acc = kb.b.use_var(av);
-                            let acc = pass.op.apply(kb, e, acc, x);
-                            kb.b.def_var(av, acc);
-                            Ok(())
-                        })?,
+                    let rest = match &acc_v {
+                        Some((vt, accs)) => {
+                            let vt = *vt;
+                            let lanes = e.lanes();
+                            let one = |kb: &mut KernelBuilder, i: Value, k: usize| {
+                                let a = kb.addr(row, i, size);
+                                let a = kb.b.ins().iadd_imm_s(a, k as i64 * lanes * size);
+                                let x = e.load(kb, vt, a);
+                                let x = ctx.pre(kb, vt, pass.pre, x, shift_v)?;
+                                let acc = kb.b.use_var(accs[k]);
+                                let acc = pass.op.apply(kb, e, acc, x);
+                                kb.b.def_var(accs[k], acc);
+                                Ok::<(), TargetError>(())
+                            };
+                            let r = kb.for_chunks(z, len, 4 * lanes, |kb, i| {
+                                for k in 0..4 {
+                                    one(kb, i, k)?;
+                                }
+                                Ok(())
+                            })?;
+                            kb.for_chunks(r, len, lanes, |kb, i| one(kb, i, 0))?
+                        }
                         None => z,
                     };
                     kb.for_range(rest, len, 1, |kb, i| {
@@ -243,8 +258,12 @@ pub fn reduce(
                     })
                 })?;
                 let mut r = kb.b.use_var(acc_s);
-                if let Some((_, av)) = acc_v {
-                    let v = kb.b.use_var(av);
+                if let Some((_, accs)) = &acc_v {
+                    let mut v = kb.b.use_var(accs[0]);
+                    for &acc in &accs[1..] {
+                        let w = kb.b.use_var(acc);
+                        v = pass.op.apply(kb, e, v, w);
+                    }
                     let h = hfold(kb, e, pass.op, v);
                     r = pass.op.apply(kb, e, h, r);
                 }

@@ -1,1 +1,0 @@
-//! Elementwise kernels: an expression over broadcast operands, f32x4 where the innermost dim allows.
