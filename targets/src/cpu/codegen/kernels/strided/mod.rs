@@ -363,9 +363,13 @@ fn transpose_regs(kb: &mut KernelBuilder, rows: Vec<Value>, esize: usize) -> Vec
     cols
 }
 
+/// Elements of a cache block side (256 bytes): blocks of tiles keep both the source and the
+/// destination lines they touch in L1.
+const BLOCK_BYTES: i64 = 256;
+
 /// The transpose of two dims: `dst[a*dsa + b*esize] = src[a*esize + b*ssb]` for `a < na`,
-/// `b < nb`. Full tiles of t x t elements (t = 16 / esize) go through registers, the edges
-/// element by element.
+/// `b < nb`. Full tiles of t x t elements (t = 16 / esize) go through registers, in blocks
+/// of 256 x 256 bytes; the edges element by element.
 #[allow(clippy::too_many_arguments)]
 fn transpose_tile(
     kb: &mut KernelBuilder,
@@ -378,57 +382,67 @@ fn transpose_tile(
     esize: usize,
 ) -> Result<(), TargetError> {
     let t = (16 / esize) as i64;
-    let ty = elem_type(esize);
+    let blk = BLOCK_BYTES / esize as i64;
+    let es = esize as i64;
+    // Negative extents (empty views) copy nothing.
     let zero = kb.iconst(0);
-    let a_rest = kb.for_chunks(zero, na, t, |kb, a| {
-        let s_a = kb.addr(src, a, esize as i64);
-        let d_a = madd(kb, dst, a, dsa);
+    let na = kb.b.ins().smax(na, zero);
+    let nb = kb.b.ins().smax(nb, zero);
+    // The extents of the full tiles.
+    let na_t = kb.b.ins().band_imm_s(na, -t);
+    let nb_t = kb.b.ins().band_imm_s(nb, -t);
+    let zero = kb.iconst(0);
+    kb.for_range(zero, nb_t, blk, |kb, b0| {
+        let b_end = kb.b.ins().iadd_imm_s(b0, blk);
+        let b1 = kb.b.ins().smin(b_end, nb_t);
         let zero = kb.iconst(0);
-        let b_rest = kb.for_chunks(zero, nb, t, |kb, b| {
-            let s = madd(kb, s_a, b, ssb);
-            let d = kb.addr(d_a, b, esize as i64);
-            // Row r: elements a..a+t of source column b+r.
-            let mut rows = Vec::with_capacity(t as usize);
-            let mut p = s;
-            for r in 0..t {
-                if r > 0 {
-                    p = kb.b.ins().iadd(p, ssb);
-                }
-                rows.push(kb.b.ins().load(types::I8X16, mem(), p, 0));
-            }
-            let cols = transpose_regs(kb, rows, esize);
-            let mut q = d;
-            for (k, c) in cols.into_iter().enumerate() {
-                if k > 0 {
-                    q = kb.b.ins().iadd(q, dsa);
-                }
-                kb.b.ins().store(mem(), c, q, 0);
-            }
-            Ok(())
-        })?;
-        // Columns past the last full tile, for the t rows of this tile.
-        kb.for_range(b_rest, nb, 1, |kb, b| {
-            let s = madd(kb, s_a, b, ssb);
-            let d = kb.addr(d_a, b, esize as i64);
-            for r in 0..t {
-                let v = kb.b.ins().load(ty, mem(), s, (r as usize * esize) as i32);
-                let q = if r == 0 {
-                    d
-                } else {
-                    let o = kb.b.ins().imul_imm_s(dsa, r);
-                    kb.b.ins().iadd(d, o)
-                };
-                kb.b.ins().store(mem(), v, q, 0);
-            }
-            Ok(())
+        kb.for_range(zero, na_t, blk, |kb, a0| {
+            let a_end = kb.b.ins().iadd_imm_s(a0, blk);
+            let a1 = kb.b.ins().smin(a_end, na_t);
+            kb.for_range(a0, a1, t, |kb, a| {
+                let s_a = kb.addr(src, a, es);
+                let d_a = madd(kb, dst, a, dsa);
+                kb.for_range(b0, b1, t, |kb, b| {
+                    let s = madd(kb, s_a, b, ssb);
+                    let d = kb.addr(d_a, b, es);
+                    // Row r: elements a..a+t of source column b+r.
+                    let mut rows = Vec::with_capacity(t as usize);
+                    let mut p = s;
+                    for r in 0..t {
+                        if r > 0 {
+                            p = kb.b.ins().iadd(p, ssb);
+                        }
+                        rows.push(kb.b.ins().load(types::I8X16, mem(), p, 0));
+                    }
+                    let cols = transpose_regs(kb, rows, esize);
+                    let mut q = d;
+                    for (k, c) in cols.into_iter().enumerate() {
+                        if k > 0 {
+                            q = kb.b.ins().iadd(q, dsa);
+                        }
+                        kb.b.ins().store(mem(), c, q, 0);
+                    }
+                    Ok(())
+                })
+            })
         })
     })?;
-    // Rows past the last full tile.
-    kb.for_range(a_rest, na, 1, |kb, a| {
-        let s_a = kb.addr(src, a, esize as i64);
+    let es_v = kb.iconst(es);
+    // Columns past the last full tile, for the rows of full tiles.
+    let rest_b = kb.b.ins().isub(nb, nb_t);
+    let zero = kb.iconst(0);
+    kb.for_range(zero, na_t, 1, |kb, a| {
+        let s_a = kb.addr(src, a, es);
+        let s = madd(kb, s_a, nb_t, ssb);
         let d_a = madd(kb, dst, a, dsa);
-        let es = kb.iconst(esize as i64);
-        gather_row(kb, s_a, d_a, nb, ssb, es, esize)
+        let d = kb.addr(d_a, nb_t, es);
+        gather_row(kb, s, d, rest_b, ssb, es_v, esize)
+    })?;
+    // Rows past the last full tile.
+    kb.for_range(na_t, na, 1, |kb, a| {
+        let s_a = kb.addr(src, a, es);
+        let d_a = madd(kb, dst, a, dsa);
+        gather_row(kb, s_a, d_a, nb, ssb, es_v, esize)
     })
 }
 

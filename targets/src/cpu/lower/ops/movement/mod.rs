@@ -143,23 +143,20 @@ pub(super) fn copy(
         axes.push(Axis::new(&c(1), &c(1), &c(1)));
     }
     let last = axes.len() - 1;
-    let (one, zero) = (Some(1), Some(0));
+    let one = Some(1);
     let (ss, ds) = (axes[last].ss.as_const(), axes[last].ds.as_const());
-    let inner = if ss == one && ds == one {
-        Inner::Contig
-    } else if ss == zero && ds == one {
-        Inner::Bcast
-    } else if let (true, true, Some(j)) = (
-        ds == one,
-        ss != zero,
-        axes[..last].iter().rposition(|a| a.ss.as_const() == one),
-    ) {
-        // The dim contiguous in the source goes second to last: loop order is free.
-        let a = axes.remove(j);
-        axes.insert(axes.len() - 1, a);
-        Inner::Transpose
-    } else {
-        Inner::Gather
+    // A dim contiguous in the source other than the last: a transpose.
+    let src_contig = axes[..last].iter().rposition(|a| a.ss.as_const() == one);
+    let inner = match (ss, ds, src_contig) {
+        (Some(1), Some(1), _) => Inner::Contig,
+        (Some(0), Some(1), _) => Inner::Bcast,
+        (_, Some(1), Some(j)) => {
+            // That dim goes second to last (loop order is free).
+            let a = axes.remove(j);
+            axes.insert(axes.len() - 1, a);
+            Inner::Transpose
+        }
+        _ => Inner::Gather,
     };
     let rank = axes.len();
     let key = strided::copy_key(rank, esize, inner);
