@@ -532,9 +532,7 @@ fn bit_casts_and_inference_dropout() {
     );
 }
 
-/// Ignored while the elementwise family's Dropout (inference only) is the one dispatched.
 #[test]
-#[ignore = "the elementwise family also lowers Dropout and is dispatched first"]
 fn training_dropout_draws_as_the_reference() {
     for (t, r) in [(true, 0.3f32), (false, 0.3), (true, 0.0), (true, 0.75)] {
         run(
