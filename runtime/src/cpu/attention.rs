@@ -338,7 +338,7 @@ const KT: usize = 128;
 /// Work items with at most this many rows use dot products instead of GEMM calls.
 const SMALL_ROWS: usize = 8;
 /// Query rows (query heads of a group x queries) per work item, at most.
-const QROWS: usize = 64;
+const QROWS: usize = 128;
 
 impl Attention {
     fn total(&self) -> usize {
@@ -692,29 +692,78 @@ mod x512 {
             let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
             let mut c = x.chunks_exact(16);
             for ch in &mut c {
-                m = _mm512_max_ps(m, _mm512_loadu_ps(ch.as_ptr()));
+                // A NaN lane in the first operand yields the second: NaNs are skipped.
+                m = _mm512_max_ps(_mm512_loadu_ps(ch.as_ptr()), m);
             }
             let r = c.remainder();
             if !r.is_empty() {
                 let t = _mm512_mask_loadu_ps(m, lanes(r.len()), r.as_ptr());
-                m = _mm512_max_ps(m, t);
+                m = _mm512_max_ps(t, m);
             }
             _mm512_reduce_max_ps(m)
         }
     }
 
-    /// `exp(x)` of sixteen lanes (see `fast_exp`).
+    /// Masked logits and their largest: `x[j] += mask[j]` for `j < inside` (no mask: `x`
+    /// as is), `x[j] = -inf` outside `[a, z)` or past `inside`; returns the largest.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `mask` (if not null) holds `inside.min(x.len())` floats.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub unsafe fn mask_max(
+        x: &mut [f32],
+        mask: *const f32,
+        inside: usize,
+        a: usize,
+        z: usize,
+    ) -> f32 {
+        let n = x.len();
+        let (a, z) = (a.min(n), z.min(n).min(inside));
+        let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mut m = ninf;
+        let mut j = 0;
+        // SAFETY: vectors (masked past n) inside x; mask reads masked to j < z <= inside.
+        unsafe {
+            while j < n {
+                let k = if n - j >= 16 { 0xffff } else { lanes(n - j) };
+                // Lanes j.. inside [a, z).
+                let lo = if a > j {
+                    !lanes((a - j).min(16))
+                } else {
+                    0xffff
+                };
+                let hi = if z >= j + 16 {
+                    0xffff
+                } else if z > j {
+                    lanes(z - j)
+                } else {
+                    0
+                };
+                let live = k & lo & hi;
+                let mut v = _mm512_maskz_loadu_ps(k, x.as_ptr().add(j));
+                if !mask.is_null() {
+                    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(live, mask.add(j)));
+                }
+                let v = _mm512_mask_blend_ps(live, ninf, v);
+                _mm512_mask_storeu_ps(x.as_mut_ptr().add(j), k, v);
+                m = _mm512_max_ps(v, m);
+                j += 16;
+            }
+            _mm512_reduce_max_ps(m)
+        }
+    }
+
+    /// `exp(x)` of sixteen lanes for `x <= 0` (see `fast_exp`): 0 below -87 (no
+    /// subnormals), NaN stays NaN. Lanes below -87 (down to `-inf`) may compute garbage in
+    /// the polynomial; the final scale zeroes them, so no clamp is needed.
     #[target_feature(enable = "avx512f")]
     #[inline]
     fn exp16(x: __m512) -> __m512 {
-        let xc = _mm512_min_ps(
-            _mm512_max_ps(x, _mm512_set1_ps(-87.0)),
-            _mm512_set1_ps(88.0),
-        );
         let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm512_mul_ps(xc, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
         );
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), xc);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
         let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
         let mut p = _mm512_set1_ps(1.987_569_1e-4);
         for k in [
@@ -731,12 +780,9 @@ mod x512 {
             r,
             _mm512_add_ps(r, _mm512_set1_ps(1.0)),
         );
-        let v = _mm512_scalef_ps(y, n);
-        // Below -87: 0 (no subnormals); NaN stays NaN.
-        let low = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_set1_ps(-87.0));
-        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
-        let v = _mm512_mask_blend_ps(low, v, _mm512_setzero_ps());
-        _mm512_mask_blend_ps(nan, v, x)
+        // Kept: not below -87 (NaN compares unordered, so it is kept and propagates).
+        let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(-87.0));
+        _mm512_maskz_scalef_ps(keep, y, n)
     }
 
     /// `x[i] = exp(x[i] - m)`; returns the sum.
@@ -1035,11 +1081,19 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
             let row = at.len();
             at.push((h, i));
             let qr = &mut q[row * dk..(row + 1) * dk];
-            // SAFETY: (b, h, i) is inside q's extent.
-            unsafe { load(p.q.elem, p.q.row(b, h, i), qr) };
-            if prescale {
-                for x in qr.iter_mut() {
-                    *x *= p.scale;
+            let src = p.q.row(b, h, i);
+            if prescale && p.q.elem == Elem::F32 {
+                for (d, o) in qr.iter_mut().enumerate() {
+                    // SAFETY: row (b, h, i) of q holds dk floats (maybe unaligned).
+                    *o = unsafe { (src as *const f32).add(d).read_unaligned() } * p.scale;
+                }
+            } else {
+                // SAFETY: (b, h, i) is inside q's extent.
+                unsafe { load(p.q.elem, src, qr) };
+                if prescale {
+                    for x in qr.iter_mut() {
+                        *x *= p.scale;
+                    }
                 }
             }
             (lo[row], hi[row]) = p.range(b, i);
@@ -1064,9 +1118,19 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
         let z = (0..nrows).filter(|&x| live(x)).map(|x| hi[x]).max();
         (a.unwrap_or(0), z.unwrap_or(0))
     };
-    // Conversion buffers (kbuf, vbuf) are sized when a tile cannot be read in place.
-    reset(s, nrows * KT, 0f32);
+    // Conversion buffers (kbuf, vbuf) are sized when a tile cannot be read in place; the
+    // score tile is written before it is read.
+    if s.len() < nrows * KT {
+        s.resize(nrows * KT, 0f32);
+    }
     reset(tmp, KT, 0f32);
+    // The common case takes one pass for the logits and their maximum: scale already in q,
+    // no softcap or score output, at most one f32 mask with contiguous keys.
+    let fast_mask: Option<Option<&Mask>> = match (&p.masks, prescale) {
+        ([None, None], true) => Some(None),
+        ([Some(mk), None], true) if mk.elem == Elem::F32 && mk.strides[3] == 1 => Some(Some(mk)),
+        _ => None,
+    };
     let mut j0 = jlo;
     while j0 < jhi {
         let j1 = (j0 + KT).min(jhi);
@@ -1108,19 +1172,39 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
                 continue;
             }
             let (h, i) = at[row];
-            if !prescale {
-                for x in sr.iter_mut() {
-                    *x *= p.scale;
+            let tmax = match fast_mask {
+                // SAFETY: X512 (the caller's promise); the mask row holds its keys j0..inside.
+                #[cfg(target_arch = "x86_64")]
+                Some(mask) if X512 => unsafe {
+                    let (ptr, inside) = match mask {
+                        Some(mk) => {
+                            let off = b as isize * mk.strides[0]
+                                + h as isize * mk.strides[1]
+                                + i as isize * mk.strides[2]
+                                + j0 as isize;
+                            let inside = mk.cols.saturating_sub(j0);
+                            ((mk.addr as *const f32).offset(off), inside)
+                        }
+                        None => (std::ptr::null(), kt),
+                    };
+                    let (a, z) = (rlo.saturating_sub(j0), rhi.saturating_sub(j0));
+                    x512::mask_max(sr, ptr, inside, a, z)
+                },
+                _ => {
+                    if !prescale {
+                        for x in sr.iter_mut() {
+                            *x *= p.scale;
+                        }
+                    }
+                    // SAFETY: (b, h, i) and keys j0..j1 are inside the views and masks.
+                    unsafe { scores(p, b, h, i, j0, sr, rlo, rhi, tmp) };
+                    if !full.is_empty() {
+                        full[row * total + j0..row * total + j1].copy_from_slice(sr);
+                    }
+                    // SAFETY: X512 only with AVX-512F (the caller's promise).
+                    unsafe { row_max::<X512>(sr) }
                 }
-            }
-            // SAFETY: (b, h, i) and keys j0..j1 are inside the views and masks.
-            unsafe { scores(p, b, h, i, j0, sr, rlo, rhi, tmp) };
-            if !full.is_empty() {
-                full[row * total + j0..row * total + j1].copy_from_slice(sr);
-            }
-            // Online softmax over this tile.
-            // SAFETY: X512 only with AVX-512F (the caller's promise).
-            let tmax = unsafe { row_max::<X512>(sr) };
+            };
             let m_old = m[row];
             let m_new = m_old.max(tmax);
             if m_new == f32::NEG_INFINITY {
@@ -1557,6 +1641,137 @@ mod tests {
         }
     }
 
+    /// The one-pass logits (scale in q, one f32 mask with contiguous keys) against the
+    /// general path (taken when a score output is asked for) and an f64 reference: a mask
+    /// per query row with `-inf`, `-1e9` and NaN-free padding, a fully masked row (zeros),
+    /// causal ranges, key tiles past the mask's columns.
+    #[test]
+    fn one_pass_logits_match_the_general_path() {
+        let (h, s, t, d) = (3, 37, 150, 32);
+        let f = |n: usize, m: f32| {
+            (0..n)
+                .map(|i| ((i as f32 + 1.0) * m).sin())
+                .collect::<Vec<f32>>()
+        };
+        let (q, k, v) = (f(h * s * d, 0.37), f(h * t * d, 0.91), f(h * t * d, 1.3));
+        // Mask [s, cols]: cols < t, so keys past it count as masked.
+        let cols = 140;
+        let mut mask = f(s * cols, 0.05);
+        for i in 0..s {
+            for j in 0..cols {
+                if (i + j) % 11 == 0 {
+                    mask[i * cols + j] = f32::NEG_INFINITY;
+                } else if j > 120 {
+                    mask[i * cols + j] = -1e9;
+                }
+            }
+        }
+        mask[5 * cols..6 * cols].fill(f32::NEG_INFINITY);
+        let view = |p: *const f32, rows: usize| View {
+            addr: p as usize,
+            elem: Elem::F32,
+            strides: [0, (rows * d) as isize, d as isize],
+        };
+        let seg = |p: *const f32, len: usize| Segment {
+            view: view(p, t),
+            len,
+        };
+        let mut out = vec![0f32; h * s * d];
+        let mut p = Attention {
+            batch: 1,
+            q_heads: h,
+            kv_heads: h,
+            q_len: s,
+            dk: d,
+            dv: d,
+            q: view(q.as_ptr(), s),
+            k: [seg(k.as_ptr(), 0), seg(k.as_ptr(), t)],
+            v: [seg(v.as_ptr(), 0), seg(v.as_ptr(), t)],
+            out: view(out.as_mut_ptr(), s),
+            scale: 0.3,
+            softcap: 0.0,
+            causal: true,
+            left: None,
+            right: None,
+            window_from_end: false,
+            kv_len: vec![],
+            q_pos: vec![(t - s) as i64],
+            masks: [
+                Some(Mask {
+                    addr: mask.as_ptr() as usize,
+                    elem: Elem::F32,
+                    strides: [0, 0, cols as isize, 1],
+                    cols,
+                }),
+                None,
+            ],
+            sinks: None,
+            smooth: false,
+            qk: None,
+        };
+        // SAFETY: all views describe the vectors above.
+        unsafe { attention(Kernel::detect(), &p) };
+        let fast = out.clone();
+        let mut scores = vec![0f32; h * s * t];
+        p.qk = Some(QkOut {
+            view: View {
+                addr: scores.as_mut_ptr() as usize,
+                elem: Elem::F32,
+                strides: [0, (s * t) as isize, t as isize],
+            },
+            cols: t,
+            mode: QkMode::Raw,
+            all_keys: true,
+        });
+        // SAFETY: as above, the score output too.
+        unsafe { attention(Kernel::detect(), &p) };
+        for hh in 0..h {
+            for i in 0..s {
+                let row = (hh * s + i) * d;
+                let pos = t - s + i;
+                let l: Vec<f64> = (0..t)
+                    .map(|j| {
+                        let m = if j < cols {
+                            mask[i * cols + j] as f64
+                        } else {
+                            f64::NEG_INFINITY
+                        };
+                        if j > pos || m == f64::NEG_INFINITY {
+                            return f64::NEG_INFINITY;
+                        }
+                        let dot: f64 = (0..d)
+                            .map(|x| q[row + x] as f64 * k[(hh * t + j) * d + x] as f64)
+                            .sum();
+                        0.3 * dot + m
+                    })
+                    .collect();
+                let mx = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                for x in 0..d {
+                    let want = if mx == f64::NEG_INFINITY {
+                        0.0
+                    } else {
+                        let den: f64 = l.iter().map(|&z| (z - mx).exp()).sum();
+                        (0..t)
+                            .map(|j| (l[j] - mx).exp() / den * v[(hh * t + j) * d + x] as f64)
+                            .sum()
+                    };
+                    let (a, b) = (fast[row + x], out[row + x]);
+                    assert!(
+                        (a as f64 - want).abs() < 2e-5,
+                        "h{hh} i{i} x{x}: {a} vs {want}"
+                    );
+                    assert!(
+                        (a - b).abs() < 2e-6,
+                        "h{hh} i{i} x{x}: one pass {a}, general {b}"
+                    );
+                }
+                if i == 5 {
+                    assert!(fast[row..row + d].iter().all(|&x| x == 0.0), "masked row");
+                }
+            }
+        }
+    }
+
     /// The same call on pools of 1 and 3 threads gives the same bits.
     #[test]
     fn results_do_not_depend_on_the_thread_count() {
@@ -1658,6 +1873,127 @@ mod bench {
             runs += 1;
         }
         (cpu_time() - c0) * 1e3 / runs as f64
+    }
+
+    /// MiniLM's attention (12 heads of 32, 128 queries and keys, a float padding mask) on
+    /// one thread: the fastest of many runs, the least disturbed on a busy machine, beside
+    /// a GEMM of the same products (`cargo test --release -p kiln-runtime attention_minilm_min
+    /// -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn attention_minilm_min() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let (h, s, d) = (12usize, 128usize, 32usize);
+        let data = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7919 + seed * 104_729) % 2001) as f32 / 1000.0 - 1.0)
+                .collect()
+        };
+        let (q, k, v) = (data(h * s * d, 1), data(h * s * d, 2), data(h * s * d, 3));
+        let mask: Vec<f32> = (0..s).map(|j| if j < s - 8 { 0.0 } else { -1e9 }).collect();
+        let mut out = vec![0f32; h * s * d];
+        let view = |p: *const f32| View {
+            addr: p as usize,
+            elem: Elem::F32,
+            strides: [0, (s * d) as isize, d as isize],
+        };
+        let seg = |p: *const f32, len| Segment { view: view(p), len };
+        let p = Attention {
+            batch: 1,
+            q_heads: h,
+            kv_heads: h,
+            q_len: s,
+            dk: d,
+            dv: d,
+            q: view(q.as_ptr()),
+            k: [seg(k.as_ptr(), 0), seg(k.as_ptr(), s)],
+            v: [seg(v.as_ptr(), 0), seg(v.as_ptr(), s)],
+            out: view(out.as_mut_ptr()),
+            scale: 0.176_776_7,
+            softcap: 0.0,
+            causal: false,
+            left: None,
+            right: None,
+            window_from_end: false,
+            kv_len: vec![],
+            q_pos: vec![],
+            masks: [
+                Some(Mask {
+                    addr: mask.as_ptr() as usize,
+                    elem: Elem::F32,
+                    strides: [0, 0, 0, 1],
+                    cols: s,
+                }),
+                None,
+            ],
+            sinks: None,
+            smooth: false,
+            qk: None,
+        };
+        // SAFETY: the views describe the vectors above.
+        let attn = || pool.install(|| unsafe { attention(Kernel::detect(), &p) });
+        // The same products as two GEMMs per head (Q·Kᵀ, P·V), no softmax.
+        let mut sc = vec![0f32; s * s];
+        let mut gemms = || {
+            pool.install(|| {
+                for hh in 0..h {
+                    let o = hh * s * d;
+                    // SAFETY: one head's q, k, v, out and an s x s score buffer.
+                    unsafe {
+                        sgemm(
+                            Kernel::detect(),
+                            s,
+                            s,
+                            d,
+                            q.as_ptr().add(o),
+                            d as isize,
+                            1,
+                            BMatrix::Strided {
+                                ptr: k.as_ptr().add(o),
+                                rs: 1,
+                                cs: d as isize,
+                            },
+                            sc.as_mut_ptr(),
+                            s as isize,
+                            false,
+                        );
+                        sgemm(
+                            Kernel::detect(),
+                            s,
+                            d,
+                            s,
+                            sc.as_ptr(),
+                            s as isize,
+                            1,
+                            BMatrix::Strided {
+                                ptr: v.as_ptr().add(o),
+                                rs: d as isize,
+                                cs: 1,
+                            },
+                            out.as_mut_ptr().add(o),
+                            d as isize,
+                            false,
+                        );
+                    }
+                }
+            })
+        };
+        // Alternating, so that both see the same machine.
+        let (mut ta, mut tg) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..400 {
+            let t = std::time::Instant::now();
+            attn();
+            ta = ta.min(t.elapsed().as_secs_f64() * 1e6);
+            let t = std::time::Instant::now();
+            gemms();
+            tg = tg.min(t.elapsed().as_secs_f64() * 1e6);
+        }
+        println!(
+            "minilm attention, 1 thread, best of 400: {ta:.1} us; its two GEMMs alone {tg:.1} us"
+        );
     }
 
     /// Times typical shapes: `cargo test --release -p kiln-runtime attention_timing --
