@@ -13,10 +13,17 @@ mod view;
 use kiln_ir::graph::NodeId;
 
 pub use elementwise::fusion as elementwise_fusion;
-pub use linalg::absorbed;
 
 use crate::cpu::lower::Lowerer;
 use crate::error::TargetError;
+
+/// Nodes computed by another node's step (GEMM epilogues, attention writing its output
+/// transposed): lowering gives them no step of their own.
+pub fn absorbed(graph: &kiln_ir::graph::Graph) -> std::collections::HashSet<NodeId> {
+    let mut nodes = linalg::absorbed(graph);
+    nodes.extend(fused::absorbed(graph));
+    nodes
+}
 
 /// Lowers one node: reads its operands from `lw`, emits steps, binds its outputs.
 pub type LowerFn = fn(&mut Lowerer, NodeId) -> Result<(), TargetError>;

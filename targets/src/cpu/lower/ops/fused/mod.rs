@@ -33,6 +33,13 @@ pub const OPS: &[(&str, LowerFn)] = &[
     ("com.microsoft.MoE", moe::lower_ms),
 ];
 
+/// Nodes a fused op's step computes besides its own (see `attention::output_transpose`).
+pub fn absorbed(g: &kiln_ir::graph::Graph) -> impl Iterator<Item = NodeId> + '_ {
+    g.node_ids()
+        .into_iter()
+        .filter_map(|id| attention::output_transpose(g, id))
+}
+
 /// The runtime's element code of a dtype (see the helper docs).
 fn elem(lw: &Lowerer, dt: DType, what: &str) -> Result<u64, TargetError> {
     Ok(match dt {
