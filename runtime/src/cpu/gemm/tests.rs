@@ -605,3 +605,91 @@ fn one_panel_row_major_b_is_read_in_place() {
         }
     }
 }
+
+/// MiniLM's products on 1 and 2 threads, the fastest of many runs (the least disturbed on a
+/// busy machine), beside the microkernel alone on L1/L2-resident panels (the ceiling):
+/// `cargo test --release -p kiln-runtime gemm_minilm_min -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn gemm_minilm_min() {
+    let kernel = Kernel::detect();
+    // The microkernel alone: one 12 x 384 A panel against 8 B panels, over and over.
+    let kc = 384;
+    let a = data(kernel.mr * kc, 1);
+    let b = data(8 * kc * NR, 2);
+    let mut c = vec![0f32; kernel.mr * NR];
+    let mut best = f64::INFINITY;
+    for _ in 0..200 {
+        let t = std::time::Instant::now();
+        for _ in 0..20 {
+            for p in 0..8 {
+                // SAFETY: a packed A panel of kc rows, B panels of kc x NR, C one tile.
+                unsafe {
+                    (kernel.run)(
+                        kc,
+                        a.as_ptr(),
+                        0,
+                        b.as_ptr().add(p * kc * NR),
+                        c.as_mut_ptr(),
+                        NR as isize,
+                        kernel.mr,
+                        NR,
+                        false,
+                    )
+                };
+            }
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let flops = 2.0 * (20 * 8 * kernel.mr * NR * kc) as f64;
+    println!(
+        "{kernel:?} microkernel alone: {:.1} GFLOP/s",
+        flops / best / 1e9
+    );
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for &(m, n, k) in &[
+            (128, 384, 384),
+            (128, 1152, 384),
+            (128, 1536, 384),
+            (128, 384, 1536),
+        ] {
+            let a = data(m * k, 1);
+            let b = data(k * n, 2);
+            let packed = PackedB::pack(&b, k, n, n);
+            let mut c = vec![0f32; m * n];
+            let mut best = f64::INFINITY;
+            for _ in 0..300 {
+                let t = std::time::Instant::now();
+                pool.install(|| {
+                    gemm(kernel, m, &a, k, packed.view(), &mut c, n, false).unwrap();
+                });
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            // Cold weights, as in a model: a different B each call, 64 of them (more than
+            // the caches hold).
+            let copies: Vec<PackedB> = (0..64)
+                .map(|i| PackedB::pack(&data(k * n, 10 + i), k, n, n))
+                .collect();
+            let mut cold = f64::INFINITY;
+            for r in 0..300 {
+                let t = std::time::Instant::now();
+                pool.install(|| {
+                    gemm(kernel, m, &a, k, copies[r % 64].view(), &mut c, n, false).unwrap();
+                });
+                cold = cold.min(t.elapsed().as_secs_f64());
+            }
+            let flops = 2.0 * (m * n * k) as f64;
+            println!(
+                "{m:4} x {n:4} x {k:4}, {threads} thr: {:6.1} us, {:6.1} GFLOP/s; cold B {:6.1} us, {:6.1} GFLOP/s",
+                best * 1e6,
+                flops / best / 1e9,
+                cold * 1e6,
+                flops / cold / 1e9
+            );
+        }
+    }
+}
