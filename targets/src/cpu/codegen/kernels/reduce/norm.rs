@@ -118,40 +118,40 @@ pub struct NormSpec {
     pub stat: Elem,
 }
 
-/// Row normalisation. Args: `[x, y, rows, n, eps_bits, scale, beta, skip, skip_rows,
-/// in_bias, sum_out, mean_out, inv_out]` (unused pointers may be 0). Row `r` adds skip row
-/// `r % skip_rows`.
+/// Row normalisation of rows `begin..end`. Args: `[x, y, begin, end, n, eps_bits, scale,
+/// beta, skip, skip_rows, in_bias, sum_out, mean_out, inv_out]` (unused pointers may be 0;
+/// the layout `parallel_rows` splits). Row `r` adds skip row `r % skip_rows`.
 pub fn norm_rows(kb: &mut KernelBuilder, e: Elem, spec: NormSpec) -> Result<(), TargetError> {
     let st = e.scalar();
     let size = e.size();
     let x = kb.arg(0);
     let y = kb.arg(1);
-    let rows = kb.arg(2);
-    let n = kb.arg(3);
-    let eps = float_arg(kb, 4, st);
-    let scale = kb.arg(5);
-    let beta = kb.arg(6);
-    let skip = kb.arg(7);
-    let skip_rows = kb.arg(8);
-    let in_bias = kb.arg(9);
-    let sum_out = kb.arg(10);
-    let mean_out = kb.arg(11);
-    let inv_out = kb.arg(12);
+    let begin = kb.arg(2);
+    let end = kb.arg(3);
+    let n = kb.arg(4);
+    let eps = float_arg(kb, 5, st);
+    let scale = kb.arg(6);
+    let beta = kb.arg(7);
+    let skip = kb.arg(8);
+    let skip_rows = kb.arg(9);
+    let in_bias = kb.arg(10);
+    let sum_out = kb.arg(11);
+    let mean_out = kb.arg(12);
+    let inv_out = kb.arg(13);
     let nf = int_to_float(kb, st, n);
     let one = fconst(kb, st, 1.0);
     let inv_n = kb.b.ins().fdiv(one, nf);
-    let zero = kb.iconst(0);
     // An empty skip (only with mismatched shapes) leaves nothing to add: no rows run, and
     // no division by zero.
-    let rows = if spec.skip {
+    let end = if spec.skip {
         let none =
             kb.b.ins()
                 .icmp_imm_s(cranelift_codegen::ir::condcodes::IntCC::Equal, skip_rows, 0);
-        kb.b.ins().select(none, zero, rows)
+        kb.b.ins().select(none, begin, end)
     } else {
-        rows
+        end
     };
-    kb.for_range(zero, rows, 1, |kb, r| {
+    kb.for_range(begin, end, 1, |kb, r| {
         let off = kb.b.ins().imul(r, n);
         let xr = kb.addr(x, off, size);
         let xr = pin(kb, xr);

@@ -174,20 +174,19 @@ impl Lane {
     }
 }
 
-/// Calls `body(lane)` for every lane of `[outer, n, inner]` tensors at `src` and `dst`
-/// (same shape). With `contig`, `inner` must be 1.
+/// Calls `body(lane)` for every lane of outer rows `begin..end` of `[outer, n, inner]`
+/// tensors at `src` and `dst` (same shape). With `contig`, `inner` must be 1.
 pub fn for_lanes(
     kb: &mut KernelBuilder,
     e: Elem,
     (src, dst): (Value, Value),
-    (outer, n, inner): (Value, Value, Value),
+    (begin, end, n, inner): (Value, Value, Value, Value),
     contig: bool,
     mut body: impl FnMut(&mut KernelBuilder, Lane) -> Result<(), TargetError>,
 ) -> Result<(), TargetError> {
-    let zero = kb.iconst(0);
     let size = e.size();
     let row = kb.b.ins().imul(n, inner);
-    kb.for_range(zero, outer, 1, |kb, o| {
+    kb.for_range(begin, end, 1, |kb, o| {
         let ob = kb.b.ins().imul(o, row);
         if contig {
             let s = kb.addr(src, ob, size);
@@ -330,7 +329,8 @@ pub fn row_op(
     }
 }
 
-/// A row-op kernel. Args: `[src, dst, outer, n, inner]`.
+/// A row-op kernel over outer rows `begin..end` of `[outer, n, inner]` tensors. Args:
+/// `[src, dst, begin, end, n, inner]` (the layout `parallel_rows` splits).
 pub fn row_kernel(
     kb: &mut KernelBuilder,
     op: RowOp,
@@ -339,10 +339,16 @@ pub fn row_kernel(
     math: MathHelpers,
 ) -> Result<(), TargetError> {
     let (src, dst) = (kb.arg(0), kb.arg(1));
-    let (outer, n, inner) = (kb.arg(2), kb.arg(3), kb.arg(4));
-    for_lanes(kb, e, (src, dst), (outer, n, inner), contig, |kb, lane| {
-        row_op(kb, op, lane, math)
-    })
+    let (begin, end) = (kb.arg(2), kb.arg(3));
+    let (n, inner) = (kb.arg(4), kb.arg(5));
+    for_lanes(
+        kb,
+        e,
+        (src, dst),
+        (begin, end, n, inner),
+        contig,
+        |kb, lane| row_op(kb, op, lane, math),
+    )
 }
 
 /// `ArgMax`/`ArgMin` over the middle axis of `[outer, n, inner]`, writing i64 indices

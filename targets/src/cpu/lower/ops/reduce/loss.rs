@@ -98,6 +98,7 @@ pub fn lower_sce(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
         vec![
             x.ptr(),
             logp.ptr(),
+            Arg::int(0i64),
             Arg::Int(x.shape[0].clone()),
             Arg::Int(x.shape[1].clone()),
             Arg::Int(inner),

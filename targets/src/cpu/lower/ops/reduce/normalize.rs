@@ -88,11 +88,13 @@ fn emit_norm(
 ) -> Result<(), TargetError> {
     let key = format!("norm_rows_{}_{spec:?}", x.dtype);
     let k = lw.kernel(&key, |kb| norm::norm_rows(kb, e, spec))?;
+    let k = super::softmax::parallel_rows(lw, k, &key, &rows.mul(&n), 14, 2)?;
     let ptr = |o: Option<&Operand>| o.map_or_else(zero, Operand::ptr);
     let (y, sum, mean, inv) = outs;
     let args = vec![
         x.ptr(),
         y.ptr(),
+        zero(),
         Arg::Int(rows),
         Arg::Int(n),
         Arg::Bits(eps.to_bits()),

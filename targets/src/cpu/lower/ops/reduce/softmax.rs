@@ -7,7 +7,9 @@ use kiln_ir::graph::NodeId;
 
 use super::{attr_err, elem, float_elem, math, norm_axis, split_at_axis};
 use crate::cpu::codegen::kernels::reduce::rows::{self, RowOp};
-use crate::cpu::lower::{Arg, Lowerer};
+use kiln_ir::dim::Dim;
+
+use crate::cpu::lower::{Arg, Callee, Lowerer};
 use crate::error::TargetError;
 
 /// `op` along the node's `axis` attribute (default -1).
@@ -34,18 +36,47 @@ pub fn lower_row(lw: &mut Lowerer, id: NodeId, op: RowOp) -> Result<(), TargetEr
         if contig { "contig" } else { "strided" }
     );
     let k = lw.kernel(&key, |kb| rows::row_kernel(kb, op, e, contig, m))?;
+    let k = parallel_rows(lw, k, &key, &x.numel(), 6, 3)?;
     let y = lw.output(id, 0);
     lw.emit(
         k,
         vec![
             x.ptr(),
             y.ptr(),
+            Arg::int(0i64),
             Arg::Int(outer),
             Arg::Int(n),
             Arg::Int(inner),
         ],
     );
     Ok(())
+}
+
+/// Outputs from this many elements (or of symbolic size) run through `parallel_rows`,
+/// which decides at run time whether to share the rows out among the run's threads.
+const PARALLEL_ELEMS: i64 = 32 * 1024;
+
+/// Kernel `k` (slots `begin, end` at 2 and 3 of `nargs`, then the `rank - 1` extents of a
+/// row) behind the runtime's `parallel_rows` when `numel` is large or symbolic.
+pub fn parallel_rows(
+    lw: &mut Lowerer,
+    k: Callee,
+    key: &str,
+    numel: &Dim,
+    nargs: usize,
+    rank: usize,
+) -> Result<Callee, TargetError> {
+    let big = numel.as_const().is_none_or(|n| n >= PARALLEL_ELEMS);
+    let Callee::Kernel(body) = k else {
+        return Ok(k);
+    };
+    if !big {
+        return Ok(k);
+    }
+    let helper = lw.helper_index("parallel_rows")?;
+    lw.kernel(&format!("par:{key}"), |kb| {
+        crate::cpu::codegen::kernels::elementwise::parallel(kb, body, nargs, 2, rank, helper)
+    })
 }
 
 pub fn lower_lp(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {

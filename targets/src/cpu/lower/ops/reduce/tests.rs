@@ -640,3 +640,75 @@ fn mean_variance_normalization() {
         1e-6,
     );
 }
+
+/// Softmax and LayerNormalization rows shared out among two threads: the same bits as one
+/// thread, and the reference's values.
+#[test]
+fn rows_shared_among_threads_give_the_same_result() {
+    use kiln_runtime::{ElemType, Model, ModelOptions, Tensor as RtTensor};
+    let cases: &[(&str, Vec<Vec<usize>>)] = &[
+        (
+            "graph @t(%x: f32[1, 4, seq, seq]) -> (y: f32[1, 4, seq, seq]) {
+               %0 = Softmax(%x) {axis = -1} : f32[1, 4, seq, seq]
+               return %0
+             }",
+            vec![vec![1, 4, 129, 129]],
+        ),
+        (
+            "graph @t(%x: f32[1, seq, 384], %g: f32[384], %b: f32[384]) -> (y: f32[1, seq, 384]) {
+               %0 = LayerNormalization(%x, %g, %b) {axis = -1, epsilon = 1e-12} : f32[1, seq, 384]
+               return %0
+             }",
+            vec![vec![1, 131, 384], vec![384], vec![384]],
+        ),
+    ];
+    for (text, shapes) in cases {
+        let g = crate::cpu::testing::graph(text);
+        let inputs: Vec<Tensor> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| floats(s, i as u64 + 1))
+            .collect();
+        let art = crate::cpu::compile(
+            &g,
+            &crate::cpu::CpuOptions {
+                features: crate::cpu::codegen::isa::CpuFeatures::host(),
+                bounds: [("seq".to_string(), (1, 512))].into_iter().collect(),
+            },
+        )
+        .unwrap();
+        let path = std::env::temp_dir().join(format!(
+            "kiln-red-{}-{}.kiln",
+            std::process::id(),
+            text.len()
+        ));
+        art.write(&path).unwrap();
+        let model = |threads| {
+            Model::load_with(
+                &path,
+                &ModelOptions {
+                    threads,
+                    features: None,
+                },
+            )
+            .unwrap()
+        };
+        let (one, two) = (model(1), model(2));
+        let _ = std::fs::remove_file(&path);
+        let rt: Vec<RtTensor> = inputs
+            .iter()
+            .map(|t| RtTensor::from_bytes(ElemType::F32, t.shape(), &t.to_le_bytes()).unwrap())
+            .collect();
+        let a = one.run(&rt).unwrap();
+        let b = two.run(&rt).unwrap();
+        assert_eq!(a[0].bytes(), b[0].bytes(), "{text}");
+        let steps: Vec<&str> = two
+            .manifest()
+            .steps
+            .iter()
+            .map(|s| s.kernel.as_str())
+            .collect();
+        assert!(steps[0].starts_with("par:"), "{steps:?}");
+        check(text, &inputs, 1e-5, 1e-6);
+    }
+}
