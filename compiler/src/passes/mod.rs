@@ -15,6 +15,8 @@
 //! - `cse`: merges nodes computing the same thing.
 //! - `dce`: removes nodes that no graph output depends on, and weights nothing refers to.
 //! - `canonicalize`: all of the above, to a fixed point.
+//! - `fuse-*`: fusion rules ([`fuse`]), each rewriting a recognised computation into one of
+//!   kiln's fused ops; `fuse` runs them all.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +28,7 @@ pub mod canonicalize;
 pub mod constant_fold;
 pub mod cse;
 pub mod dce;
+pub mod fuse;
 pub mod manager;
 pub mod shape_propagation;
 pub mod simplify;
@@ -75,6 +78,16 @@ pub const PASSES: &[PassInfo] = &[
         name: "dce",
         description: "remove nodes no graph output depends on, and weights nothing refers to",
         create: || Box::new(dce::Dce),
+    },
+    PassInfo {
+        name: "fuse",
+        description: "every fusion rule, in order: fuse-rms-norm",
+        create: || Box::new(fuse::Fuse::new()),
+    },
+    PassInfo {
+        name: "fuse-rms-norm",
+        description: "x / sqrt(mean(x^2) + eps) * w (and ONNX RMSNormalization, SimplifiedLayerNormalization) -> rms_norm",
+        create: || Box::new(fuse::Fusion::new(Box::new(fuse::rms_norm::FuseRmsNorm))),
     },
     PassInfo {
         name: "shape-propagation",
