@@ -81,13 +81,43 @@ pub const PASSES: &[PassInfo] = &[
     },
     PassInfo {
         name: "fuse",
-        description: "every fusion rule, in order: fuse-rms-norm",
+        description: "every fusion rule, in order: fuse-rms-norm, fuse-layer-norm, fuse-rope, fuse-attention, fuse-moe, fuse-swiglu, fuse-gelu",
         create: || Box::new(fuse::Fuse::new()),
     },
     PassInfo {
         name: "fuse-rms-norm",
         description: "x / sqrt(mean(x^2) + eps) * w (and ONNX RMSNormalization, SimplifiedLayerNormalization) -> rms_norm",
         create: || Box::new(fuse::Fusion::new(Box::new(fuse::rms_norm::FuseRmsNorm))),
+    },
+    PassInfo {
+        name: "fuse-layer-norm",
+        description: "(x - mean) / sqrt(var + eps) * w + b (and LayerNormalization) -> layer_norm",
+        create: || Box::new(fuse::Fusion::new(Box::new(fuse::layer_norm::FuseLayerNorm))),
+    },
+    PassInfo {
+        name: "fuse-rope",
+        description: "rotary position embedding (rotate-half or interleaved) -> rope",
+        create: || Box::new(fuse::Fusion::new(Box::new(fuse::rope::FuseRope))),
+    },
+    PassInfo {
+        name: "fuse-attention",
+        description: "softmax(q.k^T * scale + mask) . v with heads, GQA, KV cache (and ONNX Attention, com.microsoft MultiHeadAttention/GroupQueryAttention) -> attention",
+        create: || Box::new(fuse::Fusion::new(Box::new(fuse::attention::FuseAttention))),
+    },
+    PassInfo {
+        name: "fuse-moe",
+        description: "router, top-k, experts' gated MLPs, weighted combine, shared experts (and com.microsoft.MoE) -> moe",
+        create: || Box::new(fuse::Fusion::new(Box::new(fuse::moe::FuseMoe))),
+    },
+    PassInfo {
+        name: "fuse-swiglu",
+        description: "silu(gate) * up, and GPT-OSS's clamped form -> swiglu",
+        create: || Box::new(fuse::Fusion::new(Box::new(fuse::swiglu::FuseSwiglu))),
+    },
+    PassInfo {
+        name: "fuse-gelu",
+        description: "GELU spelled out (erf or tanh form) -> Gelu",
+        create: || Box::new(fuse::Fusion::new(Box::new(fuse::gelu::FuseGelu))),
     },
     PassInfo {
         name: "shape-propagation",

@@ -4,4 +4,12 @@
 
 mod support;
 
+mod attention;
+mod attention_ops;
+mod gelu;
+mod layer_norm;
+mod moe;
+mod moe_ops;
 mod rms_norm;
+mod rope;
+mod swiglu;

@@ -13,16 +13,28 @@
 //! removed. The composite `fuse` runs every rule in [`RULES`] order.
 //!
 //! Rules (one file each):
-//! - `fuse-rms-norm` -> `rms_norm`.
+//! - `fuse-rms-norm` -> `rms_norm`;
+//! - `fuse-layer-norm` -> `layer_norm`;
+//! - `fuse-rope` -> `rope`;
+//! - `fuse-attention` -> `attention` (rope'd q and k are its inputs, so rope runs first);
+//! - `fuse-moe` -> `moe` (before `fuse-swiglu`, which would take the experts' activations);
+//! - `fuse-swiglu` -> `swiglu`;
+//! - `fuse-gelu` -> ONNX `Gelu` (already the exact op; no kiln op of its own).
 
 use kiln_ir::{Graph, NodeId, Value};
 
 use super::{dce, Pass, PassContext};
 use crate::error::CompileError;
 
+pub mod attention;
+pub mod gelu;
+pub mod layer_norm;
+pub mod moe;
 pub mod pattern;
 pub mod report;
 pub mod rms_norm;
+pub mod rope;
+pub mod swiglu;
 
 /// How a matched region is rewritten: builds the fused node(s) and returns, for each value
 /// the rest of the graph reads from the region, the value that replaces it.
@@ -50,7 +62,15 @@ pub trait Rule: Sync {
 
 /// Every fusion rule, in the order the composite `fuse` runs them.
 pub fn rules() -> Vec<Box<dyn Rule>> {
-    vec![Box::new(rms_norm::FuseRmsNorm)]
+    vec![
+        Box::new(rms_norm::FuseRmsNorm),
+        Box::new(layer_norm::FuseLayerNorm),
+        Box::new(rope::FuseRope),
+        Box::new(attention::FuseAttention),
+        Box::new(moe::FuseMoe),
+        Box::new(swiglu::FuseSwiglu),
+        Box::new(gelu::FuseGelu),
+    ]
 }
 
 /// The names of every fusion rule.
