@@ -106,7 +106,7 @@ impl fmt::Display for CoreType {
 }
 
 /// A tensor's layout in global memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Format {
     /// Row-major.
     #[serde(rename = "ND")]

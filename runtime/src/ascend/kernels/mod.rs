@@ -9,12 +9,17 @@
 //!
 //! A kernel name no family lists is refused by the device model ("no kernel named X").
 
+mod elementwise;
+mod matmul;
+mod transdata;
+
 use crate::ascend::sim::core::{KernelSim, SimResult};
 
 /// Runs one kernel launch on the device model.
 pub type SimulateFn = fn(&mut KernelSim) -> SimResult<()>;
 
-const FAMILIES: &[&[(&str, SimulateFn)]] = &[];
+const FAMILIES: &[&[(&str, SimulateFn)]] =
+    &[elementwise::KERNELS, matmul::KERNELS, transdata::KERNELS];
 
 /// The simulation of kernel `name`.
 pub fn simulator(name: &str) -> Option<SimulateFn> {

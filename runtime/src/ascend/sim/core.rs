@@ -89,13 +89,15 @@ impl Mem {
         }
     }
 
-    /// Bytes a rows x cols matrix of `t` occupies here: cube memories hold 16x16 fractals
-    /// (both dims padded to 16), UB holds rows padded to 32-byte blocks.
-    fn footprint(self, p: &Profile, rows: usize, cols: usize, t: ElemType) -> u64 {
+    /// Bytes a rows x cols matrix of `t` occupies here: matrices for the cube are held as
+    /// 16x16 fractals (both dims padded to 16); UB, and vectors in L1 (a bias row), as rows
+    /// padded to 32-byte blocks.
+    fn footprint(self, p: &Profile, rows: usize, cols: usize, t: ElemType, rowwise: bool) -> u64 {
         let (rows, cols, size) = (rows as u64, cols as u64, t.size() as u64);
-        match self {
-            Mem::Ub => rows * (cols * size).div_ceil(p.ub_align) * p.ub_align,
-            _ => rows.div_ceil(16) * 16 * cols.div_ceil(16) * 16 * size,
+        if self == Mem::Ub || rowwise {
+            rows * (cols * size).div_ceil(p.ub_align) * p.ub_align
+        } else {
+            rows.div_ceil(16) * 16 * cols.div_ceil(16) * 16 * size
         }
     }
 }
@@ -285,9 +287,21 @@ impl Core<'_, '_> {
         t: ElemType,
         data: Vec<f64>,
     ) -> SimResult<()> {
+        self.fill_as(id, rows, cols, t, data, false)
+    }
+
+    fn fill_as(
+        &mut self,
+        id: TileId,
+        rows: usize,
+        cols: usize,
+        t: ElemType,
+        data: Vec<f64>,
+        rowwise: bool,
+    ) -> SimResult<()> {
         let p = self.sim.profile;
         let tile = &mut self.tiles[id.0];
-        let need = tile.mem.footprint(p, rows, cols, t);
+        let need = tile.mem.footprint(p, rows, cols, t, rowwise);
         if need > tile.bytes {
             reject!(
                 "{} overflow: a {rows}x{cols} {t} tile needs {need} B, buffer `{}` has {} B",
@@ -339,6 +353,35 @@ impl Core<'_, '_> {
         }
         self.stats().mte2_bytes += (rows * cols * src.dtype.size()) as u64;
         self.fill(dst, rows, cols, src.dtype, data)
+    }
+
+    /// Reads elements col0..col0+cols of the 1-D tensor `src` into `dst`, a row in L1 (a
+    /// bias, kept as a row rather than fractals). MTE2.
+    pub fn load_row(
+        &mut self,
+        dst: TileId,
+        src: &TensorBinding,
+        col0: usize,
+        cols: usize,
+    ) -> SimResult<()> {
+        if self.tiles[dst.0].mem != Mem::L1 {
+            reject!(
+                "a row is loaded into L1, not {}",
+                self.tiles[dst.0].mem.name()
+            );
+        }
+        if (col0 + cols) as u64 > src.numel() {
+            reject!(
+                "load of elements {col0}..{} of a {}-element tensor",
+                col0 + cols,
+                src.numel()
+            );
+        }
+        let data = (col0..col0 + cols)
+            .map(|i| self.read_gm(src, i))
+            .collect::<SimResult<Vec<_>>>()?;
+        self.stats().mte2_bytes += (cols * src.dtype.size()) as u64;
+        self.fill_as(dst, 1, cols, src.dtype, data, true)
     }
 
     /// Reads the storage elements `idx` of `src` into `dst` (a 1 x idx.len() tile in UB):
@@ -416,7 +459,7 @@ impl Core<'_, '_> {
             data.extend_from_slice(&s.data[i * s.cols + col0..i * s.cols + col0 + cols]);
         }
         let t = s.dtype;
-        let bytes = d.mem.footprint(self.sim.profile, rows, cols, t);
+        let bytes = d.mem.footprint(self.sim.profile, rows, cols, t, false);
         self.stats().mte1_bytes += bytes;
         self.fill(dst, rows, cols, t, data)
     }
@@ -523,6 +566,51 @@ impl Core<'_, '_> {
         res?;
         self.stats().mte3_bytes += (rows * cols * dst.dtype.size()) as u64;
         Ok(())
+    }
+
+    /// Writes UB tile `src` (its values in row-major order) to the storage elements
+    /// `start..` of `dst`. MTE3.
+    pub fn store_flat(&mut self, dst: &TensorBinding, src: TileId, start: usize) -> SimResult<()> {
+        let t = &self.tiles[src.0];
+        if t.mem != Mem::Ub {
+            reject!("stores to global memory go from UB, not {}", t.mem.name());
+        }
+        if t.dtype != dst.dtype {
+            reject!("stores a {} tile into a {} tensor", t.dtype, dst.dtype);
+        }
+        let data = std::mem::take(&mut self.tiles[src.0].data);
+        let mut res = Ok(());
+        for (i, &v) in data.iter().enumerate() {
+            res = self.write_gm(dst, start + i, v);
+            if res.is_err() {
+                break;
+            }
+        }
+        let n = data.len();
+        self.tiles[src.0].data = data;
+        res?;
+        self.stats().mte3_bytes += (n * dst.dtype.size()) as u64;
+        Ok(())
+    }
+
+    /// Sets L0C tile `c` to `rows` copies of the 1 x n row in L1 tile `bias`, as f32 (the
+    /// bias table path of a matmul with bias).
+    pub fn bias_init(&mut self, c: TileId, bias: TileId, rows: usize) -> SimResult<()> {
+        let (tb, tc) = (&self.tiles[bias.0], &self.tiles[c.0]);
+        if tb.mem != Mem::L1 || tc.mem != Mem::L0C || tb.rows != 1 {
+            reject!(
+                "a bias goes from a row in L1 to L0C, not from a {}x{} tile in {} to {}",
+                tb.rows,
+                tb.cols,
+                tb.mem.name(),
+                tc.mem.name()
+            );
+        }
+        let n = tb.cols;
+        let row: Vec<f64> = tb.data.iter().map(|&v| v as f32 as f64).collect();
+        let data = (0..rows).flat_map(|_| row.iter().copied()).collect();
+        self.stats().mte1_bytes += (n * 4) as u64;
+        self.fill(c, rows, n, ElemType::F32, data)
     }
 
     fn write_matrix(
