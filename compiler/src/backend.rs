@@ -12,7 +12,7 @@ use crate::error::CompileError;
 use crate::passes::{PassContext, PassManager};
 
 /// The pipeline `kiln compile` runs before lowering unless told otherwise.
-pub const DEFAULT_PIPELINE: &str = "canonicalize";
+pub const DEFAULT_PIPELINE: &str = "canonicalize,fuse,canonicalize";
 
 /// Compiles `g` (after running `pipeline` on it) for the CPU.
 pub fn compile_cpu(

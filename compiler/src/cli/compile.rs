@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::bail;
 use kiln_compiler::backend::{self, DEFAULT_PIPELINE};
+use kiln_compiler::passes::fuse::report::FusionReport;
 use kiln_compiler::passes::{Instrumentation, PassContext, PassManager};
 use kiln_targets::cpu::codegen::isa::CpuFeatures;
 
@@ -61,6 +62,16 @@ pub struct CompileArgs {
     #[arg(long, value_name = "PASS", value_delimiter = ',')]
     print_after: Vec<String>,
 
+    /// Write the fusion report to FILE: per fusion rule the regions it matched and applied
+    /// (with their nodes), and the op histogram of the final graph, as JSON
+    #[arg(long, value_name = "FILE")]
+    fusion_report: Option<PathBuf>,
+
+    /// Let fusion rule RULE find its regions but not rewrite them (repeatable, or comma
+    /// separated; `kiln opt --list-passes` lists the rules, named fuse-*)
+    #[arg(long, value_name = "RULE", value_delimiter = ',')]
+    disable_rule: Vec<String>,
+
     /// Write the IR before the pipeline and after every pass to numbered files in DIR
     #[arg(long, value_name = "DIR")]
     dump_dir: Option<PathBuf>,
@@ -91,6 +102,7 @@ pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
         print_after_all: args.print_after_all,
         stop_after: None,
         dump_dir: args.dump_dir,
+        disabled_rules: args.disable_rule.into_iter().collect::<BTreeSet<_>>(),
     };
     manager.check_instrumentation(&instrument)?;
     let start = Instant::now();
@@ -104,7 +116,14 @@ pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout();
     let artifact = {
         let mut ctx = PassContext::with_output(instrument, Box::new(&mut stdout));
-        backend::compile_cpu(&mut g, &manager, &mut ctx, bounds, CpuFeatures::host())?
+        let artifact =
+            backend::compile_cpu(&mut g, &manager, &mut ctx, bounds, CpuFeatures::host())?;
+        if let Some(path) = &args.fusion_report {
+            let report = FusionReport::new(&ctx, &g, &manager.names());
+            std::fs::write(path, report.to_json())
+                .map_err(|e| kiln_compiler::CompileError::io(path, e))?;
+        }
+        artifact
     };
     artifact.write(&args.output)?;
     let m = &artifact.manifest;

@@ -1,0 +1,26 @@
+//! `fuse-attention`: scaled dot-product attention -> kiln's `attention` op.
+//!
+//! Two families of forms, one file each:
+//! - [`sdpa`]: attention spelled out by exporters (MatMul, scale, mask, Softmax, MatMul, with
+//!   the head reshapes and transposes, GQA's repeat_kv, KV-cache concats);
+//! - [`existing`]: attention ops already in the graph (ONNX `Attention`,
+//!   `com.microsoft.MultiHeadAttention`, `com.microsoft.GroupQueryAttention`).
+
+use kiln_ir::{Graph, NodeId};
+
+use super::{Match, Rule};
+
+pub mod existing;
+pub mod sdpa;
+
+pub struct FuseAttention;
+
+impl Rule for FuseAttention {
+    fn name(&self) -> &'static str {
+        "fuse-attention"
+    }
+
+    fn find(&self, g: &Graph, root: NodeId) -> Option<Match> {
+        sdpa::find(g, root).or_else(|| existing::find(g, root))
+    }
+}

@@ -1,0 +1,1 @@
+//! `gelu` fusion tests.

@@ -1,0 +1,1 @@
+//! `moe_ops` fusion tests.

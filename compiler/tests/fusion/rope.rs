@@ -1,0 +1,1 @@
+//! `rope` fusion tests.

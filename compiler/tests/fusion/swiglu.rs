@@ -1,0 +1,1 @@
+//! `swiglu` fusion tests.
