@@ -303,6 +303,19 @@ impl Layout {
         })
     }
 
+    /// True if the source itself is in this layout (no node needed).
+    pub fn is_source(&self, g: &Graph) -> bool {
+        let shape = &g.value_type(self.src).shape;
+        let moved: Vec<usize> = self
+            .axes
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&a| !is_one(&shape[a]))
+            .collect();
+        *shape == self.dims && moved.windows(2).all(|w| w[0] < w[1])
+    }
+
     /// The value in this layout: the existing one, or Transpose + Reshape of the source.
     pub fn emit(&self, g: &mut Graph) -> Result<Value, CompileError> {
         match self.existing {
@@ -346,8 +359,28 @@ impl Layout {
     }
 }
 
-/// `Reshape(x, dims)`, its shape a constant or, with symbols, a `dims` node.
+/// `Reshape(x, dims)`, its shape a constant or, with symbols, a `dims` node; an Unsqueeze
+/// when it only inserts size-1 axes.
 pub fn reshape(g: &mut Graph, x: Value, dims: &[Dim]) -> Result<Value, CompileError> {
+    let have = g.value_type(x).shape.clone();
+    let mut inserted = Vec::new();
+    let mut k = 0;
+    for (o, d) in dims.iter().enumerate() {
+        if k < have.len() && have[k] == *d {
+            k += 1;
+        } else if is_one(d) {
+            inserted.push(o as i64);
+        } else {
+            break;
+        }
+    }
+    if k == have.len() && inserted.len() + k == dims.len() {
+        let axes = constant(
+            g,
+            Tensor::from_i64(DType::I64, vec![inserted.len()], &inserted),
+        )?;
+        return add(g, "Unsqueeze", Attrs::new(), vec![Some(x), Some(axes)], "");
+    }
     let consts: Option<Vec<i64>> = dims.iter().map(|d| d.as_const()).collect();
     let shape = match consts {
         Some(c) => constant(g, Tensor::from_i64(DType::I64, vec![c.len()], &c))?,

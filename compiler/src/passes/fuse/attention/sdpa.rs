@@ -534,9 +534,7 @@ impl Region {
                 let v = out0(cc.concat);
                 let outside =
                     g.is_output(v) || g.users(v).iter().any(|(u, _)| !self.nodes.contains(u));
-                let own = l.axes.iter().enumerate().all(|(i, a)| *a == [i])
-                    && g.value_type(v).rank() == 4;
-                (outside && own).then_some(v)
+                (outside && l.is_source(g)).then_some(v)
             };
             (reads(a, &self.k), reads(c, &self.v))
         });
