@@ -234,6 +234,24 @@ pub fn trace(g: &Graph, v: Value) -> View {
     w
 }
 
+/// Which axis of a traced operand feeds an axis of the op.
+#[derive(Clone, Copy, Debug)]
+pub enum Pick {
+    Axis(usize),
+    /// An axis holding batch and heads flattened (`[B*H, S, D]` operands): feeds two.
+    Split(usize),
+}
+
+/// Removes the trailing broadcast factors of a heads group; returns their product.
+fn pop_repeat(grp: &mut Vec<Atom>) -> Dim {
+    let mut repeat = one();
+    while let Some(Atom::Bcast(d)) = grp.last() {
+        repeat = repeat.mul(d);
+        grp.pop();
+    }
+    repeat
+}
+
 /// What the `attention` op reads from a traced operand: the source axes of each of its
 /// axes, and for the heads axis the repetition GQA's repeat_kv spelled.
 #[derive(Clone, Debug)]
@@ -250,32 +268,46 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The layout reading operand axes `order` of `view` (e.g. `[0, 1, 3, 2]` for `kᵀ`).
-    /// `heads`: the position in `order` of the heads axis, whose trailing broadcast factors
+    /// The layout reading operand axes `picks` of `view` (e.g. `[0, 1, 3, 2]` for `kᵀ`).
+    /// `heads`: the output position of the heads axis, whose trailing broadcast factors
     /// become [`repeat`](Self::repeat); every other broadcast factor is refused (it would
     /// repeat data along batch, sequence or head dim).
-    pub fn new(view: &View, order: &[usize], heads: Option<usize>) -> Option<Layout> {
-        let mut axes = Vec::with_capacity(order.len());
-        let mut groups = Vec::with_capacity(order.len());
+    pub fn new(view: &View, picks: &[Pick], heads: Option<usize>) -> Option<Layout> {
+        let mut groups: Vec<Vec<Atom>> = Vec::with_capacity(4);
         let mut repeat = one();
-        for (k, &o) in order.iter().enumerate() {
-            let mut grp = view.strip(view.groups.get(o)?);
-            if heads == Some(k) {
-                while let Some(Atom::Bcast(d)) = grp.last() {
-                    repeat = repeat.mul(d);
-                    grp.pop();
+        for p in picks {
+            match *p {
+                Pick::Axis(o) => {
+                    let mut grp = view.strip(view.groups.get(o)?);
+                    if heads == Some(groups.len()) {
+                        repeat = repeat.mul(&pop_repeat(&mut grp));
+                    }
+                    groups.push(grp);
+                }
+                Pick::Split(o) => {
+                    // Batch and heads flattened into one axis: the heads are its minor
+                    // (last) source factor, with any repetition after them.
+                    let mut grp = view.strip(view.groups.get(o)?);
+                    if heads == Some(groups.len() + 1) {
+                        repeat = repeat.mul(&pop_repeat(&mut grp));
+                    }
+                    let h = grp.pop().into_iter().collect();
+                    groups.push(grp);
+                    groups.push(h);
                 }
             }
-            let src: Vec<usize> = grp
-                .iter()
-                .map(|a| match a {
-                    Atom::Src(n) => Some(*n),
-                    Atom::Bcast(_) => None,
-                })
-                .collect::<Option<_>>()?;
-            axes.push(src);
-            groups.push(grp);
         }
+        let axes: Vec<Vec<usize>> = groups
+            .iter()
+            .map(|grp| {
+                grp.iter()
+                    .map(|a| match a {
+                        Atom::Src(n) => Some(*n),
+                        Atom::Bcast(_) => None,
+                    })
+                    .collect::<Option<_>>()
+            })
+            .collect::<Option<_>>()?;
         let dims = axes
             .iter()
             .map(|grp| {
