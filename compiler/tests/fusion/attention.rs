@@ -378,6 +378,116 @@ fn torchscript_causal_fill_and_trilu() {
     ));
 }
 
+/// torch dynamo's own decomposition of `scaled_dot_product_attention(is_causal=True)`:
+/// `Trilu(Expand(1.0), upper = 0)`, `Where(Equal(tril, 0), -inf, 0)` added to the logits,
+/// with the scale split as `sqrt(scale)` on q and on kᵀ.
+#[test]
+fn dynamo_sdpa_is_causal() {
+    insta::assert_snapshot!(check(
+        r#"graph @g(%q: f32[2, 2, seq, 6], %k: f32[2, 2, seq, 6], %v: f32[2, 2, seq, 3]) -> (y: f32[2, 2, seq, 3]) {
+  %one = constant {value = dense<f32[]>[1.0]} : f32[]
+  %ss = dims {value = dims<[seq, seq]>} : i64[2]
+  %ones = Expand(%one, %ss) : f32[seq, seq]
+  %tril = Trilu(%ones) {upper = 0} : f32[seq, seq]
+  %fz = constant {value = dense<f32[]>[0.0]} : f32[]
+  %ninf = constant {value = dense<f32[]>[-inf]} : f32[]
+  %off = Equal(%tril, %fz) : bool[seq, seq]
+  %mask = Where(%off, %ninf, %fz) : f32[seq, seq]
+  %sqrt = constant {value = dense<f32[]>[0.6389431]} : f32[]
+  %qs = Mul(%q, %sqrt) : f32[2, 2, seq, 6]
+  %kt = Transpose(%k) {perm = [0, 1, 3, 2]} : f32[2, 2, 6, seq]
+  %kts = Mul(%kt, %sqrt) : f32[2, 2, 6, seq]
+  %s = MatMul(%qs, %kts) : f32[2, 2, seq, seq]
+  %sm = Add(%s, %mask) : f32[2, 2, seq, seq]
+  %p = Softmax(%sm) {axis = -1} : f32[2, 2, seq, seq]
+  %y = MatMul(%p, %v) : f32[2, 2, seq, 3]
+  return %y
+}
+"#,
+        &[("seq", 4)],
+        1e-5
+    ));
+}
+
+/// The TorchScript spelling of `torch.nn.MultiheadAttention` (need_weights): heads folded
+/// into the batch (`[B*H, L, D]`, 2 x 3 heads of 4) by `view(L, B*H, D).transpose(0, 1)`,
+/// q scaled, `bmm(q, kᵀ)` with the float attn_mask added, Softmax, `bmm(p, v)`. One
+/// attention gets a `[L, S]` mask, the other a per-head `[B*H, L, S]` mask, which the op
+/// reads as `[B, H, L, S]`.
+#[test]
+fn torchscript_multihead_attention_bmm() {
+    insta::assert_snapshot!(check(
+        r#"graph @g(%x: f32[seq, 2, 12], %m: f32[seq, seq], %mh: f32[6, seq, seq]) -> (y: f32[seq, 2, 12], z: f32[seq, 2, 12]) {
+  %wq = constant {value = @weight("wq")} : f32[12, 12]
+  %wk = constant {value = @weight("wk")} : f32[12, 12]
+  %wv = constant {value = @weight("wv")} : f32[12, 12]
+  %heads = constant {value = dense<i64[3]>[0, 6, 4]} : i64[3]
+  %q0 = MatMul(%x, %wq) : f32[seq, 2, 12]
+  %q1 = Reshape(%q0, %heads) : f32[seq, 6, 4]
+  %q2 = Transpose(%q1) {perm = [1, 0, 2]} : f32[6, seq, 4]
+  %half = constant {value = dense<f32[]>[0.5]} : f32[]
+  %q = Mul(%q2, %half) : f32[6, seq, 4]
+  %k0 = MatMul(%x, %wk) : f32[seq, 2, 12]
+  %k1 = Reshape(%k0, %heads) : f32[seq, 6, 4]
+  %k = Transpose(%k1) {perm = [1, 0, 2]} : f32[6, seq, 4]
+  %v0 = MatMul(%x, %wv) : f32[seq, 2, 12]
+  %v1 = Reshape(%v0, %heads) : f32[seq, 6, 4]
+  %v = Transpose(%v1) {perm = [1, 0, 2]} : f32[6, seq, 4]
+  %kt = Transpose(%k) {perm = [0, 2, 1]} : f32[6, 4, seq]
+  %s = MatMul(%q, %kt) : f32[6, seq, seq]
+  %out = constant {value = dense<i64[3]>[0, 2, 12]} : i64[3]
+  %sm = Add(%m, %s) : f32[6, seq, seq]
+  %p = Softmax(%sm) {axis = -1} : f32[6, seq, seq]
+  %o = MatMul(%p, %v) : f32[6, seq, 4]
+  %ot = Transpose(%o) {perm = [1, 0, 2]} : f32[seq, 6, 4]
+  %y = Reshape(%ot, %out) : f32[seq, 2, 12]
+  %sm2 = Add(%s, %mh) : f32[6, seq, seq]
+  %p2 = Softmax(%sm2) {axis = -1} : f32[6, seq, seq]
+  %o2 = MatMul(%p2, %v) : f32[6, seq, 4]
+  %ot2 = Transpose(%o2) {perm = [1, 0, 2]} : f32[seq, 6, 4]
+  %z = Reshape(%ot2, %out) : f32[seq, 2, 12]
+  return %y, %z
+}
+"#,
+        &[("seq", 5)],
+        1e-5
+    ));
+}
+
+/// bmm over `[B*H, S, D]` flattened from `[B, H, S, D]` (B = 2) with GQA's repeat_kv
+/// (4 query heads, 2 kv heads) before the flattening, and a per-head mask `[B*H, S, T]`:
+/// batch and heads split apart again, the mask reshaped to `[B, H, S, T]`.
+#[test]
+fn bmm_of_flattened_gqa_heads() {
+    insta::assert_snapshot!(check(
+        r#"graph @g(%q: f32[2, 4, seq, 4], %k: f32[2, 2, seq, 4], %v: f32[2, 2, seq, 4], %mh: f32[8, seq, seq]) -> (y: f32[2, 4, seq, 4]) {
+  %ax2 = constant {value = dense<i64[1]>[2]} : i64[1]
+  %rep = dims {value = dims<[2, 2, 2, seq, 4]>} : i64[5]
+  %flat = dims {value = dims<[8, seq, 4]>} : i64[3]
+  %ku = Unsqueeze(%k, %ax2) : f32[2, 2, 1, seq, 4]
+  %ke = Expand(%ku, %rep) : f32[2, 2, 2, seq, 4]
+  %kf = Reshape(%ke, %flat) : f32[8, seq, 4]
+  %vu = Unsqueeze(%v, %ax2) : f32[2, 2, 1, seq, 4]
+  %ve = Expand(%vu, %rep) : f32[2, 2, 2, seq, 4]
+  %vf = Reshape(%ve, %flat) : f32[8, seq, 4]
+  %qf = Reshape(%q, %flat) : f32[8, seq, 4]
+  %kt = Transpose(%kf) {perm = [0, 2, 1]} : f32[8, 4, seq]
+  %s = MatMul(%qf, %kt) : f32[8, seq, seq]
+  %half = constant {value = dense<f32[]>[0.5]} : f32[]
+  %ss = Mul(%s, %half) : f32[8, seq, seq]
+  %sm = Add(%ss, %mh) : f32[8, seq, seq]
+  %p = Softmax(%sm) {axis = -1} : f32[8, seq, seq]
+  %o = MatMul(%p, %vf) : f32[8, seq, 4]
+  %out = constant {value = dense<i64[4]>[2, 4, -1, 4]} : i64[4]
+  %y = Reshape(%o, %out) : f32[2, 4, seq, 4]
+  return %y
+}
+"#,
+        &[("seq", 3)],
+        1e-5
+    ));
+}
+
 /// Gemma 2's logit softcap `c * tanh(x / c)` between the scale and the mask.
 #[test]
 fn softcap() {
