@@ -65,9 +65,16 @@ fn last_axis(g: &Graph, v: Value, axis: i64) -> bool {
 fn probabilities(m: &mut Matcher, p: Value) -> Option<Probs> {
     let g = m.g;
     let mut x = p;
-    let (mut guarded, mut sliced) = (false, false);
+    let (mut guarded, mut sliced, mut cast) = (false, false, false);
     loop {
         let mark = m.mark();
+        if !cast {
+            if let Some(u) = float_cast(m, x) {
+                x = u;
+                cast = true;
+                continue;
+            }
+        }
         if !guarded {
             if let Some(w) = nan_guard(m, x) {
                 x = w;
@@ -91,6 +98,9 @@ fn probabilities(m: &mut Matcher, p: Value) -> Option<Probs> {
         return None;
     }
     let mut s = m.input(sm, 0)?;
+    if let Some(u) = float_cast(m, s) {
+        s = u;
+    }
     let mark = m.mark();
     match shifted_by_max(m, s) {
         Some(u) => s = u,
@@ -114,6 +124,22 @@ fn probabilities(m: &mut Matcher, p: Value) -> Option<Probs> {
     Some(Probs {
         scores,
         sinks: Some(col),
+    })
+}
+
+/// A Cast between float dtypes (HF's softmax in f32 of f16 logits) -> its input: the op
+/// computes in f64 throughout.
+fn float_cast(m: &mut Matcher, x: Value) -> Option<Value> {
+    let g = m.g;
+    let n = g.node(x.node);
+    let u = n.input(0)?;
+    let ok = n.op == "Cast"
+        && x.output == 0
+        && g.value_type(u).dtype.is_float()
+        && n.outputs[0].dtype.is_float();
+    ok.then(|| {
+        m.take(x.node);
+        u
     })
 }
 
