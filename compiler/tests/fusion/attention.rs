@@ -488,6 +488,76 @@ fn bmm_of_flattened_gqa_heads() {
     ));
 }
 
+/// HF eager attention in f16: the softmax taken in f32 (`Cast` to f32 and back around it)
+/// and the causal mask filled with f16's minimum, -65504.
+#[test]
+fn f16_with_softmax_in_f32() {
+    insta::assert_snapshot!(check(
+        r#"graph @g(%q: f16[1, 2, seq, 4], %k: f16[1, 2, seq, 4], %v: f16[1, 2, seq, 4]) -> (y: f16[1, 2, seq, 4]) {
+  %zero = constant {value = dense<i64[]>[0]} : i64[]
+  %one = constant {value = dense<i64[]>[1]} : i64[]
+  %n = dims {shape = [], value = dims<[seq]>} : i64[]
+  %pos = Range(%zero, %n, %one) : i64[seq]
+  %ax1 = constant {value = dense<i64[1]>[1]} : i64[1]
+  %ax0 = constant {value = dense<i64[1]>[0]} : i64[1]
+  %rows = Unsqueeze(%pos, %ax1) : i64[seq, 1]
+  %cols = Unsqueeze(%pos, %ax0) : i64[1, seq]
+  %attend = LessOrEqual(%cols, %rows) : bool[seq, seq]
+  %hz = constant {value = dense<f16[]>[0.0]} : f16[]
+  %hmin = constant {value = dense<f16[]>[-65504.0]} : f16[]
+  %mask = Where(%attend, %hz, %hmin) : f16[seq, seq]
+  %kt = Transpose(%k) {perm = [0, 1, 3, 2]} : f16[1, 2, 4, seq]
+  %s = MatMul(%q, %kt) : f16[1, 2, seq, seq]
+  %half = constant {value = dense<f16[]>[0.5]} : f16[]
+  %ss = Mul(%s, %half) : f16[1, 2, seq, seq]
+  %sm = Add(%ss, %mask) : f16[1, 2, seq, seq]
+  %s32 = Cast(%sm) {to = f32} : f32[1, 2, seq, seq]
+  %p32 = Softmax(%s32) {axis = -1} : f32[1, 2, seq, seq]
+  %p = Cast(%p32) {to = f16} : f16[1, 2, seq, seq]
+  %y = MatMul(%p, %v) : f16[1, 2, seq, 4]
+  return %y
+}
+"#,
+        &[("seq", 4)],
+        2e-3
+    ));
+}
+
+/// `scores.masked_fill(cond, value)` as exported, `Where(cond, value, scores)`: a padding
+/// mask `mask == 0` filled with -1e9 (kept, as the additive `Where(cond, -1e9, 0)`), and a
+/// causal `triu(ones, 1)` filled with -inf (proven causal).
+#[test]
+fn masked_fill_spellings() {
+    insta::assert_snapshot!(check(
+        r#"graph @g(%q: f32[batch, 2, seq, 4], %k: f32[batch, 2, seq, 4], %v: f32[batch, 2, seq, 4], %am: i64[batch, 1, 1, seq]) -> (y: f32[batch, 2, seq, 4], z: f32[batch, 2, seq, 4]) {
+  %kt = Transpose(%k) {perm = [0, 1, 3, 2]} : f32[batch, 2, 4, seq]
+  %s = MatMul(%q, %kt) : f32[batch, 2, seq, seq]
+  %root = constant {value = dense<f32[]>[2.0]} : f32[]
+  %sd = Div(%s, %root) : f32[batch, 2, seq, seq]
+  %zero = constant {value = dense<i64[]>[0]} : i64[]
+  %pad = Equal(%am, %zero) : bool[batch, 1, 1, seq]
+  %big = constant {value = dense<f32[]>[-1e9]} : f32[]
+  %f1 = Where(%pad, %big, %sd) : f32[batch, 2, seq, seq]
+  %p1 = Softmax(%f1) {axis = -1} : f32[batch, 2, seq, seq]
+  %y = MatMul(%p1, %v) : f32[batch, 2, seq, 4]
+  %one = constant {value = dense<f32[]>[1.0]} : f32[]
+  %ss = dims {value = dims<[seq, seq]>} : i64[2]
+  %ones = Expand(%one, %ss) : f32[seq, seq]
+  %d1 = constant {value = dense<i64[]>[1]} : i64[]
+  %up = Trilu(%ones, %d1) {upper = 1} : f32[seq, seq]
+  %future = Cast(%up) {to = bool} : bool[seq, seq]
+  %ninf = constant {value = dense<f32[]>[-inf]} : f32[]
+  %f2 = Where(%future, %ninf, %sd) : f32[batch, 2, seq, seq]
+  %p2 = Softmax(%f2) {axis = -1} : f32[batch, 2, seq, seq]
+  %z = MatMul(%p2, %v) : f32[batch, 2, seq, 4]
+  return %y, %z
+}
+"#,
+        &[("batch", 2), ("seq", 5)],
+        1e-5
+    ));
+}
+
 /// Gemma 2's logit softcap `c * tanh(x / c)` between the scale and the mask.
 #[test]
 fn softcap() {
