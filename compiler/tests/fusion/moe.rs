@@ -1,1 +1,137 @@
-//! `moe` fusion tests.
+//! `fuse-moe`, spelled-out forms: transformers' `batched_mm` experts under torch dynamo
+//! (gathered stacked weights, batched MatMuls, the weighted sum over the k slots) and the
+//! unrolled per-expert loop of older exports (every expert on every token, weighted by its
+//! column of the routing weights), with the routings of Mixtral, Qwen3-MoE, GPT-OSS,
+//! DeepSeek-V3 (grouped sigmoid), DeepSeek-V4 (sqrt-softplus, hash) and shared experts;
+//! and near misses that must stay unfused.
+
+use crate::support::check;
+
+/// The batched_mm experts of Mixtral / Qwen3-MoE / DeepSeek as dynamo writes them: `x`
+/// `[seq, h]` repeated k times, the fused gate/up `[e, 2i, h]` and down `[e, h, i]` stacks
+/// gathered per slot by the flattened `idx` `[seq, k]`, `silu(gate) * up`, each slot
+/// weighted by `w` `[seq, k]` and summed per token into `%{p}out` `[seq, h]`; sizes
+/// `[e, k, h, i]`.
+fn batched_mm(p: &str, x: &str, w: &str, idx: &str, [e, k, h, i]: [usize; 4]) -> String {
+    let s = format!("seq*{k}");
+    let i2 = 2 * i;
+    format!(
+        r#"  %{p}one = constant {{value = dense<i64[1]>[1]}} : i64[1]
+  %{p}last = constant {{value = dense<i64[1]>[-1]}} : i64[1]
+  %{p}xu = Unsqueeze(%{x}, %{p}one) : f32[seq, 1, {h}]
+  %{p}rep = constant {{value = dense<i64[3]>[1, {k}, 1]}} : i64[3]
+  %{p}xe = Expand(%{p}xu, %{p}rep) : f32[seq, {k}, {h}]
+  %{p}flat = constant {{value = dense<i64[2]>[-1, {h}]}} : i64[2]
+  %{p}xs = Reshape(%{p}xe, %{p}flat) : f32[{s}, {h}]
+  %{p}idxf = Reshape(%{idx}, %{p}last) : i64[{s}]
+  %{p}idxc = Unsqueeze(%{p}idxf, %{p}last) : i64[{s}, 1]
+  %{p}w13 = constant {{value = @weight("{p}gate_up")}} : f32[{e}, {i2}, {h}]
+  %{p}g13 = GatherND(%{p}w13, %{p}idxc) {{batch_dims = 0}} : f32[{s}, {i2}, {h}]
+  %{p}xcol = Unsqueeze(%{p}xs, %{p}last) : f32[{s}, {h}, 1]
+  %{p}gu3 = MatMul(%{p}g13, %{p}xcol) : f32[{s}, {i2}, 1]
+  %{p}gu = Squeeze(%{p}gu3, %{p}last) : f32[{s}, {i2}]
+  %{p}gate, %{p}up = Split(%{p}gu) {{axis = 1, num_outputs = 2}} : f32[{s}, {i}], f32[{s}, {i}]
+  %{p}sg = Sigmoid(%{p}gate) : f32[{s}, {i}]
+  %{p}silu = Mul(%{p}gate, %{p}sg) : f32[{s}, {i}]
+  %{p}h = Mul(%{p}silu, %{p}up) : f32[{s}, {i}]
+  %{p}w2 = constant {{value = @weight("{p}down")}} : f32[{e}, {h}, {i}]
+  %{p}g2 = GatherND(%{p}w2, %{p}idxc) {{batch_dims = 0}} : f32[{s}, {h}, {i}]
+  %{p}hcol = Unsqueeze(%{p}h, %{p}last) : f32[{s}, {i}, 1]
+  %{p}y3 = MatMul(%{p}g2, %{p}hcol) : f32[{s}, {h}, 1]
+  %{p}y = Squeeze(%{p}y3, %{p}last) : f32[{s}, {h}]
+  %{p}wf = Reshape(%{w}, %{p}last) : f32[{s}]
+  %{p}wc = Unsqueeze(%{p}wf, %{p}last) : f32[{s}, 1]
+  %{p}yw = Mul(%{p}y, %{p}wc) : f32[{s}, {h}]
+  %{p}nkh = constant {{value = dense<i64[3]>[-1, {k}, {h}]}} : i64[3]
+  %{p}yk = Reshape(%{p}yw, %{p}nkh) : f32[seq, {k}, {h}]
+  %{p}out = ReduceSum(%{p}yk, %{p}one) {{keepdims = 0}} : f32[seq, {h}]
+"#
+    )
+}
+
+/// Softmax over the experts, top-k, renormalised (Mixtral): `%w`, `%idx` `[seq, k]`.
+fn softmax_topk_norm(x: &str, e: usize, k: usize, h: usize) -> String {
+    format!(
+        r#"  %wr = constant {{value = @weight("router")}} : f32[{e}, {h}]
+  %logits = Gemm(%{x}, %wr) {{transB = 1}} : f32[seq, {e}]
+  %probs = Softmax(%logits) {{axis = -1}} : f32[seq, {e}]
+  %k = constant {{value = dense<i64[1]>[{k}]}} : i64[1]
+  %top, %idx = TopK(%probs, %k) {{axis = -1, largest = 1, sorted = 1}} : f32[seq, {k}], i64[seq, {k}]
+  %rlast = constant {{value = dense<i64[1]>[-1]}} : i64[1]
+  %tsum = ReduceSum(%top, %rlast) {{keepdims = 1}} : f32[seq, 1]
+  %w = Div(%top, %tsum) : f32[seq, {k}]
+"#
+    )
+}
+
+/// Mixtral: `[1, seq, H]` flattened to tokens, softmax top-k renormalised, batched_mm
+/// experts with fused gate/up halves (`swiglu_fusion = 2`, weights used as they are), the
+/// output viewed back as `[1, seq, H]`.
+#[test]
+fn mixtral_batched_mm() {
+    let text = format!(
+        r#"graph @g(%x: f32[1, seq, 12]) -> (y: f32[1, seq, 12]) {{
+  %tok = constant {{value = dense<i64[2]>[-1, 12]}} : i64[2]
+  %x2 = Reshape(%x, %tok) : f32[seq, 12]
+{}{}  %back = constant {{value = dense<i64[3]>[1, -1, 12]}} : i64[3]
+  %y = Reshape(%e_out, %back) : f32[1, seq, 12]
+  return %y
+}}
+"#,
+        softmax_topk_norm("x2", 6, 3, 12),
+        batched_mm("e_", "x2", "w", "idx", [6, 3, 12, 8])
+    );
+    insta::assert_snapshot!(check(&text, &[("seq", 5)], 1e-5));
+}
+
+/// Qwen3-MoE without `norm_topk_prob` (the top-k softmax scores as they are), with other
+/// sizes and transformers' other batched_mm layout: `x @ W[idx]` with `[E, in, out]` stacks
+/// (re-laid to `[E, out, in]` constants), separate gate and up stacks (`w1`, `w3`),
+/// `Gather` instead of `GatherND`, `Tile` for the repeat, and the routing weights applied
+/// after the view as `[N, k, H]`.
+#[test]
+fn qwen3_moe_batched_mm_transposed_weights() {
+    insta::assert_snapshot!(check(
+        r#"graph @g(%x: f32[seq, 10]) -> (y: f32[seq, 10]) {
+  %wr = constant {value = @weight("router")} : f32[10, 5]
+  %logits = MatMul(%x, %wr) : f32[seq, 5]
+  %probs = Softmax(%logits) {axis = 1} : f32[seq, 5]
+  %k = constant {value = dense<i64[1]>[2]} : i64[1]
+  %top, %idx = TopK(%probs, %k) {axis = 1, largest = 1, sorted = 1} : f32[seq, 2], i64[seq, 2]
+  %one = constant {value = dense<i64[1]>[1]} : i64[1]
+  %last = constant {value = dense<i64[1]>[-1]} : i64[1]
+  %xu = Unsqueeze(%x, %one) : f32[seq, 1, 10]
+  %rep = constant {value = dense<i64[3]>[1, 2, 1]} : i64[3]
+  %xt = Tile(%xu, %rep) : f32[seq, 2, 10]
+  %flat = constant {value = dense<i64[2]>[-1, 10]} : i64[2]
+  %xs = Reshape(%xt, %flat) : f32[seq*2, 10]
+  %idxf = Reshape(%idx, %last) : i64[seq*2]
+  %xrow = Unsqueeze(%xs, %one) : f32[seq*2, 1, 10]
+  %wgate = constant {value = @weight("gate")} : f32[5, 10, 6]
+  %gg = Gather(%wgate, %idxf) {axis = 0} : f32[seq*2, 10, 6]
+  %g3 = MatMul(%xrow, %gg) : f32[seq*2, 1, 6]
+  %gate = Squeeze(%g3, %one) : f32[seq*2, 6]
+  %wup = constant {value = @weight("up")} : f32[5, 10, 6]
+  %gu = Gather(%wup, %idxf) {axis = 0} : f32[seq*2, 10, 6]
+  %u3 = MatMul(%xrow, %gu) : f32[seq*2, 1, 6]
+  %up = Squeeze(%u3, %one) : f32[seq*2, 6]
+  %sg = Sigmoid(%gate) : f32[seq*2, 6]
+  %silu = Mul(%sg, %gate) : f32[seq*2, 6]
+  %h = Mul(%up, %silu) : f32[seq*2, 6]
+  %hrow = Unsqueeze(%h, %one) : f32[seq*2, 1, 6]
+  %wdown = constant {value = @weight("down")} : f32[5, 6, 10]
+  %gd = Gather(%wdown, %idxf) {axis = 0} : f32[seq*2, 6, 10]
+  %y3 = MatMul(%hrow, %gd) : f32[seq*2, 1, 10]
+  %nkh = constant {value = dense<i64[3]>[-1, 2, 10]} : i64[3]
+  %yk = Reshape(%y3, %nkh) : f32[seq, 2, 10]
+  %two = constant {value = dense<i64[1]>[2]} : i64[1]
+  %wk = Unsqueeze(%top, %two) : f32[seq, 2, 1]
+  %yw = Mul(%wk, %yk) : f32[seq, 2, 10]
+  %y = ReduceSum(%yw, %one) {keepdims = 0} : f32[seq, 10]
+  return %y
+}
+"#,
+        &[("seq", 7)],
+        1e-5
+    ));
+}
