@@ -135,3 +135,69 @@ fn qwen3_moe_batched_mm_transposed_weights() {
         1e-5
     ));
 }
+
+/// DeepSeek-V3's grouped sigmoid routing (`e_score_correction_bias` for choosing only;
+/// group score = sum of the top 2; `topk_group` groups kept, the rest filled with -inf;
+/// weights gathered from the unbiased scores, renormalised with a 1e-20 eps, scaled) with
+/// 8 experts in 4 groups, k = 3, and a shared expert (`x @ W` matrices, re-laid) added to
+/// the routed output viewed back as `[1, seq, H]`.
+#[test]
+fn deepseek_v3_grouped_sigmoid_with_shared_expert() {
+    let text = format!(
+        r#"graph @g(%x: f32[1, seq, 8]) -> (y: f32[1, seq, 8]) {{
+  %tok = constant {{value = dense<i64[2]>[-1, 8]}} : i64[2]
+  %x2 = Reshape(%x, %tok) : f32[seq, 8]
+  %wr = constant {{value = @weight("router")}} : f32[8, 8]
+  %logits = Gemm(%x2, %wr) {{transB = 1}} : f32[seq, 8]
+  %s = Sigmoid(%logits) : f32[seq, 8]
+  %bias = constant {{value = @weight("e_score_correction_bias")}} : f32[8]
+  %sel = Add(%s, %bias) : f32[seq, 8]
+  %grp = constant {{value = dense<i64[3]>[-1, 4, 2]}} : i64[3]
+  %sg = Reshape(%sel, %grp) : f32[seq, 4, 2]
+  %two = constant {{value = dense<i64[1]>[2]}} : i64[1]
+  %t2, %t2i = TopK(%sg, %two) {{axis = -1, largest = 1, sorted = 1}} : f32[seq, 4, 2], i64[seq, 4, 2]
+  %last = constant {{value = dense<i64[1]>[-1]}} : i64[1]
+  %gs = ReduceSum(%t2, %last) {{keepdims = 0}} : f32[seq, 4]
+  %gk, %gi = TopK(%gs, %two) {{axis = -1, largest = 1, sorted = 0}} : f32[seq, 2], i64[seq, 2]
+  %zf = constant {{value = dense<f32[]>[0.0]}} : f32[]
+  %gshape = dims {{value = dims<[seq, 4]>}} : i64[2]
+  %zeros = Expand(%zf, %gshape) : f32[seq, 4]
+  %oshape = dims {{value = dims<[seq, 2]>}} : i64[2]
+  %ones = ConstantOfShape(%oshape) {{value = dense<f32[1]>[1.0]}} : f32[seq, 2]
+  %gmask = ScatterElements(%zeros, %gi, %ones) {{axis = 1}} : f32[seq, 4]
+  %gmu = Unsqueeze(%gmask, %last) : f32[seq, 4, 1]
+  %exp = constant {{value = dense<i64[3]>[1, 4, 2]}} : i64[3]
+  %gme = Expand(%gmu, %exp) : f32[seq, 4, 2]
+  %emask = Reshape(%gme, %tok) : f32[seq, 8]
+  %bmask = Cast(%emask) {{to = bool}} : bool[seq, 8]
+  %nmask = Not(%bmask) : bool[seq, 8]
+  %ninf = constant {{value = dense<f32[]>[-inf]}} : f32[]
+  %masked = Where(%nmask, %ninf, %sel) : f32[seq, 8]
+  %k = constant {{value = dense<i64[1]>[3]}} : i64[1]
+  %tv, %idx = TopK(%masked, %k) {{axis = -1, largest = 1, sorted = 0}} : f32[seq, 3], i64[seq, 3]
+  %wv = GatherElements(%s, %idx) {{axis = 1}} : f32[seq, 3]
+  %den = ReduceSum(%wv, %last) {{keepdims = 1}} : f32[seq, 1]
+  %eps = constant {{value = dense<f32[]>[1e-20]}} : f32[]
+  %dene = Add(%den, %eps) : f32[seq, 1]
+  %wn = Div(%wv, %dene) : f32[seq, 3]
+  %scale = constant {{value = dense<f32[]>[2.5]}} : f32[]
+  %w = Mul(%wn, %scale) : f32[seq, 3]
+{}  %back = constant {{value = dense<i64[3]>[1, -1, 8]}} : i64[3]
+  %r3 = Reshape(%e_out, %back) : f32[1, seq, 8]
+  %sw1 = constant {{value = @weight("shared.gate")}} : f32[8, 6]
+  %sw3 = constant {{value = @weight("shared.up")}} : f32[8, 6]
+  %sw2 = constant {{value = @weight("shared.down")}} : f32[6, 8]
+  %sgp = MatMul(%x, %sw1) : f32[1, seq, 6]
+  %ssig = Sigmoid(%sgp) : f32[1, seq, 6]
+  %ssilu = Mul(%sgp, %ssig) : f32[1, seq, 6]
+  %sup = MatMul(%x, %sw3) : f32[1, seq, 6]
+  %sh = Mul(%ssilu, %sup) : f32[1, seq, 6]
+  %sy = MatMul(%sh, %sw2) : f32[1, seq, 8]
+  %y = Add(%r3, %sy) : f32[1, seq, 8]
+  return %y
+}}
+"#,
+        batched_mm("e_", "x2", "w", "idx", [8, 3, 8, 4])
+    );
+    insta::assert_snapshot!(check(&text, &[("seq", 6)], 1e-5));
+}
