@@ -201,3 +201,93 @@ fn deepseek_v3_grouped_sigmoid_with_shared_expert() {
     );
     insta::assert_snapshot!(check(&text, &[("seq", 6)], 1e-5));
 }
+
+/// DeepSeek-V4: two layers hash-routed by the token ids of a graph input through one
+/// `tid2eid` lookup that both read (the second layer's region shares it). The first layer:
+/// sqrt(softplus) scores with torch's softplus threshold spelled out, renormalised and
+/// scaled, separate gate and up stacks (`w3`), the clamped swiglu (limit only), and a
+/// shared expert with the same clamps; the second: plain `Sqrt(Softplus)`, no shared expert.
+#[test]
+fn deepseek_v4_hash_routed_sqrt_softplus() {
+    let text = format!(
+        r#"graph @g(%x: f32[seq, 8], %ids: i64[1, seq]) -> (y: f32[seq, 8]) {{
+  %wr = constant {{value = @weight("router_a")}} : f32[6, 8]
+  %la = Gemm(%x, %wr) {{transB = 1}} : f32[seq, 6]
+  %spa = Softplus(%la) : f32[seq, 6]
+  %thr = constant {{value = dense<f32[]>[20.0]}} : f32[]
+  %gta = Greater(%la, %thr) : bool[seq, 6]
+  %wha = Where(%gta, %la, %spa) : f32[seq, 6]
+  %sa = Sqrt(%wha) : f32[seq, 6]
+  %last = constant {{value = dense<i64[1]>[-1]}} : i64[1]
+  %idsf = Reshape(%ids, %last) : i64[seq]
+  %idsc = Unsqueeze(%idsf, %last) : i64[seq, 1]
+  %table = constant {{value = @weight("tid2eid")}} : i64[4, 2]
+  %hidx = GatherND(%table, %idsc) {{batch_dims = 0}} : i64[seq, 2]
+  %wva = GatherElements(%sa, %hidx) {{axis = 1}} : f32[seq, 2]
+  %dena = ReduceSum(%wva, %last) {{keepdims = 1}} : f32[seq, 1]
+  %wna = Div(%wva, %dena) : f32[seq, 2]
+  %scale = constant {{value = dense<f32[]>[1.5]}} : f32[]
+  %wa = Mul(%wna, %scale) : f32[seq, 2]
+  %one = constant {{value = dense<i64[1]>[1]}} : i64[1]
+  %xu = Unsqueeze(%x, %one) : f32[seq, 1, 8]
+  %rep = constant {{value = dense<i64[3]>[1, 2, 1]}} : i64[3]
+  %xe = Expand(%xu, %rep) : f32[seq, 2, 8]
+  %flat = constant {{value = dense<i64[2]>[-1, 8]}} : i64[2]
+  %xs = Reshape(%xe, %flat) : f32[seq*2, 8]
+  %idxf = Reshape(%hidx, %last) : i64[seq*2]
+  %idxc = Unsqueeze(%idxf, %last) : i64[seq*2, 1]
+  %xcol = Unsqueeze(%xs, %last) : f32[seq*2, 8, 1]
+  %wg = constant {{value = @weight("a.gate")}} : f32[6, 4, 8]
+  %gg = GatherND(%wg, %idxc) {{batch_dims = 0}} : f32[seq*2, 4, 8]
+  %g3 = MatMul(%gg, %xcol) : f32[seq*2, 4, 1]
+  %gate = Squeeze(%g3, %last) : f32[seq*2, 4]
+  %wu = constant {{value = @weight("a.up")}} : f32[6, 4, 8]
+  %gu = GatherND(%wu, %idxc) {{batch_dims = 0}} : f32[seq*2, 4, 8]
+  %u3 = MatMul(%gu, %xcol) : f32[seq*2, 4, 1]
+  %up = Squeeze(%u3, %last) : f32[seq*2, 4]
+  %lim = constant {{value = dense<f32[]>[0.3]}} : f32[]
+  %nlim = constant {{value = dense<f32[]>[-0.3]}} : f32[]
+  %gc = Clip(%gate, _, %lim) : f32[seq*2, 4]
+  %uc = Clip(%up, %nlim, %lim) : f32[seq*2, 4]
+  %sgc = Sigmoid(%gc) : f32[seq*2, 4]
+  %silu = Mul(%gc, %sgc) : f32[seq*2, 4]
+  %h = Mul(%silu, %uc) : f32[seq*2, 4]
+  %wd = constant {{value = @weight("a.down")}} : f32[6, 8, 4]
+  %gd = GatherND(%wd, %idxc) {{batch_dims = 0}} : f32[seq*2, 8, 4]
+  %hcol = Unsqueeze(%h, %last) : f32[seq*2, 4, 1]
+  %y3 = MatMul(%gd, %hcol) : f32[seq*2, 8, 1]
+  %yd = Squeeze(%y3, %last) : f32[seq*2, 8]
+  %wf = Reshape(%wa, %last) : f32[seq*2]
+  %wc = Unsqueeze(%wf, %last) : f32[seq*2, 1]
+  %yw = Mul(%yd, %wc) : f32[seq*2, 8]
+  %nkh = constant {{value = dense<i64[3]>[-1, 2, 8]}} : i64[3]
+  %yk = Reshape(%yw, %nkh) : f32[seq, 2, 8]
+  %ra = ReduceSum(%yk, %one) {{keepdims = 0}} : f32[seq, 8]
+  %s1 = constant {{value = @weight("a.shared.gate")}} : f32[8, 5]
+  %s3 = constant {{value = @weight("a.shared.up")}} : f32[8, 5]
+  %s2 = constant {{value = @weight("a.shared.down")}} : f32[5, 8]
+  %sg = MatMul(%x, %s1) : f32[seq, 5]
+  %sgl = Clip(%sg, _, %lim) : f32[seq, 5]
+  %ssig = Sigmoid(%sgl) : f32[seq, 5]
+  %ssilu = Mul(%ssig, %sgl) : f32[seq, 5]
+  %su = MatMul(%x, %s3) : f32[seq, 5]
+  %suc = Clip(%su, %nlim, %lim) : f32[seq, 5]
+  %sh = Mul(%suc, %ssilu) : f32[seq, 5]
+  %sy = MatMul(%sh, %s2) : f32[seq, 8]
+  %ya = Add(%sy, %ra) : f32[seq, 8]
+  %xb = Add(%x, %ya) : f32[seq, 8]
+  %wrb = constant {{value = @weight("router_b")}} : f32[6, 8]
+  %lb = Gemm(%xb, %wrb) {{transB = 1}} : f32[seq, 6]
+  %spb = Softplus(%lb) : f32[seq, 6]
+  %sb = Sqrt(%spb) : f32[seq, 6]
+  %wvb = GatherElements(%sb, %hidx) {{axis = 1}} : f32[seq, 2]
+  %denb = ReduceSum(%wvb, %last) {{keepdims = 1}} : f32[seq, 1]
+  %wb = Div(%wvb, %denb) : f32[seq, 2]
+{}  %y = Add(%xb, %b_out) : f32[seq, 8]
+  return %y
+}}
+"#,
+        batched_mm("b_", "xb", "wb", "hidx", [6, 2, 8, 3])
+    );
+    insta::assert_snapshot!(check(&text, &[("seq", 6)], 1e-5));
+}
