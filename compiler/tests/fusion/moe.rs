@@ -136,6 +136,75 @@ fn qwen3_moe_batched_mm_transposed_weights() {
     ));
 }
 
+/// GPT-OSS: top-k of the (biased) logits then softmax over the k (normalise with softmax),
+/// `[E, H, 2I]` gate/up stack used as `x @ W` with gate and up interleaved
+/// (`swiglu_fusion = 1`), gathered biases, the clamped swiglu with alpha and `up + 1`
+/// (a small limit so that the clamps act on these weights).
+#[test]
+fn gpt_oss_topk_softmax_interleaved_clamped_swiglu() {
+    insta::assert_snapshot!(check(
+        r#"graph @g(%x: f32[seq, 8]) -> (y: f32[seq, 8]) {
+  %wr = constant {value = @weight("router")} : f32[4, 8]
+  %br = constant {value = @weight("router_bias")} : f32[4]
+  %logits = Gemm(%x, %wr, %br) {transB = 1} : f32[seq, 4]
+  %k = constant {value = dense<i64[1]>[2]} : i64[1]
+  %top, %idx = TopK(%logits, %k) {axis = -1, largest = 1, sorted = 1} : f32[seq, 2], i64[seq, 2]
+  %w = Softmax(%top) {axis = 1} : f32[seq, 2]
+  %one = constant {value = dense<i64[1]>[1]} : i64[1]
+  %last = constant {value = dense<i64[1]>[-1]} : i64[1]
+  %xu = Unsqueeze(%x, %one) : f32[seq, 1, 8]
+  %rep = constant {value = dense<i64[3]>[1, 2, 1]} : i64[3]
+  %xe = Expand(%xu, %rep) : f32[seq, 2, 8]
+  %flat = constant {value = dense<i64[2]>[-1, 8]} : i64[2]
+  %xs = Reshape(%xe, %flat) : f32[seq*2, 8]
+  %idxf = Reshape(%idx, %last) : i64[seq*2]
+  %idxc = Unsqueeze(%idxf, %last) : i64[seq*2, 1]
+  %xrow = Unsqueeze(%xs, %one) : f32[seq*2, 1, 8]
+  %w13 = constant {value = @weight("gate_up")} : f32[4, 8, 12]
+  %g13 = GatherND(%w13, %idxc) {batch_dims = 0} : f32[seq*2, 8, 12]
+  %p3 = MatMul(%xrow, %g13) : f32[seq*2, 1, 12]
+  %p = Squeeze(%p3, %one) : f32[seq*2, 12]
+  %b13 = constant {value = @weight("gate_up_bias")} : f32[4, 12]
+  %gb = GatherND(%b13, %idxc) {batch_dims = 0} : f32[seq*2, 12]
+  %pb = Add(%p, %gb) : f32[seq*2, 12]
+  %zero = constant {value = dense<i64[1]>[0]} : i64[1]
+  %big = constant {value = dense<i64[1]>[9223372036854775807]} : i64[1]
+  %two = constant {value = dense<i64[1]>[2]} : i64[1]
+  %gate = Slice(%pb, %zero, %big, %last, %two) : f32[seq*2, 6]
+  %up = Slice(%pb, %one, %big, %last, %two) : f32[seq*2, 6]
+  %lim = constant {value = dense<f32[]>[0.5]} : f32[]
+  %nlim = constant {value = dense<f32[]>[-0.5]} : f32[]
+  %gc = Clip(%gate, _, %lim) : f32[seq*2, 6]
+  %uc = Clip(%up, %nlim, %lim) : f32[seq*2, 6]
+  %alpha = constant {value = dense<f32[]>[1.702]} : f32[]
+  %ga = Mul(%gc, %alpha) : f32[seq*2, 6]
+  %sg = Sigmoid(%ga) : f32[seq*2, 6]
+  %glu = Mul(%gc, %sg) : f32[seq*2, 6]
+  %onef = constant {value = dense<f32[]>[1.0]} : f32[]
+  %u1 = Add(%uc, %onef) : f32[seq*2, 6]
+  %h = Mul(%u1, %glu) : f32[seq*2, 6]
+  %hrow = Unsqueeze(%h, %one) : f32[seq*2, 1, 6]
+  %wd = constant {value = @weight("down")} : f32[4, 6, 8]
+  %gd = GatherND(%wd, %idxc) {batch_dims = 0} : f32[seq*2, 6, 8]
+  %y3 = MatMul(%hrow, %gd) : f32[seq*2, 1, 8]
+  %yd = Squeeze(%y3, %one) : f32[seq*2, 8]
+  %bd = constant {value = @weight("down_bias")} : f32[4, 8]
+  %gbd = GatherND(%bd, %idxc) {batch_dims = 0} : f32[seq*2, 8]
+  %yb = Add(%yd, %gbd) : f32[seq*2, 8]
+  %wf = Reshape(%w, %last) : f32[seq*2]
+  %wc = Unsqueeze(%wf, %last) : f32[seq*2, 1]
+  %yw = Mul(%wc, %yb) : f32[seq*2, 8]
+  %nkh = constant {value = dense<i64[3]>[-1, 2, 8]} : i64[3]
+  %yk = Reshape(%yw, %nkh) : f32[seq, 2, 8]
+  %y = ReduceSum(%yk, %one) {keepdims = 0} : f32[seq, 8]
+  return %y
+}
+"#,
+        &[("seq", 6)],
+        1e-5
+    ));
+}
+
 /// DeepSeek-V3's grouped sigmoid routing (`e_score_correction_bias` for choosing only;
 /// group score = sum of the top 2; `topk_group` groups kept, the rest filled with -inf;
 /// weights gathered from the unbiased scores, renormalised with a 1e-20 eps, scaled) with
@@ -290,4 +359,235 @@ fn deepseek_v4_hash_routed_sqrt_softplus() {
         batched_mm("b_", "xb", "wb", "hidx", [6, 2, 8, 3])
     );
     insta::assert_snapshot!(check(&text, &[("seq", 6)], 1e-5));
+}
+
+/// The per-expert loop of older exports, 3 experts with k = 2 (Mixtral's routing): every
+/// expert's `x @ W` MLP on all tokens (matrices transposed and stacked into the op's
+/// `[E, out, in]` at compile time), weighted by its `Slice` of the routing weights scattered
+/// into `[N, E]`, summed by Adds; Qwen2-MoE's sigmoid-gated shared expert added last.
+#[test]
+fn expert_loop_scattered_weights_gated_shared_expert() {
+    let mut experts = String::new();
+    for e in 0..3 {
+        experts += &format!(
+            r#"  %e{e}_wg = constant {{value = @weight("experts.{e}.gate")}} : f32[6, 4]
+  %e{e}_wu = constant {{value = @weight("experts.{e}.up")}} : f32[6, 4]
+  %e{e}_wd = constant {{value = @weight("experts.{e}.down")}} : f32[4, 6]
+  %e{e}_g = MatMul(%x, %e{e}_wg) : f32[seq, 4]
+  %e{e}_s = Sigmoid(%e{e}_g) : f32[seq, 4]
+  %e{e}_a = Mul(%e{e}_g, %e{e}_s) : f32[seq, 4]
+  %e{e}_u = MatMul(%x, %e{e}_wu) : f32[seq, 4]
+  %e{e}_h = Mul(%e{e}_a, %e{e}_u) : f32[seq, 4]
+  %e{e}_y = MatMul(%e{e}_h, %e{e}_wd) : f32[seq, 6]
+  %e{e}_st = constant {{value = dense<i64[1]>[{e}]}} : i64[1]
+  %e{e}_en = constant {{value = dense<i64[1]>[{}]}} : i64[1]
+  %e{e}_c = Slice(%d, %e{e}_st, %e{e}_en, %ax) : f32[seq, 1]
+  %e{e}_t = Mul(%e{e}_y, %e{e}_c) : f32[seq, 6]
+"#,
+            e + 1
+        );
+    }
+    let text = format!(
+        r#"graph @g(%x: f32[seq, 6]) -> (y: f32[seq, 6]) {{
+  %wr = constant {{value = @weight("router")}} : f32[6, 3]
+  %logits = MatMul(%x, %wr) : f32[seq, 3]
+  %probs = Softmax(%logits) {{axis = -1}} : f32[seq, 3]
+  %k = constant {{value = dense<i64[1]>[2]}} : i64[1]
+  %top, %idx = TopK(%probs, %k) {{axis = -1, largest = 1, sorted = 1}} : f32[seq, 2], i64[seq, 2]
+  %last = constant {{value = dense<i64[1]>[-1]}} : i64[1]
+  %tsum = ReduceSum(%top, %last) {{keepdims = 1}} : f32[seq, 1]
+  %w = Div(%top, %tsum) : f32[seq, 2]
+  %dshape = dims {{value = dims<[seq, 3]>}} : i64[2]
+  %zeros = ConstantOfShape(%dshape) {{value = dense<f32[1]>[0.0]}} : f32[seq, 3]
+  %d = ScatterElements(%zeros, %idx, %w) {{axis = 1}} : f32[seq, 3]
+  %ax = constant {{value = dense<i64[1]>[1]}} : i64[1]
+{experts}  %s01 = Add(%e0_t, %e1_t) : f32[seq, 6]
+  %routed = Add(%s01, %e2_t) : f32[seq, 6]
+  %sgw = constant {{value = @weight("shared_expert_gate")}} : f32[6, 1]
+  %sgl = MatMul(%x, %sgw) : f32[seq, 1]
+  %sgs = Sigmoid(%sgl) : f32[seq, 1]
+  %s1 = constant {{value = @weight("shared.gate")}} : f32[6, 5]
+  %s3 = constant {{value = @weight("shared.up")}} : f32[6, 5]
+  %s2 = constant {{value = @weight("shared.down")}} : f32[5, 6]
+  %sg = MatMul(%x, %s1) : f32[seq, 5]
+  %ss = Sigmoid(%sg) : f32[seq, 5]
+  %sa = Mul(%sg, %ss) : f32[seq, 5]
+  %su = MatMul(%x, %s3) : f32[seq, 5]
+  %sh = Mul(%sa, %su) : f32[seq, 5]
+  %sm = MatMul(%sh, %s2) : f32[seq, 6]
+  %shared = Mul(%sgs, %sm) : f32[seq, 6]
+  %y = Add(%routed, %shared) : f32[seq, 6]
+  return %y
+}}
+"#
+    );
+    insta::assert_snapshot!(check(&text, &[("seq", 5)], 1e-5));
+}
+
+/// The per-expert loop with 4 experts, k = 2, sigmoid scores not renormalised, the routing
+/// weights made dense with `OneHot` and each expert's column taken with `Gather`; ungated
+/// GELU experts (erf spelling) as `Gemm`s with `[out, in]` matrices and biases; the sum a
+/// balanced Add tree.
+#[test]
+fn expert_loop_one_hot_gelu_experts_with_biases() {
+    let mut experts = String::new();
+    for e in 0..4 {
+        experts += &format!(
+            r#"  %e{e}_w1 = constant {{value = @weight("experts.{e}.fc1")}} : f32[8, 6]
+  %e{e}_b1 = constant {{value = @weight("experts.{e}.fc1.bias")}} : f32[8]
+  %e{e}_w2 = constant {{value = @weight("experts.{e}.fc2")}} : f32[6, 8]
+  %e{e}_b2 = constant {{value = @weight("experts.{e}.fc2.bias")}} : f32[6]
+  %e{e}_f = Gemm(%x, %e{e}_w1, %e{e}_b1) {{transB = 1}} : f32[seq, 8]
+  %e{e}_hf = Mul(%e{e}_f, %half) : f32[seq, 8]
+  %e{e}_fd = Div(%e{e}_f, %sqrt2) : f32[seq, 8]
+  %e{e}_er = Erf(%e{e}_fd) : f32[seq, 8]
+  %e{e}_er1 = Add(%e{e}_er, %onef) : f32[seq, 8]
+  %e{e}_h = Mul(%e{e}_hf, %e{e}_er1) : f32[seq, 8]
+  %e{e}_y = Gemm(%e{e}_h, %e{e}_w2, %e{e}_b2) {{transB = 1}} : f32[seq, 6]
+  %e{e}_i = constant {{value = dense<i64[]>[{e}]}} : i64[]
+  %e{e}_c1 = Gather(%d, %e{e}_i) {{axis = 1}} : f32[seq]
+  %e{e}_c = Unsqueeze(%e{e}_c1, %last) : f32[seq, 1]
+  %e{e}_t = Mul(%e{e}_c, %e{e}_y) : f32[seq, 6]
+"#
+        );
+    }
+    let text = format!(
+        r#"graph @g(%x: f32[seq, 6]) -> (y: f32[seq, 6]) {{
+  %wr = constant {{value = @weight("router")}} : f32[4, 6]
+  %logits = Gemm(%x, %wr) {{transB = 1}} : f32[seq, 4]
+  %s = Sigmoid(%logits) : f32[seq, 4]
+  %k = constant {{value = dense<i64[1]>[2]}} : i64[1]
+  %top, %idx = TopK(%s, %k) {{axis = -1, largest = 1, sorted = 1}} : f32[seq, 2], i64[seq, 2]
+  %depth = constant {{value = dense<i64[]>[4]}} : i64[]
+  %vals = constant {{value = dense<f32[2]>[0.0, 1.0]}} : f32[2]
+  %oh = OneHot(%idx, %depth, %vals) {{axis = -1}} : f32[seq, 2, 4]
+  %last = constant {{value = dense<i64[1]>[-1]}} : i64[1]
+  %wu = Unsqueeze(%top, %last) : f32[seq, 2, 1]
+  %ohw = Mul(%oh, %wu) : f32[seq, 2, 4]
+  %one = constant {{value = dense<i64[1]>[1]}} : i64[1]
+  %d = ReduceSum(%ohw, %one) {{keepdims = 0}} : f32[seq, 4]
+  %half = constant {{value = dense<f32[]>[0.5]}} : f32[]
+  %sqrt2 = constant {{value = dense<f32[]>[1.4142135]}} : f32[]
+  %onef = constant {{value = dense<f32[]>[1.0]}} : f32[]
+{experts}  %s01 = Add(%e0_t, %e1_t) : f32[seq, 6]
+  %s23 = Add(%e2_t, %e3_t) : f32[seq, 6]
+  %y = Add(%s01, %s23) : f32[seq, 6]
+  return %y
+}}
+"#
+    );
+    insta::assert_snapshot!(check(&text, &[("seq", 5)], 1e-5));
+}
+
+/// Routings the op does not have stay unfused (and correct): top-k of the raw logits used as
+/// weights (no softmax), weights renormalised over the tokens instead of the k, a softmax
+/// over the tokens, tanh scores.
+#[test]
+fn near_miss_routings_stay() {
+    let router = |p: &str, scores: &str, weights: &str| {
+        format!(
+            r#"  %{p}wr = constant {{value = @weight("{p}router")}} : f32[3, 4]
+  %{p}l = Gemm(%x, %{p}wr) {{transB = 1}} : f32[seq, 3]
+{scores}  %{p}top, %{p}idx = TopK(%{p}s, %k) {{axis = -1, largest = 1, sorted = 1}} : f32[seq, 2], i64[seq, 2]
+{weights}"#
+        )
+    };
+    let layers = [
+        router(
+            "a_",
+            "  %a_s = Identity(%a_l) : f32[seq, 3]\n",
+            "  %a_w = Identity(%a_top) : f32[seq, 2]\n",
+        ),
+        router(
+            "b_",
+            "  %b_s = Softmax(%b_l) {axis = -1} : f32[seq, 3]\n",
+            "  %b_sum = ReduceSum(%b_top, %zero) {keepdims = 1} : f32[1, 2]\n  %b_w = Div(%b_top, %b_sum) : f32[seq, 2]\n",
+        ),
+        router(
+            "c_",
+            "  %c_s = Softmax(%c_l) {axis = 0} : f32[seq, 3]\n",
+            "  %c_w = Identity(%c_top) : f32[seq, 2]\n",
+        ),
+        router(
+            "d_",
+            "  %d_s = Tanh(%d_l) : f32[seq, 3]\n",
+            "  %d_w = Identity(%d_top) : f32[seq, 2]\n",
+        ),
+    ];
+    let mut body = String::new();
+    for (l, p) in layers.iter().zip(["a_", "b_", "c_", "d_"]) {
+        body += l;
+        body += &batched_mm(
+            &format!("{p}e_"),
+            "x",
+            &format!("{p}w"),
+            &format!("{p}idx"),
+            [3, 2, 4, 2],
+        );
+    }
+    let text = format!(
+        r#"graph @g(%x: f32[seq, 4]) -> (a: f32[seq, 4], b: f32[seq, 4], c: f32[seq, 4], d: f32[seq, 4]) {{
+  %k = constant {{value = dense<i64[1]>[2]}} : i64[1]
+  %zero = constant {{value = dense<i64[1]>[0]}} : i64[1]
+{body}  return %a_e_out, %b_e_out, %c_e_out, %d_e_out
+}}
+"#
+    );
+    insta::assert_snapshot!(check(&text, &[("seq", 4)], 1e-6));
+}
+
+/// Group-limited routing whose masked experts get 0 instead of -inf (with a bias, a masked
+/// expert could then still be chosen over an allowed one with a negative score) stays
+/// unfused; a shared expert whose activation differs from the routed experts' (GELU, not
+/// SiLU) is left outside while the routed experts fuse.
+#[test]
+fn near_miss_group_fill_and_shared_activation() {
+    let text = format!(
+        r#"graph @g(%x: f32[seq, 4]) -> (a: f32[seq, 4], b: f32[seq, 4]) {{
+  %wr = constant {{value = @weight("router")}} : f32[4, 4]
+  %l = Gemm(%x, %wr) {{transB = 1}} : f32[seq, 4]
+  %s = Sigmoid(%l) : f32[seq, 4]
+  %bias = constant {{value = @weight("bias")}} : f32[4]
+  %sel = Add(%s, %bias) : f32[seq, 4]
+  %grp = constant {{value = dense<i64[3]>[-1, 2, 2]}} : i64[3]
+  %sg = Reshape(%sel, %grp) : f32[seq, 2, 2]
+  %two = constant {{value = dense<i64[1]>[2]}} : i64[1]
+  %t2, %t2i = TopK(%sg, %two) {{axis = -1, largest = 1, sorted = 1}} : f32[seq, 2, 2], i64[seq, 2, 2]
+  %last = constant {{value = dense<i64[1]>[-1]}} : i64[1]
+  %gs = ReduceSum(%t2, %last) {{keepdims = 0}} : f32[seq, 2]
+  %kg = constant {{value = dense<i64[1]>[1]}} : i64[1]
+  %gk, %gi = TopK(%gs, %kg) {{axis = -1, largest = 1, sorted = 0}} : f32[seq, 1], i64[seq, 1]
+  %zf = constant {{value = dense<f32[]>[0.0]}} : f32[]
+  %gshape = dims {{value = dims<[seq, 2]>}} : i64[2]
+  %zeros = Expand(%zf, %gshape) : f32[seq, 2]
+  %oshape = dims {{value = dims<[seq, 1]>}} : i64[2]
+  %ones = ConstantOfShape(%oshape) {{value = dense<f32[1]>[1.0]}} : f32[seq, 1]
+  %gmask = ScatterElements(%zeros, %gi, %ones) {{axis = 1}} : f32[seq, 2]
+  %gmu = Unsqueeze(%gmask, %last) : f32[seq, 2, 1]
+  %exp = constant {{value = dense<i64[3]>[1, 2, 2]}} : i64[3]
+  %gme = Expand(%gmu, %exp) : f32[seq, 2, 2]
+  %tok = constant {{value = dense<i64[2]>[-1, 4]}} : i64[2]
+  %emask = Reshape(%gme, %tok) : f32[seq, 4]
+  %bmask = Cast(%emask) {{to = bool}} : bool[seq, 4]
+  %nmask = Not(%bmask) : bool[seq, 4]
+  %masked = Where(%nmask, %zf, %sel) : f32[seq, 4]
+  %top, %idx = TopK(%masked, %two) {{axis = -1, largest = 1, sorted = 0}} : f32[seq, 2], i64[seq, 2]
+  %w = GatherElements(%s, %idx) {{axis = 1}} : f32[seq, 2]
+{}  %rb = constant {{value = @weight("b_router")}} : f32[4, 4]
+  %lb = Gemm(%x, %rb) {{transB = 1}} : f32[seq, 4]
+  %sb = Softmax(%lb) {{axis = -1}} : f32[seq, 4]
+  %topb, %idxb = TopK(%sb, %two) {{axis = -1, largest = 1, sorted = 1}} : f32[seq, 2], i64[seq, 2]
+{}  %s1 = constant {{value = @weight("shared.fc1")}} : f32[4, 3]
+  %s2 = constant {{value = @weight("shared.fc2")}} : f32[3, 4]
+  %sf = MatMul(%x, %s1) : f32[seq, 3]
+  %sgl = Gelu(%sf) : f32[seq, 3]
+  %sy = MatMul(%sgl, %s2) : f32[seq, 4]
+  %b = Add(%b_out, %sy) : f32[seq, 4]
+  return %a_out, %b
+}}
+"#,
+        batched_mm("a_", "x", "w", "idx", [4, 2, 4, 2]),
+        batched_mm("b_", "x", "topb", "idxb", [4, 2, 4, 2])
+    );
+    insta::assert_snapshot!(check(&text, &[("seq", 5)], 1e-5));
 }
