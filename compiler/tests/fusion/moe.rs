@@ -136,6 +136,59 @@ fn qwen3_moe_batched_mm_transposed_weights() {
     ));
 }
 
+/// The same experts as TorchScript writes them (`torch.onnx.export` tracing): `Tile` and
+/// `Flatten` for the repeat, `Gather` by the flat indices, the gate/up halves taken with two
+/// `Slice`s (`swiglu_fusion = 2`); 8 experts, k = 2.
+#[test]
+fn torchscript_batched_mm_slice_halves() {
+    insta::assert_snapshot!(check(
+        r#"graph @g(%x: f32[seq, 8]) -> (y: f32[seq, 8]) {
+  %wr = constant {value = @weight("router")} : f32[8, 8]
+  %logits = MatMul(%x, %wr) : f32[seq, 8]
+  %probs = Softmax(%logits) {axis = -1} : f32[seq, 8]
+  %k = constant {value = dense<i64[1]>[2]} : i64[1]
+  %top, %idx = TopK(%probs, %k) {axis = -1, largest = 1, sorted = 1} : f32[seq, 2], i64[seq, 2]
+  %last = constant {value = dense<i64[1]>[-1]} : i64[1]
+  %tsum = ReduceSum(%top, %last) {keepdims = 1} : f32[seq, 1]
+  %w = Div(%top, %tsum) : f32[seq, 2]
+  %one = constant {value = dense<i64[1]>[1]} : i64[1]
+  %xu = Unsqueeze(%x, %one) : f32[seq, 1, 8]
+  %rep = constant {value = dense<i64[3]>[1, 2, 1]} : i64[3]
+  %xt = Tile(%xu, %rep) : f32[seq, 2, 8]
+  %xs = Flatten(%xt) {axis = 2} : f32[seq*2, 8]
+  %wf = Reshape(%w, %last) : f32[seq*2]
+  %idxf = Reshape(%idx, %last) : i64[seq*2]
+  %w13 = constant {value = @weight("gate_up_proj")} : f32[8, 12, 8]
+  %g13 = Gather(%w13, %idxf) {axis = 0} : f32[seq*2, 12, 8]
+  %xcol = Unsqueeze(%xs, %last) : f32[seq*2, 8, 1]
+  %gu3 = MatMul(%g13, %xcol) : f32[seq*2, 12, 1]
+  %gu = Squeeze(%gu3, %last) : f32[seq*2, 12]
+  %zero = constant {value = dense<i64[1]>[0]} : i64[1]
+  %six = constant {value = dense<i64[1]>[6]} : i64[1]
+  %twelve = constant {value = dense<i64[1]>[12]} : i64[1]
+  %gate = Slice(%gu, %zero, %six, %last) : f32[seq*2, 6]
+  %up = Slice(%gu, %six, %twelve, %last) : f32[seq*2, 6]
+  %sg = Sigmoid(%gate) : f32[seq*2, 6]
+  %silu = Mul(%gate, %sg) : f32[seq*2, 6]
+  %h = Mul(%silu, %up) : f32[seq*2, 6]
+  %wd = constant {value = @weight("down_proj")} : f32[8, 8, 6]
+  %gd = Gather(%wd, %idxf) {axis = 0} : f32[seq*2, 8, 6]
+  %hcol = Unsqueeze(%h, %last) : f32[seq*2, 6, 1]
+  %y3 = MatMul(%gd, %hcol) : f32[seq*2, 8, 1]
+  %yd = Squeeze(%y3, %last) : f32[seq*2, 8]
+  %wc = Unsqueeze(%wf, %last) : f32[seq*2, 1]
+  %yw = Mul(%yd, %wc) : f32[seq*2, 8]
+  %nkh = dims {value = dims<[seq, 2, 8]>} : i64[3]
+  %yk = Reshape(%yw, %nkh) : f32[seq, 2, 8]
+  %y = ReduceSum(%yk, %one) {keepdims = 0} : f32[seq, 8]
+  return %y
+}
+"#,
+        &[("seq", 6)],
+        1e-5
+    ));
+}
+
 /// GPT-OSS: top-k of the (biased) logits then softmax over the k (normalise with softmax),
 /// `[E, H, 2I]` gate/up stack used as `x @ W` with gate and up interleaved
 /// (`swiglu_fusion = 1`), gathered biases, the clamped swiglu with alpha and `up + 1`

@@ -81,9 +81,9 @@ pub fn mlp<'g, P>(
     })
 }
 
-/// Gate and up as parts of one projection `p` along its last axis: outputs 0 and 1 of a
-/// `Split` into two equal halves (fusion 2), or `Slice`s from 0 and from 1 with step 2
-/// (fusion 1). Returns `(fusion, p)`.
+/// Gate and up as parts of one projection `p` along its last axis: its first and second
+/// halves (outputs 0 and 1 of an equal `Split`, or two `Slice`s: fusion 2), or its even and
+/// odd elements (`Slice`s from 0 and from 1 with step 2: fusion 1). Returns `(fusion, p)`.
 fn fused_gate_up(m: &mut Matcher, g: Value, u: Value) -> Option<(i64, Value)> {
     if g.node == u.node && g.output == 0 && u.output == 1 {
         let id = op_out(m, g, "Split", 0)?;
@@ -99,31 +99,48 @@ fn fused_gate_up(m: &mut Matcher, g: Value, u: Value) -> Option<(i64, Value)> {
         }
         return Some((2, p));
     }
-    let (pg, from_g) = step2_slice(m, g)?;
-    let (pu, from_u) = step2_slice(m, u)?;
-    (pg == pu && from_g == 0 && from_u == 1).then_some((1, pg))
+    let (pg, g_range) = last_axis_slice(m, g)?;
+    let (pu, u_range) = last_axis_slice(m, u)?;
+    let dim = m.g.value_type(pg).shape.last()?.as_const()?;
+    if pg != pu || dim % 2 != 0 {
+        return None;
+    }
+    let half = dim / 2;
+    match (g_range, u_range) {
+        ((0, 2), (1, 2)) => Some((1, pg)),
+        ((0, 1), (s, 1))
+            if s == half && last_dim(m, g) == Some(half) && last_dim(m, u) == Some(half) =>
+        {
+            Some((2, pg))
+        }
+        _ => None,
+    }
 }
 
-/// `Slice(p, [start], [end >= dim], [last], [2])`: returns `(p, start)`.
-fn step2_slice(m: &mut Matcher, v: Value) -> Option<(Value, i64)> {
+fn last_dim(m: &Matcher, v: Value) -> Option<i64> {
+    m.g.value_type(v).shape.last()?.as_const()
+}
+
+/// `Slice(p, [start], [end], [last], [step])` reaching the end of the axis (or, with step 1,
+/// any end): returns `(p, (start, step))`.
+fn last_axis_slice(m: &mut Matcher, v: Value) -> Option<(Value, (i64, i64))> {
     let id = m.op(v, "Slice")?;
     let p = m.input(id, 0)?;
     let pt = m.g.value_type(p).clone();
     let dim = pt.shape.last()?.as_const()?;
-    let [start] = m.ints(m.input(id, 1)?)?[..] else {
-        return None;
+    let one = |m: &Matcher, i: usize| -> Option<i64> {
+        let [x] = m.ints(m.input(id, i)?)?[..] else {
+            return None;
+        };
+        Some(x)
     };
-    let [end] = m.ints(m.input(id, 2)?)?[..] else {
-        return None;
+    let (start, end, axis) = (one(m, 1)?, one(m, 2)?, one(m, 3)?);
+    let step = match m.input(id, 4) {
+        Some(_) => one(m, 4)?,
+        None => 1,
     };
-    let [axis] = m.ints(m.input(id, 3)?)?[..] else {
-        return None;
-    };
-    let [step] = m.ints(m.input(id, 4)?)?[..] else {
-        return None;
-    };
-    (is_last(axis, pt.rank()) && step == 2 && end >= dim && (start == 0 || start == 1))
-        .then_some((p, start))
+    let ok = is_last(axis, pt.rank()) && (0..dim).contains(&start) && (step == 1 || end >= dim);
+    ok.then_some((p, (start, step)))
 }
 
 /// True if `v` has shape `[n, h]`.
