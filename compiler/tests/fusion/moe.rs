@@ -13,7 +13,11 @@ use crate::support::check;
 /// weighted by `w` `[seq, k]` and summed per token into `%{p}out` `[seq, h]`; sizes
 /// `[e, k, h, i]`.
 fn batched_mm(p: &str, x: &str, w: &str, idx: &str, [e, k, h, i]: [usize; 4]) -> String {
-    let s = format!("seq*{k}");
+    let s = if k == 1 {
+        "seq".to_string()
+    } else {
+        format!("seq*{k}")
+    };
     let i2 = 2 * i;
     format!(
         r#"  %{p}one = constant {{value = dense<i64[1]>[1]}} : i64[1]
@@ -187,6 +191,26 @@ fn torchscript_batched_mm_slice_halves() {
         &[("seq", 6)],
         1e-5
     ));
+}
+
+/// Top-1 routing on sigmoid scores (not renormalised): the repeat of the tokens is a no-op
+/// that canonicalize removes, and the weights and indices `[seq, 1]` share their shape with
+/// the per-slot views.
+#[test]
+fn top1_sigmoid_batched_mm() {
+    let text = format!(
+        r#"graph @g(%x: f32[seq, 8]) -> (y: f32[seq, 8]) {{
+  %wr = constant {{value = @weight("router")}} : f32[8, 5]
+  %logits = MatMul(%x, %wr) : f32[seq, 5]
+  %s = Sigmoid(%logits) : f32[seq, 5]
+  %k = constant {{value = dense<i64[1]>[1]}} : i64[1]
+  %w, %idx = TopK(%s, %k) {{axis = -1, largest = 1, sorted = 1}} : f32[seq, 1], i64[seq, 1]
+{}  return %e_out
+}}
+"#,
+        batched_mm("e_", "x", "w", "idx", [5, 1, 8, 4])
+    );
+    insta::assert_snapshot!(check(&text, &[("seq", 5)], 1e-5));
 }
 
 /// GPT-OSS: top-k of the (biased) logits then softmax over the k (normalise with softmax),

@@ -18,7 +18,7 @@ use super::act::Act;
 use super::experts::{mlp, Experts, Mlp};
 use super::layout::{Bias, Mat, Weight};
 use super::linear::{linear, Linear};
-use super::view::{attempt, fill, is_last, reduce_sum, reshaped_from};
+use super::view::{attempt, deepest_reshaped_from, fill, is_last, reduce_sum, reshaped_from};
 use crate::passes::fuse::pattern::Matcher;
 
 /// One expert's term of the sum.
@@ -129,7 +129,7 @@ fn dense(m: &mut Matcher, d: Value) -> Option<(Value, Value)> {
         ok.then_some(n.input(0)?)
     })?;
     let it = m.g.value_type(idx).shape.clone();
-    let w = reshaped_from(m, wcol, &it)?;
+    let w = deepest_reshaped_from(m, wcol, &it)?;
     Some((w, idx))
 }
 

@@ -17,7 +17,7 @@ use kiln_ir::{Dim, NodeId, Value};
 
 use super::experts::{is_rows, mlp, Experts};
 use super::linear::{gathered, Gathered};
-use super::view::{attempt, reshaped_from, single_axis, view_root};
+use super::view::{attempt, deepest_reshaped_from, reshaped_from, single_axis, view_root};
 use crate::passes::fuse::pattern::Matcher;
 
 /// The routed experts whose combine is `root` (a `ReduceSum` over the k slots).
@@ -50,7 +50,7 @@ pub fn find(m: &mut Matcher, root: NodeId) -> Option<Experts> {
     {
         return None;
     }
-    let indices = reshaped_from(m, e.down.idx, &[nd.clone(), kd.clone()])?;
+    let indices = deepest_reshaped_from(m, e.down.idx, &[nd.clone(), kd.clone()])?;
     let x = repeated(m, e.gate.x, nd, k, h)?;
     let up = e.up.map(|p| (p.w, p.bias));
     let (w3, b3) = match up {
@@ -91,7 +91,7 @@ fn weighted(
         let (w, y) = m.either(mul, |m, c| {
             let ct = m.g.value_type(c);
             (ct.shape == [s.clone(), Dim::from(1i64)]).then_some(())?;
-            reshaped_from(m, c, &nk)
+            deepest_reshaped_from(m, c, &nk)
         })?;
         is_rows(m, y, s, h).then_some((y, w))
     }) {
@@ -102,15 +102,20 @@ fn weighted(
     let (w, yv) = m.either(mul, |m, c| {
         let ct = m.g.value_type(c);
         (ct.shape == [n.clone(), k.clone(), Dim::from(1i64)]).then_some(())?;
-        reshaped_from(m, c, &nk)
+        deepest_reshaped_from(m, c, &nk)
     })?;
     // The expert outputs, as a view of the down projection.
     Some((yv, w))
 }
 
 /// `xs` (`[S, H]`) as each token of `x` (`[N, H]`) repeated `k` times in a row:
-/// `Reshape(Expand(Unsqueeze(x, 1), [.., k, ..]))` (or `Tile`); returns `x`.
+/// `Reshape(Expand(Unsqueeze(x, 1), [.., k, ..]))` (or `Tile`), or a view of `x` when k is
+/// 1; returns `x`.
 fn repeated(m: &mut Matcher, xs: Value, n: &Dim, k: i64, h: &Dim) -> Option<Value> {
+    // With k = 1 the repeat is a no-op that canonicalize removes: xs is a view of x.
+    if k == 1 {
+        return deepest_reshaped_from(m, xs, &[n.clone(), h.clone()]);
+    }
     let nkh = [n.clone(), Dim::from(k), h.clone()];
     let e = reshaped_from(m, xs, &nkh)?;
     let id = attempt(m, |m| m.op(e, "Expand")).or_else(|| m.op(e, "Tile"))?;
@@ -119,6 +124,5 @@ fn repeated(m: &mut Matcher, xs: Value, n: &Dim, k: i64, h: &Dim) -> Option<Valu
     }
     let one = m.input(id, 0)?;
     let x = reshaped_from(m, one, &[n.clone(), Dim::from(1i64), h.clone()])?;
-    let x = reshaped_from(m, x, &[n.clone(), h.clone()])?;
-    Some(x)
+    deepest_reshaped_from(m, x, &[n.clone(), h.clone()])
 }

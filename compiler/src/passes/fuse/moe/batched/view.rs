@@ -35,6 +35,18 @@ pub fn reshaped_from(m: &mut Matcher, v: Value, shape: &[Dim]) -> Option<Value> 
     Some(c[i])
 }
 
+/// The last value in `v`'s reshape chain whose shape is `shape` (for shapes with ones in
+/// them, where nearer views may share the shape); the reshapes walked through join the
+/// region.
+pub fn deepest_reshaped_from(m: &mut Matcher, v: Value, shape: &[Dim]) -> Option<Value> {
+    let c = chain(m.g, v);
+    let i = c.iter().rposition(|&u| m.g.value_type(u).shape == shape)?;
+    for u in &c[..i] {
+        m.take(u.node);
+    }
+    Some(c[i])
+}
+
 /// The last value of `v`'s reshape chain: what `v` is a view of.
 pub fn view_root(g: &Graph, v: Value) -> Value {
     *chain(g, v).last().expect("a chain holds v")
