@@ -128,6 +128,26 @@ pub fn scalar_constant(g: &mut Graph, dtype: DType, x: f64) -> Result<Value, Com
     constant(g, Tensor::from_f64(dtype, vec![], &[x]))
 }
 
+/// The input of binary node `id` that is not `v` (input 1 when both are `v`).
+pub fn other_input(g: &Graph, id: NodeId, v: Value) -> Option<Value> {
+    let n = g.node(id);
+    let (a, b) = (n.input(0)?, n.input(1)?);
+    Some(if a == v { b } else { a })
+}
+
+/// The only node reading `v`, if it has exactly one reader (once) and is no graph output.
+pub fn sole_user(g: &Graph, v: Value) -> Option<NodeId> {
+    let users = g.users(v);
+    (users.len() == 1 && !g.is_output(v)).then(|| users[0].0)
+}
+
+/// Axis `a` (negative counts from the end) as an index into a shape of rank `rank`.
+pub fn axis_index(a: i64, rank: usize) -> Option<usize> {
+    let r = rank as i64;
+    let a = if a < 0 { a + r } else { a };
+    (0..r).contains(&a).then_some(a as usize)
+}
+
 /// Attributes from a list of pairs.
 pub fn attrs(list: &[(&str, Attr)]) -> Attrs {
     list.iter()
