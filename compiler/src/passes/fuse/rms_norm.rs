@@ -133,14 +133,18 @@ fn mean_square_plus_eps(m: &mut Matcher, v: Value, x: Value) -> Option<f64> {
 /// `ReduceMean(Pow(x, 2) | Mul(x, x), [last], keepdims = 1)`.
 fn mean_square(m: &mut Matcher, v: Value, x: Value) -> Option<()> {
     let mean = m.op(v, "ReduceMean")?;
-    let n = m.g.node(mean);
-    if n.attrs.int_or("keepdims", 1).ok()? != 1 {
+    if !is_last_axis_mean(m, mean, x) {
         return None;
     }
-    let rank = m.g.value_type(x).rank() as i64;
-    let axes = m.ints(m.input(mean, 1)?)?;
-    if axes.len() != 1 || (axes[0] != rank - 1 && axes[0] != -1) {
-        return None;
+    // The root mean square of a centred x is a layer norm: fuse-layer-norm's.
+    let n = m.g.node(x.node);
+    if x.output == 0 && n.op == "Sub" {
+        let centre = n.input(1)?;
+        let c = m.g.node(centre.node);
+        if c.op == "ReduceMean" && c.input(0) == n.input(0) && is_last_axis_mean(m, centre.node, x)
+        {
+            return None;
+        }
     }
     let sq = m.input(mean, 0)?;
     if let Some(p) = m.op(sq, "Pow") {
@@ -148,6 +152,19 @@ fn mean_square(m: &mut Matcher, v: Value, x: Value) -> Option<()> {
     }
     let mul = m.op(sq, "Mul")?;
     (m.input(mul, 0)? == x && m.input(mul, 1)? == x).then_some(())
+}
+
+/// True if `mean` is a keepdims ReduceMean over x's last axis only.
+fn is_last_axis_mean(m: &Matcher, mean: NodeId, x: Value) -> bool {
+    let n = m.g.node(mean);
+    if n.attrs.int_or("keepdims", 1).ok() != Some(1) {
+        return false;
+    }
+    let rank = m.g.value_type(x).rank() as i64;
+    let Some(axes) = n.input(1).and_then(|a| m.ints(a)) else {
+        return false;
+    };
+    axes.len() == 1 && (axes[0] == rank - 1 || axes[0] == -1)
 }
 
 /// True if `w` broadcasts along x's last axis only: shape `[..1, H]` with `H` x's last dim.

@@ -11,6 +11,9 @@ use kiln_ir::{Graph, NodeId};
 use super::{Match, Rule};
 
 pub mod existing;
+pub mod formula;
+pub mod layout;
+pub mod mask;
 pub mod sdpa;
 
 pub struct FuseAttention;
