@@ -6,8 +6,10 @@
 # kiln/ORT (lower is better; the goals: <= 0.15 at seq 512, <= 0.5 at seq 1).
 #
 #   bench/deepseek_v3_bench.sh [--seqs "512 128 1"] [--threads N] [--runs N] [--warmup N]
-#                              [--model FILE.onnx] [--no-build]
+#                              [--model FILE.onnx] [--passes LIST] [--profile] [--no-build]
 #
+# --passes is given to `kiln compile` (`--passes canonicalize`: kiln without fusion);
+# --profile adds `kiln bench --profile`'s table of where kiln's time goes.
 # --runs defaults to 20 (10 at seq >= 256: a run of ONNX Runtime takes a second there).
 # The model is not in ../shared: make it once (dynamic seq, about 3 minutes) with
 #   SEQ=512 python ../shared/tools/export_hf.py deepseek_v3_bench RAW dynamo batched_mm
@@ -21,7 +23,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 extra=${KILN_MODELS_EXTRA:-$root/../models-extra}
 model=$extra/deepseek_v3_bench/model.onnx
 venv=${KILN_TOOLS_VENV:-$HOME/.venvs/kiln-tools}
-seqs="512 128 1" threads=2 runs= warmup=3 build=1
+seqs="512 128 1" threads=2 runs= warmup=3 build=1 passes= profile=
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -30,8 +32,10 @@ while [ $# -gt 0 ]; do
         --runs) runs=$2; shift 2 ;;
         --warmup) warmup=$2; shift 2 ;;
         --model) model=$2; shift 2 ;;
+        --passes) passes=$2; shift 2 ;;
+        --profile) profile=--profile; shift ;;
         --no-build) build=0; shift ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "deepseek_v3_bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -50,7 +54,7 @@ trap 'rm -rf "$work"' EXIT
 max=1
 for s in $seqs; do [ "$s" -gt "$max" ] && max=$s; done
 echo "== compiling $model for seq 1..$max"
-"$kiln" compile "$model" -o "$work/model.kiln" --dim "seq=1..$max"
+"$kiln" compile "$model" -o "$work/model.kiln" --dim "seq=1..$max" ${passes:+--passes "$passes"}
 
 median() { sed -n 's/^median \([0-9.]*\) ms.*/\1/p' "$1" | tail -1; }
 summary=()
@@ -58,7 +62,7 @@ for s in $seqs; do
     n=${runs:-$([ "$s" -ge 256 ] && echo 10 || echo 20)}
     echo "== kiln: seq $s, $threads threads"
     "$kiln" bench "$work/model.kiln" --dim "seq=$s" \
-        --threads "$threads" --runs "$n" --warmup "$warmup" | tee "$work/kiln.$s.txt"
+        --threads "$threads" --runs "$n" --warmup "$warmup" $profile | tee "$work/kiln.$s.txt"
     echo "== ONNX Runtime: seq $s, $threads threads"
     "$venv/bin/python" bench/ort_bench.py "$model" --dim "seq=$s" \
         --threads "$threads" --runs "$n" --warmup "$warmup" | tee "$work/ort.$s.txt"
@@ -71,5 +75,5 @@ for s in $seqs; do
 done
 
 echo
-echo "deepseek_v3_bench, $threads threads"
+echo "deepseek_v3_bench, $threads threads${passes:+, kiln passes $passes}"
 printf '  %s\n' "${summary[@]}"
