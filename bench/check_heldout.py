@@ -3,6 +3,8 @@
 
     python bench/check_heldout.py DIR [NAME ...] [--kiln PATH] [--json FILE]
 
+(default: every case of DIR whose info.json has `expected_fusion`)
+
 For each case DIR/NAME (the layout of ../shared/models), runs
   kiln opt model.onnx --fusion-report r.json -o fused.kir   the regions and the op histogram
   kiln run fused.kir                                         the fused graph on the interpreter
@@ -102,6 +104,11 @@ def check(kiln, case):
     return row
 
 
+def info_of(case):
+    path = os.path.join(case, "info.json")
+    return json.load(open(path)) if os.path.exists(path) else {}
+
+
 def cell(v):
     if isinstance(v, tuple):
         return f"{v[0]:.1e}" + ("" if v[1] else " (over tol)")
@@ -109,14 +116,14 @@ def cell(v):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir")
     p.add_argument("names", nargs="*")
     p.add_argument("--kiln", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")),
                                                   "release", "kiln"))
     p.add_argument("--json", help="also write the rows to this file")
     a = p.parse_args()
-    names = a.names or sorted(n for n in os.listdir(a.dir) if os.path.exists(os.path.join(a.dir, n, "info.json")))
+    names = a.names or sorted(n for n in os.listdir(a.dir) if "expected_fusion" in info_of(os.path.join(a.dir, n)))
     print("| model | exporter | expected attn/moe | found attn/moe | Softmax/TopK left | forms | "
           "max err, fused IR on interpreter | max err, compiled (CPU) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
