@@ -30,10 +30,16 @@ use crate::cli::run::read_inputs;
 /// their lower bound otherwise. Prints what it used, then runs the model `--warmup` times
 /// untimed and `--runs` times timed, and prints e.g.
 /// `median 12.3 ms (min 11.9, max 13.0, 50 runs)`.
+///
+/// With `--profile`, the timed runs also record when each step of the schedule ends (a
+/// clock read per step), and a table follows: the median time of each step, summed by op
+/// type and by kernel or helper, then the slowest steps (`--top`). Steps are numbered as in
+/// `kiln inspect --all`.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
     kiln bench minilm.kiln --dim batch=1 --dim seq=128 --threads 2\n  \
-    kiln bench model.onnx --input ids=ids.npy --runs 100")]
+    kiln bench model.onnx --input ids=ids.npy --runs 100\n  \
+    kiln bench minilm.kiln --threads 2 --profile --top 20")]
 pub struct BenchArgs {
     /// The model: a .kiln artifact, or an .onnx / .kir model to compile first.
     input: PathBuf,
@@ -55,6 +61,12 @@ pub struct BenchArgs {
     /// Seed of the generated inputs.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Time every step too, and print where the time goes.
+    #[arg(long)]
+    profile: bool,
+    /// With --profile: how many of the slowest steps to list.
+    #[arg(long, default_value_t = 15, value_name = "N")]
+    top: usize,
 }
 
 /// Whether a dim's name suggests a sequence length.
@@ -210,6 +222,88 @@ fn compile_temp(
     let _ = std::fs::remove_file(&file);
     eprintln!("kiln: compiled in {:.2} s", start.elapsed().as_secs_f64());
     Ok(model?)
+}
+
+/// The median of `v` (sorted in place); 0 when empty.
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The op type of a step label (`MatMul node "x"` -> `MatMul`).
+fn op_type(label: &str) -> &str {
+    label.split(' ').next().unwrap_or(label)
+}
+
+/// A kernel name cut to fit a table row (generated kernels' keys can be long).
+fn short(name: &str) -> String {
+    const MAX: usize = 60;
+    match name.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}…", &name[..at]),
+        None => name.to_string(),
+    }
+}
+
+/// Where the time goes: the steps' median times summed by op type and by callee, then the
+/// `top` slowest steps.
+fn profile_table(m: &kiln_runtime::model::Manifest, per_step: &[f64], top: usize) -> String {
+    use std::fmt::Write;
+    let total: f64 = per_step.iter().sum();
+    let pct = |t: f64| if total > 0.0 { 100.0 * t / total } else { 0.0 };
+    let mut out = String::new();
+    let mut group = |title: &str, key: &dyn Fn(usize) -> String| {
+        let mut sums: Vec<(String, f64, usize)> = Vec::new();
+        for (i, &t) in per_step.iter().enumerate() {
+            let k = key(i);
+            match sums.iter_mut().find(|s| s.0 == k) {
+                Some(s) => {
+                    s.1 += t;
+                    s.2 += 1;
+                }
+                None => sums.push((k, t, 1)),
+            }
+        }
+        sums.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let w = sums
+            .iter()
+            .map(|s| s.0.len())
+            .max()
+            .unwrap_or(0)
+            .max(title.len());
+        let _ = writeln!(out, "{title:w$}  {:>9}  {:>6}  steps", "ms", "%");
+        for (k, t, n) in &sums {
+            let _ = writeln!(out, "{k:w$}  {:>9.3}  {:>5.1}%  {n}", t * 1e3, pct(*t));
+        }
+        let _ = writeln!(out);
+    };
+    group("op", &|i| op_type(&m.steps[i].op).to_string());
+    group("kernel or helper", &|i| short(&m.steps[i].kernel));
+    let mut order: Vec<usize> = (0..per_step.len()).collect();
+    order.sort_by(|&a, &b| per_step[b].total_cmp(&per_step[a]));
+    let _ = writeln!(out, "slowest steps          ms       %  op / callee");
+    for &i in order.iter().take(top) {
+        let s = &m.steps[i];
+        let _ = writeln!(
+            out,
+            "{i:>5}  {:>12.3}  {:>5.1}%  {} / {}",
+            per_step[i] * 1e3,
+            pct(per_step[i]),
+            s.op,
+            short(&s.kernel)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "sum of step medians {} ms over {} steps\n",
+        ms(total),
+        per_step.len()
+    );
+    out
 }
 
 /// Milliseconds with three significant figures.
@@ -370,22 +464,31 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         model.run(&inputs)?;
     }
     let mut times = Vec::with_capacity(args.runs);
+    // Per step, its time in each run (profiled runs).
+    let mut step_times: Vec<Vec<f64>> = vec![Vec::with_capacity(args.runs); m.steps.len()];
     for _ in 0..args.runs {
         let t = Instant::now();
-        let out = model.run(&inputs)?;
+        let out = if args.profile {
+            let (out, steps) = model.run_profiled(&inputs)?;
+            for (all, d) in step_times.iter_mut().zip(steps) {
+                all.push(d.as_secs_f64());
+            }
+            out
+        } else {
+            model.run(&inputs)?
+        };
         times.push(t.elapsed().as_secs_f64());
         drop(out);
     }
-    times.sort_by(f64::total_cmp);
+    let median_time = median(&mut times);
+    if args.profile {
+        let per_step: Vec<f64> = step_times.iter_mut().map(|t| median(t)).collect();
+        print!("{}", profile_table(m, &per_step, args.top));
+    }
     let n = times.len();
-    let median = if n % 2 == 1 {
-        times[n / 2]
-    } else {
-        (times[n / 2 - 1] + times[n / 2]) / 2.0
-    };
     println!(
         "median {} ms (min {}, max {}, {n} runs)",
-        ms(median),
+        ms(median_time),
         ms(times[0]),
         ms(times[n - 1])
     );
@@ -415,6 +518,55 @@ mod tests {
                 .to_string(),
             "--dim seq is given twice"
         );
+    }
+
+    #[test]
+    fn profile_tables_sum_by_op_and_callee() {
+        use kiln_runtime::model::manifest::{ArenaSpec, FunctionSpan, StepSpec};
+        let step = |op: &str, kernel: &str| StepSpec {
+            op: op.into(),
+            kernel: kernel.into(),
+        };
+        let m = kiln_runtime::model::Manifest {
+            format: String::new(),
+            name: "t".into(),
+            symbols: vec![],
+            inputs: vec![],
+            outputs: vec![],
+            entry: FunctionSpan { offset: 0, len: 0 },
+            kernels: vec![],
+            helpers: vec![],
+            arena: ArenaSpec {
+                bytes: 0,
+                buffers: vec![],
+            },
+            weights: vec![],
+            steps: vec![
+                step("MatMul node \"a\"", "helper gemm_f32_packed"),
+                step("Add node \"b\"", "k1"),
+                step("MatMul node \"c\"", "helper gemm_f32"),
+            ],
+        };
+        let table = profile_table(&m, &[0.003, 0.001, 0.004], 2);
+        let want = "\
+op             ms       %  steps
+MatMul      7.000   87.5%  2
+Add         1.000   12.5%  1
+
+kernel or helper               ms       %  steps
+helper gemm_f32             4.000   50.0%  1
+helper gemm_f32_packed      3.000   37.5%  1
+k1                          1.000   12.5%  1
+
+slowest steps          ms       %  op / callee
+    2         4.000   50.0%  MatMul node \"c\" / helper gemm_f32
+    0         3.000   37.5%  MatMul node \"a\" / helper gemm_f32_packed
+sum of step medians 8.00 ms over 3 steps
+
+";
+        assert_eq!(table, want);
+        assert_eq!(short(&"x".repeat(70)), format!("{}…", "x".repeat(60)));
+        assert_eq!(median(&mut [3.0, 1.0, 2.0, 10.0]), 2.5);
     }
 
     #[test]

@@ -15,24 +15,58 @@ mod quant;
 use crate::cpu::gemm::Kernel;
 
 /// State a run hands to `Call` helpers (frame slot `RUN_CONTEXT`); one per run.
+#[repr(C)]
 pub struct RunContext {
+    /// The step hook, or 0: `extern "C" fn(ctx: *const RunContext, step: u64)`, which the
+    /// entry function calls after each step when it is set (compiled code reads it at
+    /// [`RunContext::STEP_HOOK_OFFSET`]). Profiled runs set it to record step times.
+    pub step_hook: u64,
     pub gemm: Kernel,
     /// The first error a helper found in this run's data (a length or position out of
     /// range): the run fails with it. The helper still returns normally, memory-safe.
     pub error: std::sync::OnceLock<String>,
+    /// When each step ended, in step order (profiled runs only).
+    pub step_ends: Option<std::sync::Mutex<Vec<std::time::Instant>>>,
 }
 
+/// Type of [`RunContext::step_hook`].
+pub type StepHook = extern "C" fn(ctx: *const RunContext, step: u64);
+
 impl RunContext {
+    /// Byte offset of `step_hook`, which the entry function loads.
+    pub const STEP_HOOK_OFFSET: i32 = std::mem::offset_of!(RunContext, step_hook) as i32;
+
     pub fn new(gemm: Kernel) -> RunContext {
         RunContext {
+            step_hook: 0,
             gemm,
             error: std::sync::OnceLock::new(),
+            step_ends: None,
+        }
+    }
+
+    /// A context that records when each of `steps` steps ends.
+    pub fn profiled(gemm: Kernel, steps: usize) -> RunContext {
+        RunContext {
+            step_hook: record_step_end as StepHook as usize as u64,
+            step_ends: Some(std::sync::Mutex::new(Vec::with_capacity(steps))),
+            ..RunContext::new(gemm)
         }
     }
 
     /// Records a data error (the first one of a run is kept).
     pub fn fail(&self, msg: impl Into<String>) {
         let _ = self.error.set(msg.into());
+    }
+}
+
+/// The step hook of profiled runs: notes the time (steps end in schedule order).
+extern "C" fn record_step_end(ctx: *const RunContext, _step: u64) {
+    let now = std::time::Instant::now();
+    // SAFETY: the entry function passes the run's live context.
+    let ctx = unsafe { &*ctx };
+    if let Some(Ok(mut ends)) = ctx.step_ends.as_ref().map(|m| m.lock()) {
+        ends.push(now);
     }
 }
 

@@ -2,6 +2,8 @@
 //! the frame, then walks the schedule: per step it evaluates the arguments (buffer
 //! addresses, symbolic sizes) into one argument array on its stack and calls the step's
 //! kernel (a direct call inside the code blob) or helper (through the helper table).
+//! After each step it calls the run context's step hook when one is set (profiled runs:
+//! one load at entry, then a test and a branch per step otherwise).
 
 use std::collections::HashMap;
 
@@ -11,7 +13,7 @@ use cranelift_codegen::ir::{
 };
 use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use kiln_runtime::cpu::helpers::{self, HelperSig};
+use kiln_runtime::cpu::helpers::{self, HelperSig, RunContext};
 use kiln_runtime::model::frame::{self, FrameLayout};
 
 use crate::cpu::codegen::dims::{DimEmitter, SymbolTable};
@@ -74,6 +76,15 @@ pub fn build_entry(
     let table = slot_load(&mut b, frame::HELPER_TABLE);
     let context = slot_load(&mut b, frame::RUN_CONTEXT);
     let args_ptr = b.ins().stack_addr(types::I64, slot, 0);
+    let hook = b
+        .ins()
+        .load(types::I64, mem(), context, RunContext::STEP_HOOK_OFFSET);
+    let hook_sig = {
+        let mut sig = Signature::new(CallConv::SystemV);
+        sig.params.push(AbiParam::new(types::I64));
+        sig.params.push(AbiParam::new(types::I64));
+        b.import_signature(sig)
+    };
     for (s, step) in program.steps.iter().enumerate() {
         for (i, arg) in step.args.iter().enumerate() {
             let v = match arg {
@@ -134,9 +145,47 @@ pub fn build_entry(
                 b.ins().call_indirect(sigref, f, &[context, args_ptr]);
             }
         }
+        let (call_hook, next) = (b.create_block(), b.create_block());
+        b.set_cold_block(call_hook);
+        b.ins().brif(hook, call_hook, &[], next, &[]);
+        b.switch_to_block(call_hook);
+        let step_no = b.ins().iconst(types::I64, s as i64);
+        b.ins().call_indirect(hook_sig, hook, &[context, step_no]);
+        b.ins().jump(next, &[]);
+        b.switch_to_block(next);
     }
     b.ins().return_(&[]);
     b.seal_all_blocks();
     b.finalize(isa.frontend_config());
     Ok(func)
+}
+
+#[cfg(test)]
+mod tests {
+    use kiln_runtime::{ElemType, Tensor as RtTensor};
+
+    use crate::cpu::codegen::isa::CpuFeatures;
+    use crate::cpu::testing::{floats, graph, load};
+
+    #[test]
+    fn profiled_runs_time_every_step_and_compute_the_same() {
+        let g = graph(
+            "graph @t(%x: f32[4, 8]) -> (y: f32[8, 4], z: f32[4, 8]) {
+               %0 = Transpose(%x) {perm = [1, 0]} : f32[8, 4]
+               %1 = Exp(%x) : f32[4, 8]
+               %2 = Mul(%1, %x) : f32[4, 8]
+               return %0, %2
+             }",
+        );
+        let model = load(&g, CpuFeatures::host()).unwrap();
+        let x = floats(&[4, 8], 3);
+        let x = RtTensor::from_bytes(ElemType::F32, &[4, 8], &x.to_le_bytes()).unwrap();
+        let plain = model.run(std::slice::from_ref(&x)).unwrap();
+        let (profiled, times) = model.run_profiled(std::slice::from_ref(&x)).unwrap();
+        assert_eq!(times.len(), model.manifest().steps.len());
+        assert!(times.len() >= 2, "{:?}", model.manifest().steps);
+        for (a, b) in plain.iter().zip(&profiled) {
+            assert_eq!(a.bytes(), b.bytes());
+        }
+    }
 }
