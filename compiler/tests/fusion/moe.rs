@@ -441,7 +441,8 @@ fn deepseek_v4_hash_routed_sqrt_softplus() {
 /// The per-expert loop of older exports, 3 experts with k = 2 (Mixtral's routing): every
 /// expert's `x @ W` MLP on all tokens (matrices transposed and stacked into the op's
 /// `[E, out, in]` at compile time), weighted by its `Slice` of the routing weights scattered
-/// into `[N, E]`, summed by Adds; Qwen2-MoE's sigmoid-gated shared expert added last.
+/// into `[N, E]`, summed by Adds into zeros; Qwen2-MoE's sigmoid-gated shared expert added
+/// last.
 #[test]
 fn expert_loop_scattered_weights_gated_shared_expert() {
     let mut experts = String::new();
@@ -478,7 +479,10 @@ fn expert_loop_scattered_weights_gated_shared_expert() {
   %zeros = ConstantOfShape(%dshape) {{value = dense<f32[1]>[0.0]}} : f32[seq, 3]
   %d = ScatterElements(%zeros, %idx, %w) {{axis = 1}} : f32[seq, 3]
   %ax = constant {{value = dense<i64[1]>[1]}} : i64[1]
-{experts}  %s01 = Add(%e0_t, %e1_t) : f32[seq, 6]
+{experts}  %yshape = dims {{value = dims<[seq, 6]>}} : i64[2]
+  %acc = ConstantOfShape(%yshape) {{value = dense<f32[1]>[0.0]}} : f32[seq, 6]
+  %s0 = Add(%acc, %e0_t) : f32[seq, 6]
+  %s01 = Add(%s0, %e1_t) : f32[seq, 6]
   %routed = Add(%s01, %e2_t) : f32[seq, 6]
   %sgw = constant {{value = @weight("shared_expert_gate")}} : f32[6, 1]
   %sgl = MatMul(%x, %sgw) : f32[seq, 1]

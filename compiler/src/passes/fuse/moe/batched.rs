@@ -8,7 +8,8 @@
 //! - experts `batched-mm` ([`slots`]: transformers' `batched_mm`, each (token, expert) slot
 //!   gathers its expert's stacked weights), root the `ReduceSum` over the k slots;
 //! - experts `expert-loop` ([`expert_loop`]: one MLP per expert on all tokens, weighted by
-//!   its column of the routing weights), root the top of the Add tree over the experts;
+//!   its column of the routing weights), root the top of the Add tree over the experts (a
+//!   zero fill it starts from is dropped);
 //! - with shared experts, the root is the `Add` of the routed output (or the experts' Add
 //!   tree) and the shared MLP;
 //! - routing ([`router::Routing::form`]): `softmax-topk[-norm]` (Mixtral, Qwen3-MoE),
@@ -136,6 +137,11 @@ fn add_tree(m: &mut Matcher, root: NodeId) -> Option<(Experts, Option<Shared>)> 
         if g.value_type(leaf) != &root_ty {
             return None;
         }
+        // The zeros an unrolled loop accumulates into.
+        if view::fill(g, leaf) == Some(0.0) {
+            m.take(leaf.node);
+            continue;
+        }
         if let Some(t) = view::attempt(m, |m| expert_loop::term(m, leaf)) {
             terms.push(t);
             continue;
@@ -256,7 +262,10 @@ fn check(g: &Graph, p: &Parts) -> Option<Sizes> {
             if bt.shape != [Dim::from(experts)] || bt.dtype != dtype {
                 return None;
             }
-            if groups.is_some_and(|(ng, _)| !experts.is_multiple_of(ng)) {
+            // Fewer allowed experts than k would let the graph's TopK pick masked ones.
+            if groups
+                .is_some_and(|(ng, tg)| !experts.is_multiple_of(ng) || tg * (experts / ng) < r.k)
+            {
                 return None;
             }
         }
