@@ -31,6 +31,7 @@ pub mod error;
 pub mod kernels;
 pub mod model;
 pub mod profile;
+pub mod report;
 pub mod sim;
 
 pub use descriptor::LaunchList;

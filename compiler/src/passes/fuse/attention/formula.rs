@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use kiln_ir::attr::AttrsExt;
-use kiln_ir::{DType, Dim, Graph, Value};
+use kiln_ir::{DType, Dim, Graph, Tensor, Value};
 
 /// `c + Σ coef[a] * index[a]` over the axes of a value.
 #[derive(Clone, Debug, PartialEq)]
@@ -237,6 +237,7 @@ fn round_to(dt: DType, x: f64) -> Option<f64> {
         DType::F32 => Some(x as f32 as f64),
         DType::Bool => Some(if x != 0.0 { 1.0 } else { 0.0 }),
         d if d.is_int() => (x.fract() == 0.0 && x.abs() < 9e15).then_some(x),
+        DType::F16 | DType::BF16 => Some(Tensor::from_f64(dt, vec![], &[x]).to_f64()[0]),
         _ => None,
     }
 }

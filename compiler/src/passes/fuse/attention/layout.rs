@@ -234,6 +234,24 @@ pub fn trace(g: &Graph, v: Value) -> View {
     w
 }
 
+/// Which axis of a traced operand feeds an axis of the op.
+#[derive(Clone, Copy, Debug)]
+pub enum Pick {
+    Axis(usize),
+    /// An axis holding batch and heads flattened (`[B*H, S, D]` operands): feeds two.
+    Split(usize),
+}
+
+/// Removes the trailing broadcast factors of a heads group; returns their product.
+fn pop_repeat(grp: &mut Vec<Atom>) -> Dim {
+    let mut repeat = one();
+    while let Some(Atom::Bcast(d)) = grp.last() {
+        repeat = repeat.mul(d);
+        grp.pop();
+    }
+    repeat
+}
+
 /// What the `attention` op reads from a traced operand: the source axes of each of its
 /// axes, and for the heads axis the repetition GQA's repeat_kv spelled.
 #[derive(Clone, Debug)]
@@ -250,32 +268,46 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The layout reading operand axes `order` of `view` (e.g. `[0, 1, 3, 2]` for `kᵀ`).
-    /// `heads`: the position in `order` of the heads axis, whose trailing broadcast factors
+    /// The layout reading operand axes `picks` of `view` (e.g. `[0, 1, 3, 2]` for `kᵀ`).
+    /// `heads`: the output position of the heads axis, whose trailing broadcast factors
     /// become [`repeat`](Self::repeat); every other broadcast factor is refused (it would
     /// repeat data along batch, sequence or head dim).
-    pub fn new(view: &View, order: &[usize], heads: Option<usize>) -> Option<Layout> {
-        let mut axes = Vec::with_capacity(order.len());
-        let mut groups = Vec::with_capacity(order.len());
+    pub fn new(view: &View, picks: &[Pick], heads: Option<usize>) -> Option<Layout> {
+        let mut groups: Vec<Vec<Atom>> = Vec::with_capacity(4);
         let mut repeat = one();
-        for (k, &o) in order.iter().enumerate() {
-            let mut grp = view.strip(view.groups.get(o)?);
-            if heads == Some(k) {
-                while let Some(Atom::Bcast(d)) = grp.last() {
-                    repeat = repeat.mul(d);
-                    grp.pop();
+        for p in picks {
+            match *p {
+                Pick::Axis(o) => {
+                    let mut grp = view.strip(view.groups.get(o)?);
+                    if heads == Some(groups.len()) {
+                        repeat = repeat.mul(&pop_repeat(&mut grp));
+                    }
+                    groups.push(grp);
+                }
+                Pick::Split(o) => {
+                    // Batch and heads flattened into one axis: the heads are its minor
+                    // (last) source factor, with any repetition after them.
+                    let mut grp = view.strip(view.groups.get(o)?);
+                    if heads == Some(groups.len() + 1) {
+                        repeat = repeat.mul(&pop_repeat(&mut grp));
+                    }
+                    let h = grp.pop().into_iter().collect();
+                    groups.push(grp);
+                    groups.push(h);
                 }
             }
-            let src: Vec<usize> = grp
-                .iter()
-                .map(|a| match a {
-                    Atom::Src(n) => Some(*n),
-                    Atom::Bcast(_) => None,
-                })
-                .collect::<Option<_>>()?;
-            axes.push(src);
-            groups.push(grp);
         }
+        let axes: Vec<Vec<usize>> = groups
+            .iter()
+            .map(|grp| {
+                grp.iter()
+                    .map(|a| match a {
+                        Atom::Src(n) => Some(*n),
+                        Atom::Bcast(_) => None,
+                    })
+                    .collect::<Option<_>>()
+            })
+            .collect::<Option<_>>()?;
         let dims = axes
             .iter()
             .map(|grp| {
@@ -301,6 +333,19 @@ impl Layout {
             repeat,
             existing,
         })
+    }
+
+    /// True if the source itself is in this layout (no node needed).
+    pub fn is_source(&self, g: &Graph) -> bool {
+        let shape = &g.value_type(self.src).shape;
+        let moved: Vec<usize> = self
+            .axes
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&a| !is_one(&shape[a]))
+            .collect();
+        *shape == self.dims && moved.windows(2).all(|w| w[0] < w[1])
     }
 
     /// The value in this layout: the existing one, or Transpose + Reshape of the source.
@@ -346,8 +391,28 @@ impl Layout {
     }
 }
 
-/// `Reshape(x, dims)`, its shape a constant or, with symbols, a `dims` node.
+/// `Reshape(x, dims)`, its shape a constant or, with symbols, a `dims` node; an Unsqueeze
+/// when it only inserts size-1 axes.
 pub fn reshape(g: &mut Graph, x: Value, dims: &[Dim]) -> Result<Value, CompileError> {
+    let have = g.value_type(x).shape.clone();
+    let mut inserted = Vec::new();
+    let mut k = 0;
+    for (o, d) in dims.iter().enumerate() {
+        if k < have.len() && have[k] == *d {
+            k += 1;
+        } else if is_one(d) {
+            inserted.push(o as i64);
+        } else {
+            break;
+        }
+    }
+    if k == have.len() && inserted.len() + k == dims.len() {
+        let axes = constant(
+            g,
+            Tensor::from_i64(DType::I64, vec![inserted.len()], &inserted),
+        )?;
+        return add(g, "Unsqueeze", Attrs::new(), vec![Some(x), Some(axes)], "");
+    }
     let consts: Option<Vec<i64>> = dims.iter().map(|d| d.as_const()).collect();
     let shape = match consts {
         Some(c) => constant(g, Tensor::from_i64(DType::I64, vec![c.len()], &c))?,

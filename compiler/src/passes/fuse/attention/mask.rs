@@ -315,3 +315,151 @@ fn emit_leaf(
     }
     Ok(Some(x))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::passes::fuse::attention::formula::mk;
+
+    /// `j - i - k` over a `[S, T]` term.
+    fn diff(k: i64) -> Expr {
+        Expr::Lin(Affine {
+            coef: vec![-1, 1],
+            c: Dim::from(-k),
+        })
+    }
+
+    fn cmp(f: Fun, k: i64) -> Expr {
+        mk(f, DType::Bool, vec![diff(k), Expr::Num(0.0)], 2)
+    }
+
+    fn fill(cond: Expr, masked: f64) -> Expr {
+        mk(
+            Fun::Where,
+            DType::F32,
+            vec![cond, Expr::Num(0.0), Expr::Num(masked)],
+            2,
+        )
+    }
+
+    fn shape() -> Vec<Dim> {
+        vec![Dim::sym("s"), Dim::sym("t")]
+    }
+
+    const MIN: f64 = f32::MIN as f64;
+
+    #[test]
+    fn causal_and_window_bands() {
+        let zero = Dim::from(0i64);
+        let causal = fill(cmp(Fun::Le, 0), MIN);
+        let b = band(&causal, &shape(), DType::F32, &zero).unwrap();
+        assert_eq!(
+            b,
+            Band {
+                lo: None,
+                hi: Some(0)
+            }
+        );
+        assert_eq!(b.causal_window(), Some((true, 0)));
+        // j > i - 3 and j <= i: the 3 most recent positions.
+        let win = mk(
+            Fun::And,
+            DType::Bool,
+            vec![cmp(Fun::Gt, -3), cmp(Fun::Le, 0)],
+            2,
+        );
+        let b = band(&fill(win, f64::NEG_INFINITY), &shape(), DType::F32, &zero).unwrap();
+        assert_eq!(
+            b,
+            Band {
+                lo: Some(-2),
+                hi: Some(0)
+            }
+        );
+        assert_eq!(b.causal_window(), Some((true, 3)));
+    }
+
+    /// With a cache of `p` positions, query i sits at p + i: `j <= i + p` is causal, and
+    /// `j <= i` (no offset) is not.
+    #[test]
+    fn causal_relative_to_the_cache() {
+        let p = Dim::sym("p");
+        let with_offset = Expr::Lin(Affine {
+            coef: vec![-1, 1],
+            c: p.neg(),
+        });
+        let le = mk(Fun::Le, DType::Bool, vec![with_offset, Expr::Num(0.0)], 2);
+        let b = band(&fill(le, MIN), &shape(), DType::F32, &p).unwrap();
+        assert_eq!(b.causal_window(), Some((true, 0)));
+        // Without the offset the breakpoint is symbolic relative to p: not read.
+        assert_eq!(
+            band(&fill(cmp(Fun::Le, 0), MIN), &shape(), DType::F32, &p),
+            None
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_band() {
+        let zero = Dim::from(0i64);
+        // One position off: a band, but not one the op's flags express.
+        let ahead = band(&fill(cmp(Fun::Le, 1), MIN), &shape(), DType::F32, &zero).unwrap();
+        assert_eq!(
+            ahead,
+            Band {
+                lo: None,
+                hi: Some(1)
+            }
+        );
+        assert_eq!(ahead.causal_window(), None);
+        // Masked with -1: a bias, not a mask.
+        assert_eq!(
+            band(&fill(cmp(Fun::Le, 0), -1.0), &shape(), DType::F32, &zero),
+            None
+        );
+        // Attending at e <= 0 and at e = 2: not contiguous.
+        let gap = mk(
+            Fun::Or,
+            DType::Bool,
+            vec![cmp(Fun::Le, 0), cmp(Fun::Eq, 2)],
+            2,
+        );
+        assert_eq!(band(&fill(gap, MIN), &shape(), DType::F32, &zero), None);
+        // Nothing attends.
+        assert_eq!(band(&Expr::Num(MIN), &shape(), DType::F32, &zero), None);
+        // Depends on i alone.
+        let rows = mk(
+            Fun::Le,
+            DType::Bool,
+            vec![
+                Expr::Lin(Affine {
+                    coef: vec![1, 0],
+                    c: Dim::from(0i64),
+                }),
+                Expr::Num(2.0),
+            ],
+            2,
+        );
+        assert_eq!(band(&fill(rows, MIN), &shape(), DType::F32, &zero), None);
+    }
+
+    #[test]
+    fn bands_intersect() {
+        let a = Band {
+            lo: None,
+            hi: Some(0),
+        };
+        let b = Band {
+            lo: Some(-4),
+            hi: Some(3),
+        };
+        assert_eq!(
+            a.intersect(b),
+            Band {
+                lo: Some(-4),
+                hi: Some(0)
+            }
+        );
+        assert_eq!(a.intersect(Band::ALL), a);
+        assert_eq!(Band::ALL.causal_window(), Some((false, 0)));
+    }
+}

@@ -30,7 +30,7 @@ use kiln_ir::infer::add_inferred;
 use kiln_ir::{Attr, Attrs, DType, Dim, Graph, NodeId, Value};
 
 use super::formula::{mk, Expr, Formulas, Fun};
-use super::layout::{trace, Atom, Layout, View};
+use super::layout::{reshape, trace, Atom, Layout, Pick, View};
 use super::mask::{band, free_axes, reduce, Band};
 use crate::error::CompileError;
 use crate::passes::fuse::pattern::{add, out0, scalar_constant, Matcher};
@@ -39,7 +39,7 @@ use crate::passes::fuse::Match;
 /// The region rooted at `root`, if it is one of this file's forms.
 pub fn find(g: &Graph, root: NodeId) -> Option<Match> {
     let n = g.node(root);
-    if n.op != "MatMul" || n.outputs[0].rank() != 4 {
+    if n.op != "MatMul" || !matches!(n.outputs[0].rank(), 3 | 4) {
         return None;
     }
     let mut m = Matcher::new(g);
@@ -65,9 +65,16 @@ fn last_axis(g: &Graph, v: Value, axis: i64) -> bool {
 fn probabilities(m: &mut Matcher, p: Value) -> Option<Probs> {
     let g = m.g;
     let mut x = p;
-    let (mut guarded, mut sliced) = (false, false);
+    let (mut guarded, mut sliced, mut cast) = (false, false, false);
     loop {
         let mark = m.mark();
+        if !cast {
+            if let Some(u) = float_cast(m, x) {
+                x = u;
+                cast = true;
+                continue;
+            }
+        }
         if !guarded {
             if let Some(w) = nan_guard(m, x) {
                 x = w;
@@ -91,6 +98,9 @@ fn probabilities(m: &mut Matcher, p: Value) -> Option<Probs> {
         return None;
     }
     let mut s = m.input(sm, 0)?;
+    if let Some(u) = float_cast(m, s) {
+        s = u;
+    }
     let mark = m.mark();
     match shifted_by_max(m, s) {
         Some(u) => s = u,
@@ -114,6 +124,22 @@ fn probabilities(m: &mut Matcher, p: Value) -> Option<Probs> {
     Some(Probs {
         scores,
         sinks: Some(col),
+    })
+}
+
+/// A Cast between float dtypes (HF's softmax in f32 of f16 logits) -> its input: the op
+/// computes in f64 throughout.
+fn float_cast(m: &mut Matcher, x: Value) -> Option<Value> {
+    let g = m.g;
+    let n = g.node(x.node);
+    let u = n.input(0)?;
+    let ok = n.op == "Cast"
+        && x.output == 0
+        && g.value_type(u).dtype.is_float()
+        && n.outputs[0].dtype.is_float();
+    ok.then(|| {
+        m.take(x.node);
+        u
     })
 }
 
@@ -264,7 +290,7 @@ fn reaches_matmul(g: &Graph, x: Value) -> bool {
 fn reaches(g: &Graph, x: Value, depth: usize) -> bool {
     let n = g.node(x.node);
     match n.op.as_str() {
-        "MatMul" => n.outputs[0].rank() == 4,
+        "MatMul" => matches!(n.outputs[0].rank(), 3 | 4),
         "Add" | "Mul" | "Div" | "Tanh" | "Where" if depth > 0 => n
             .inputs()
             .iter()
@@ -359,6 +385,10 @@ struct Region {
     /// Mask terms kept as the op's mask, with their formulas.
     masks: Vec<(Term, Expr)>,
     dtype: DType,
+    /// The MatMuls' rank: 4, or 3 with batch and heads flattened.
+    rank: usize,
+    /// Batch and query heads.
+    batch_heads: [Dim; 2],
 }
 
 impl Region {
@@ -379,19 +409,41 @@ impl Region {
         if vv.scale != 1.0 {
             return None;
         }
-        let q = Layout::new(&qv, &[0, 1, 2, 3], None)?;
-        let k = Layout::new(&kv, &[0, 1, 3, 2], Some(1))?;
-        let v = Layout::new(&vv, &[0, 1, 2, 3], Some(1))?;
+        use Pick::{Axis, Split};
+        // Rank 4: [B, H, S, D]; rank 3: [B*H, S, D] (bmm), batch and heads split apart.
+        let rank = lshape.len();
+        let (qp, kp, vp): (&[Pick], &[Pick], &[Pick]) = if rank == 4 {
+            (
+                &[Axis(0), Axis(1), Axis(2), Axis(3)],
+                &[Axis(0), Axis(1), Axis(3), Axis(2)],
+                &[Axis(0), Axis(1), Axis(2), Axis(3)],
+            )
+        } else {
+            (
+                &[Split(0), Axis(1), Axis(2)],
+                &[Split(0), Axis(2), Axis(1)],
+                &[Split(0), Axis(1), Axis(2)],
+            )
+        };
+        let q = Layout::new(&qv, qp, None)?;
+        let k = Layout::new(&kv, kp, Some(1))?;
+        let v = Layout::new(&vv, vp, Some(1))?;
         let out = &g.node(root).outputs[0].shape;
         // q [B, Hq, S, Dk], k [B, Hkv, T, Dk], v [B, Hkv, T, Dv], out [B, Hq, S, Dv].
         let (b, hq, s, dk) = (&q.dims[0], &q.dims[1], &q.dims[2], &q.dims[3]);
         let shares = |l: &Layout, operand: Value| {
-            let op_heads = &g.value_type(operand).shape[1];
+            // One kv head shared by MatMul broadcasting: the operand's heads axis is 1.
+            let bcast = g.value_type(operand).shape[rank - 3].as_const() == Some(1);
             let hkv = &l.dims[1];
-            hkv.mul(&l.repeat) == *hq
-                || (op_heads.as_const() == Some(1) && hkv.as_const() == Some(1))
+            hkv.mul(&l.repeat) == *hq || (bcast && hkv.as_const() == Some(1))
         };
-        let ok = k.dims[0] == *b
+        let lead: Vec<Dim> = if rank == 4 {
+            vec![b.clone(), hq.clone()]
+        } else {
+            vec![b.mul(hq)]
+        };
+        let ok = (rank == 4 || rank == 3)
+            && k.dims[0] == *b
             && v.dims[0] == *b
             && k.dims[3] == *dk
             && k.dims[1] == v.dims[1]
@@ -399,9 +451,11 @@ impl Region {
             && k.dims[2] == total
             && shares(&k, kto)
             && shares(&v, vo)
-            && out[..3] == [b.clone(), hq.clone(), s.clone()]
-            && out[3] == v.dims[3]
-            && lshape[..3] == [b.clone(), hq.clone(), s.clone()]
+            && out[..rank - 2] == lead[..]
+            && out[rank - 2..] == [s.clone(), v.dims[3].clone()]
+            && lshape[..rank - 2] == lead[..]
+            && lshape[rank - 2] == *s
+            && (rank == 4 || probs.sinks.is_none())
             && [qv.src, kv.src, vv.src]
                 .iter()
                 .all(|x| g.value_type(*x).dtype == dtype);
@@ -497,6 +551,7 @@ impl Region {
         };
         nodes.sort();
         nodes.dedup();
+        let batch_heads = [q.dims[0].clone(), q.dims[1].clone()];
         Some(Region {
             root,
             nodes,
@@ -511,6 +566,8 @@ impl Region {
             window,
             masks,
             dtype,
+            rank,
+            batch_heads,
         })
     }
 
@@ -534,9 +591,7 @@ impl Region {
                 let v = out0(cc.concat);
                 let outside =
                     g.is_output(v) || g.users(v).iter().any(|(u, _)| !self.nodes.contains(u));
-                let own = l.axes.iter().enumerate().all(|(i, a)| *a == [i])
-                    && g.value_type(v).rank() == 4;
-                (outside && own).then_some(v)
+                (outside && l.is_source(g)).then_some(v)
             };
             (reads(a, &self.k), reads(c, &self.v))
         });
@@ -606,7 +661,12 @@ impl Region {
             .map_err(|e| CompileError::Pass(e.to_string()))?;
         // Inference gives every output; keep those read.
         g.node_mut(id).outputs.truncate(n_out);
-        let mut pairs = vec![(out0(self.root), out0(id))];
+        let mut out = out0(id);
+        if self.rank == 3 {
+            let dims = g.node(self.root).outputs[0].shape.clone();
+            out = reshape(g, out, &dims)?;
+        }
+        let mut pairs = vec![(out0(self.root), out)];
         for (o, old) in [(1, pk), (2, pv)] {
             if let Some(old) = old {
                 pairs.push((
@@ -657,7 +717,7 @@ impl Region {
                     }
                 }
             };
-            parts.push(x);
+            parts.push(self.heads_split(g, x)?);
         }
         let mut it = parts.into_iter();
         let Some(mut acc) = it.next() else {
@@ -667,6 +727,18 @@ impl Region {
             acc = add(g, "Add", Attrs::new(), vec![Some(acc), Some(x)], "")?;
         }
         Ok(Some(acc))
+    }
+}
+
+impl Region {
+    /// A rank-3 mask `[B*H, S, T]` of flattened logits as `[B, H, S, T]`.
+    fn heads_split(&self, g: &mut Graph, x: Value) -> Result<Value, CompileError> {
+        let shape = g.value_type(x).shape.clone();
+        if self.rank != 3 || shape.len() != 3 || shape[0].as_const() == Some(1) {
+            return Ok(x);
+        }
+        let [b, h] = self.batch_heads.clone();
+        reshape(g, x, &[b, h, shape[1].clone(), shape[2].clone()])
     }
 }
 
@@ -696,7 +768,7 @@ fn sink_layout(
             return None;
         }
     }
-    let l = Layout::new(&view, &[1], None)?;
+    let l = Layout::new(&view, &[Pick::Axis(1)], None)?;
     if l.dims[0] != *hq {
         return None;
     }
