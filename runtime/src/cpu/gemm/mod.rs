@@ -428,6 +428,13 @@ pub unsafe fn sgemm_fused(
                 )
             }
         }
+        // One panel's width of contiguous rows NR apart (attention's V with 32-wide heads)
+        // is already in the packed layout.
+        BMatrix::Strided { ptr, rs, cs } if n == NR && cs == 1 && rs == NR as isize => {
+            // SAFETY: B's k rows of NR floats are the packed panel; the rest is sgemm's
+            // contract.
+            unsafe { run(kernel, m, n, k, a, rsa, csa, ptr, c, layout, ep, accumulate) }
+        }
         BMatrix::Strided { ptr, rs, cs } => {
             thread_local! {
                 static BPACK: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };

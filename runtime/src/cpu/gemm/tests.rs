@@ -570,3 +570,38 @@ fn epilogues_and_column_blocks_match_the_unfused_steps() {
         }
     }
 }
+
+/// A strided B of one panel's width with rows `NR` apart is read in place as the packed
+/// panel: the same bits as packing it.
+#[test]
+fn one_panel_row_major_b_is_read_in_place() {
+    for kernel in Kernel::available() {
+        for &(m, k) in &[(1, 5), (13, 128), (64, 300), (130, 600)] {
+            let n = NR;
+            let a = data(m * k, 1);
+            let b = data(k * n, 2);
+            let packed = PackedB::pack(&b, k, n, n);
+            let mut want = vec![f32::NAN; m * n];
+            run_sgemm(
+                kernel,
+                m,
+                n,
+                k,
+                &a,
+                (k, 1),
+                BMatrix::Packed(packed.view()),
+                &mut want,
+                false,
+            );
+            let sb = BMatrix::Strided {
+                ptr: b.as_ptr(),
+                rs: n as isize,
+                cs: 1,
+            };
+            let mut c = vec![f32::NAN; m * n];
+            run_sgemm(kernel, m, n, k, &a, (k, 1), sb, &mut c, false);
+            assert_eq!(c, want, "{kernel:?} m{m} k{k}");
+            close(&c, &reference(m, n, k, &a, k, 1, &b, None), k, kernel.name);
+        }
+    }
+}
