@@ -19,6 +19,8 @@ pub mod lower;
 pub mod memory;
 #[cfg(test)]
 pub mod testing;
+#[cfg(test)]
+mod tests;
 pub mod tiling;
 
 pub use compile::{compile, AscendArtifact, AscendOptions};

@@ -246,8 +246,12 @@ fn run(sim: &mut KernelSim) -> SimResult<()> {
                 core.load_elements(queues[i][slot], x, &idx)?;
             }
             let mut args = vec![0f64; arity];
+            let dry = core.is_dry();
             let vals: Vec<f64> = (0..n)
                 .map(|e| {
+                    if dry {
+                        return 0.0;
+                    }
                     for (i, q) in queues.iter().enumerate() {
                         args[i] = core.data(q[slot]).0[e];
                     }

@@ -108,6 +108,9 @@ pub struct KernelSim<'a> {
     pub desc: &'a KernelDesc,
     hbm: &'a mut [u8],
     blocks: Vec<BlockStats>,
+    /// Walk the tiles and check and count everything, but move and compute no values (to
+    /// price launches too big to simulate, such as a 4096^3 matmul).
+    dry: bool,
 }
 
 impl<'a> KernelSim<'a> {
@@ -117,6 +120,18 @@ impl<'a> KernelSim<'a> {
             desc,
             hbm,
             blocks: vec![BlockStats::default(); desc.block_dim as usize],
+            dry: false,
+        }
+    }
+
+    /// A launch that moves and computes no values: tiles are checked and counted only.
+    pub fn dry(profile: &'a Profile, desc: &'a KernelDesc) -> KernelSim<'a> {
+        KernelSim {
+            profile,
+            desc,
+            hbm: &mut [],
+            blocks: vec![BlockStats::default(); desc.block_dim as usize],
+            dry: true,
         }
     }
 
@@ -236,6 +251,12 @@ impl Core<'_, '_> {
         self.sim.profile
     }
 
+    /// Whether values are left out (see [`KernelSim::dry`]): tiles then hold no data, and a
+    /// kernel passes zeros as its vector results.
+    pub fn is_dry(&self) -> bool {
+        self.sim.dry
+    }
+
     fn stats(&mut self) -> &mut BlockStats {
         &mut self.sim.blocks[self.block]
     }
@@ -345,8 +366,8 @@ impl Core<'_, '_> {
                 col0 + cols
             );
         }
-        let mut data = Vec::with_capacity(rows * cols);
-        for i in row0..row0 + rows {
+        let mut data = Vec::with_capacity(if self.sim.dry { 0 } else { rows * cols });
+        for i in (row0..row0 + rows).filter(|_| !self.sim.dry) {
             for j in col0..col0 + cols {
                 data.push(self.read_gm(src, storage_index(src, i, j))?);
             }
@@ -378,6 +399,7 @@ impl Core<'_, '_> {
             );
         }
         let data = (col0..col0 + cols)
+            .filter(|_| !self.sim.dry)
             .map(|i| self.read_gm(src, i))
             .collect::<SimResult<Vec<_>>>()?;
         self.stats().mte2_bytes += (cols * src.dtype.size()) as u64;
@@ -395,8 +417,17 @@ impl Core<'_, '_> {
         if self.tiles[dst.0].mem != Mem::Ub {
             reject!("element loads go to UB");
         }
+        if let Some(&i) = idx.iter().max().filter(|_| self.sim.dry) {
+            if i as u64 >= src.storage_numel() {
+                reject!(
+                    "reads element {i} of a tensor of {} elements",
+                    src.storage_numel()
+                );
+            }
+        }
         let data = idx
             .iter()
+            .filter(|_| !self.sim.dry)
             .map(|&i| self.read_gm(src, i))
             .collect::<SimResult<Vec<_>>>()?;
         self.stats().mte2_bytes += (idx.len() * src.dtype.size()) as u64;
@@ -455,7 +486,7 @@ impl Core<'_, '_> {
             );
         }
         let mut data = Vec::with_capacity(rows * cols);
-        for i in row0..row0 + rows {
+        for i in (row0..row0 + rows).filter(|_| !self.sim.dry) {
             data.extend_from_slice(&s.data[i * s.cols + col0..i * s.cols + col0 + cols]);
         }
         let t = s.dtype;
@@ -494,12 +525,14 @@ impl Core<'_, '_> {
                 tc.cols
             );
         }
-        let mut out = if init {
+        let mut out = if self.sim.dry {
+            Vec::new()
+        } else if init {
             vec![0f32; m * n]
         } else {
             tc.data.iter().map(|&v| v as f32).collect()
         };
-        for i in 0..m {
+        for i in (0..m).filter(|_| !self.sim.dry) {
             for kk in 0..k {
                 let x = ta.data[i * k + kk] as f32;
                 if x == 0.0 {
@@ -579,14 +612,21 @@ impl Core<'_, '_> {
             reject!("stores a {} tile into a {} tensor", t.dtype, dst.dtype);
         }
         let data = std::mem::take(&mut self.tiles[src.0].data);
+        let n = self.tiles[src.0].rows * self.tiles[src.0].cols;
         let mut res = Ok(());
+        if self.sim.dry && (start + n) as u64 > dst.storage_numel() {
+            reject!(
+                "writes element {} of a tensor of {} elements",
+                start + n - 1,
+                dst.storage_numel()
+            );
+        }
         for (i, &v) in data.iter().enumerate() {
             res = self.write_gm(dst, start + i, v);
             if res.is_err() {
                 break;
             }
         }
-        let n = data.len();
         self.tiles[src.0].data = data;
         res?;
         self.stats().mte3_bytes += (n * dst.dtype.size()) as u64;
@@ -608,7 +648,10 @@ impl Core<'_, '_> {
         }
         let n = tb.cols;
         let row: Vec<f64> = tb.data.iter().map(|&v| v as f32 as f64).collect();
-        let data = (0..rows).flat_map(|_| row.iter().copied()).collect();
+        let data = (0..rows)
+            .filter(|_| !self.sim.dry)
+            .flat_map(|_| row.iter().copied())
+            .collect();
         self.stats().mte1_bytes += (n * 4) as u64;
         self.fill(c, rows, n, ElemType::F32, data)
     }
@@ -630,6 +673,7 @@ impl Core<'_, '_> {
                 col0 + cols
             );
         }
+        let rows = if self.sim.dry { 0 } else { rows };
         for i in 0..rows {
             for j in 0..cols {
                 let v = values::round(dst.dtype, data[i * cols + j]);
@@ -660,7 +704,11 @@ impl Core<'_, '_> {
         if data.len() != rows * cols {
             reject!("a {rows}x{cols} vector result has {} values", data.len());
         }
-        let data = data.into_iter().map(|v| values::round(t, v)).collect();
+        let data = data
+            .into_iter()
+            .filter(|_| !self.sim.dry)
+            .map(|v| values::round(t, v))
+            .collect();
         let width = (rows * cols * t.size().max(4)) as u64;
         let cycles = ops * width.div_ceil(self.sim.profile.vector_bytes_per_cycle);
         self.stats().vector_cycles += cycles;

@@ -75,39 +75,62 @@ impl AscendDevice for SimDevice {
     }
 
     fn launch(&mut self, list: &LaunchList, index: usize) -> Result<KernelCost, AscendError> {
-        let desc = list
-            .kernels
-            .get(index)
-            .ok_or_else(|| AscendError::Plan(format!("there is no kernel {index}")))?;
-        let fail = |msg: String| AscendError::Kernel {
-            index,
-            name: desc.kernel_name.clone(),
-            op: desc.op.clone(),
-            msg,
-        };
-        validate::kernel(list, index, self.profile).map_err(fail)?;
-        let simulate = kernels::simulator(&desc.kernel_name).ok_or_else(|| {
-            fail(format!(
-                "the device model has no kernel named {}",
-                desc.kernel_name
-            ))
-        })?;
-        let mut sim = KernelSim::new(self.profile, desc, &mut self.hbm);
-        simulate(&mut sim).map_err(|r| fail(r.0))?;
-        let stats = sim.into_stats();
-        let footprint: u64 = desc
-            .inputs
-            .iter()
-            .flatten()
-            .chain(&desc.outputs)
-            .map(|b| b.bytes())
-            .sum();
-        Ok(price(
-            self.profile,
-            &desc.kernel_name,
-            &desc.op,
-            &stats,
-            footprint,
-        ))
+        run_kernel(self.profile, list, index, Some(&mut self.hbm))
     }
+}
+
+/// Prices every kernel of `list` on `profile` without data: each descriptor is checked and
+/// each kernel's tiles walked (allocations, tile sizes and alignment checked, moves and
+/// cube steps counted) but no value moved or computed. For launches too big to simulate.
+pub fn estimate(list: &LaunchList, profile: &Profile) -> Result<Vec<KernelCost>, AscendError> {
+    validate::plan(list, profile).map_err(AscendError::Plan)?;
+    (0..list.kernels.len())
+        .map(|i| run_kernel(profile, list, i, None))
+        .collect()
+}
+
+/// Checks and runs kernel `index` (on `hbm`, or dry without it) and prices it.
+fn run_kernel(
+    profile: &Profile,
+    list: &LaunchList,
+    index: usize,
+    hbm: Option<&mut [u8]>,
+) -> Result<KernelCost, AscendError> {
+    let desc = list
+        .kernels
+        .get(index)
+        .ok_or_else(|| AscendError::Plan(format!("there is no kernel {index}")))?;
+    let fail = |msg: String| AscendError::Kernel {
+        index,
+        name: desc.kernel_name.clone(),
+        op: desc.op.clone(),
+        msg,
+    };
+    validate::kernel(list, index, profile).map_err(fail)?;
+    let simulate = kernels::simulator(&desc.kernel_name).ok_or_else(|| {
+        fail(format!(
+            "the device model has no kernel named {}",
+            desc.kernel_name
+        ))
+    })?;
+    let mut sim = match hbm {
+        Some(hbm) => KernelSim::new(profile, desc, hbm),
+        None => KernelSim::dry(profile, desc),
+    };
+    simulate(&mut sim).map_err(|r| fail(r.0))?;
+    let stats = sim.into_stats();
+    let footprint: u64 = desc
+        .inputs
+        .iter()
+        .flatten()
+        .chain(&desc.outputs)
+        .map(|b| b.bytes())
+        .sum();
+    Ok(price(
+        profile,
+        &desc.kernel_name,
+        &desc.op,
+        &stats,
+        footprint,
+    ))
 }
