@@ -1,8 +1,8 @@
 //! ONNX Runtime's `com.microsoft.RotaryEmbedding` -> `rope` and
-//! `com.microsoft.SkipLayerNormalization` -> Add + `layer_norm`. Their rewrites
-//! (`rope_existing`, `skip_layer_norm`) are not in `fuse-rope` / `fuse-layer-norm` yet, so
-//! these tests run each one as a rule of its own, then canonicalize, and check on the
-//! reference interpreter that the result computes what the op did.
+//! `com.microsoft.SkipLayerNormalization` -> Add + `layer_norm`. These tests run each
+//! rewrite (`rope_existing`, `skip_layer_norm`, which `fuse-rope` / `fuse-layer-norm` call)
+//! as a rule of its own, then canonicalize, and check on the reference interpreter that the
+//! result computes what the op did.
 
 use kiln_compiler::passes::fuse::{rope_existing, skip_layer_norm, Fusion, Match, Rule};
 use kiln_compiler::passes::{PassContext, PassManager};

@@ -32,6 +32,7 @@ impl Rule for FuseLayerNorm {
     fn find(&self, g: &Graph, root: NodeId) -> Option<Match> {
         match g.node(root).op.as_str() {
             "LayerNormalization" => existing_op(g, root),
+            "com.microsoft.SkipLayerNormalization" => super::skip_layer_norm::find(g, root),
             "Add" | "Mul" | "Div" => {
                 // A region whose root is read by a scale or bias Mul/Add is found from there.
                 if extended_by_user(g, root) {

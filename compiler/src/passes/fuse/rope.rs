@@ -40,6 +40,9 @@ impl Rule for FuseRope {
 
     fn find(&self, g: &Graph, root: NodeId) -> Option<Match> {
         let op = g.node(root).op.as_str();
+        if op == "com.microsoft.RotaryEmbedding" {
+            return super::rope_existing::find(g, root);
+        }
         if op == "Concat" {
             if let Some(m) = partial(g, root) {
                 return Some(m);
