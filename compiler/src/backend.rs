@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use kiln_ir::{DType, Graph, Tensor};
 use kiln_runtime::{ElemType, Tensor as RtTensor};
+use kiln_targets::ascend::{AscendArtifact, AscendOptions};
 use kiln_targets::cpu::codegen::isa::CpuFeatures;
 use kiln_targets::cpu::{CpuArtifact, CpuOptions};
 
@@ -12,7 +13,7 @@ use crate::error::CompileError;
 use crate::passes::{PassContext, PassManager};
 
 /// The pipeline `kiln compile` runs before lowering unless told otherwise.
-pub const DEFAULT_PIPELINE: &str = "canonicalize";
+pub const DEFAULT_PIPELINE: &str = "canonicalize,fuse,canonicalize";
 
 /// Compiles `g` (after running `pipeline` on it) for the CPU.
 pub fn compile_cpu(
@@ -28,6 +29,27 @@ pub fn compile_cpu(
         g,
         &CpuOptions { features, bounds },
     )?)
+}
+
+/// Compiles `g` (after running `pipeline` on it) to an Ascend launch list.
+pub fn compile_ascend(
+    g: &mut Graph,
+    pipeline: &PassManager,
+    ctx: &mut PassContext,
+    options: &AscendOptions,
+) -> Result<AscendArtifact, CompileError> {
+    pipeline.run(g, ctx)?;
+    kiln_ir::infer::infer_graph(g)?;
+    Ok(kiln_targets::ascend::compile(g, options)?)
+}
+
+/// The device dtype `--dtype` names: `fp16` (or `f16`), `bf16`.
+pub fn parse_device_dtype(s: &str) -> Result<ElemType, String> {
+    match s {
+        "fp16" | "f16" => Ok(ElemType::F16),
+        "bf16" => Ok(ElemType::BF16),
+        _ => Err(format!("--dtype {s}: expected fp16 or bf16")),
+    }
 }
 
 /// Parses `NAME=MIN..MAX` (or `NAME=N`, meaning N..N).

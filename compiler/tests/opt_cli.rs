@@ -149,22 +149,22 @@ fn lists_passes_and_rejects_unknown_ones() {
         .lines()
         .map(|l| l.split_whitespace().next().unwrap())
         .collect();
-    assert_eq!(
-        names,
-        [
-            "canonicalize",
-            "constant-fold",
-            "cse",
-            "dce",
-            "shape-propagation",
-            "simplify"
-        ]
-    );
+    let registered: Vec<&str> = kiln_compiler::passes::PASSES
+        .iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, registered);
+    for name in ["canonicalize", "fuse", "fuse-rms-norm", "simplify"] {
+        assert!(names.contains(&name), "{name} is not listed");
+    }
     let out = kiln(&["opt", "x.kir", "--passes", "cse,fold"]);
     assert!(!out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),
-        "error: unknown pass `fold` (known passes: canonicalize, constant-fold, cse, dce, shape-propagation, simplify)"
+        format!(
+            "error: unknown pass `fold` (known passes: {})",
+            registered.join(", ")
+        )
     );
     let out = kiln(&["opt", "x.kir", "--print-before", "canonicalise"]);
     assert!(String::from_utf8_lossy(&out.stderr)
@@ -185,6 +185,73 @@ fn parse_errors_point_into_the_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.trim().ends_with("bad.kir:2:8: unknown op `Frob`"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const RMS_NORM: &str = "graph @g(%x: f32[2, 8], %w: f32[8]) -> (y: f32[2, 8]) {
+  %axes = constant {value = dense<i64[1]>[-1]} : i64[1]
+  %eps = constant {value = dense<f32[]>[1e-6]} : f32[]
+  %0 = Mul(%x, %x) : f32[2, 8]
+  %1 = ReduceMean(%0, %axes) {keepdims = 1} : f32[2, 1]
+  %2 = Add(%1, %eps) : f32[2, 1]
+  %3 = Sqrt(%2) : f32[2, 1]
+  %4 = Div(%x, %3) : f32[2, 8]
+  %5 = Mul(%4, %w) : f32[2, 8]
+  return %5
+}
+";
+
+#[test]
+fn fusion_report_names_regions_and_disable_rule_keeps_them() {
+    let dir = temp_dir("fusion-report");
+    let a = dir.join("a.kir");
+    std::fs::write(&a, RMS_NORM).unwrap();
+    let report = dir.join("r.json");
+    let out = ok(&[
+        "opt",
+        a.to_str().unwrap(),
+        "--fusion-report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("= rms_norm(%x, %w) {axis = -1, eps = 1e-6}"),
+        "{out}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["rules"]["fuse-rms-norm"]["matched"], 1);
+    assert_eq!(json["rules"]["fuse-rms-norm"]["applied"], 1);
+    assert_eq!(
+        json["rules"]["fuse-rms-norm"]["regions"][0],
+        serde_json::json!({"form": "div-sqrt", "applied": true,
+            "nodes": ["Mul", "Div", "Sqrt", "Add", "ReduceMean", "Mul"]})
+    );
+    assert_eq!(json["ops"], serde_json::json!({"rms_norm": 1}));
+
+    let out = ok(&[
+        "opt",
+        a.to_str().unwrap(),
+        "--disable-rule",
+        "fuse-rms-norm",
+        "--fusion-report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(!out.contains("rms_norm"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["rules"]["fuse-rms-norm"]["matched"], 1);
+    assert_eq!(json["rules"]["fuse-rms-norm"]["applied"], 0);
+    assert_eq!(json["ops"]["Sqrt"], 1);
+
+    let bad = kiln(&["opt", a.to_str().unwrap(), "--disable-rule", "fuse-rms"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.trim().starts_with(
+            "error: --disable-rule: unknown fusion rule `fuse-rms` (fusion rules: fuse-rms-norm"
+        ),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,6 +1,7 @@
 //! kiln-runtime: loads a .kiln artifact and runs it. It depends on no other kiln crate.
 
 pub mod artifact;
+pub mod ascend;
 pub mod cpu;
 pub mod error;
 pub mod model;

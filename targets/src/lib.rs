@@ -1,5 +1,6 @@
-//! kiln-targets: code generation for the CPU (Cranelift) and, later, Ascend targets.
+//! kiln-targets: code generation for the CPU (Cranelift) and Ascend (kernel launch lists) targets.
 
+pub mod ascend;
 pub mod cpu;
 pub mod error;
 

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::bail;
 use kiln_compiler::backend::{self, DEFAULT_PIPELINE};
+use kiln_compiler::passes::fuse::report::FusionReport;
 use kiln_compiler::passes::{Instrumentation, PassContext, PassManager};
 use kiln_targets::cpu::codegen::isa::CpuFeatures;
 
@@ -37,9 +38,14 @@ pub struct CompileArgs {
     #[arg(short = 'o', long = "output", value_name = "OUT.kiln")]
     output: PathBuf,
 
-    /// What to compile for: `cpu` (this machine's x86-64 features)
+    /// What to compile for: `cpu` (this machine's x86-64 features), or an Ascend NPU
+    /// (`ascend910b2`, `ascend910b4`, `ascend910_93`: a launch list, static shapes)
     #[arg(long, default_value = "cpu")]
     target: String,
+
+    /// Ascend only: the device dtype of float values, `fp16` or `bf16`
+    #[arg(long, value_name = "DTYPE")]
+    dtype: Option<String>,
 
     /// The pass pipeline run before lowering
     #[arg(long, value_name = "LIST", default_value = DEFAULT_PIPELINE)]
@@ -61,6 +67,16 @@ pub struct CompileArgs {
     #[arg(long, value_name = "PASS", value_delimiter = ',')]
     print_after: Vec<String>,
 
+    /// Write the fusion report to FILE: per fusion rule the regions it matched and applied
+    /// (with their nodes), and the op histogram of the final graph, as JSON
+    #[arg(long, value_name = "FILE")]
+    fusion_report: Option<PathBuf>,
+
+    /// Let fusion rule RULE find its regions but not rewrite them (repeatable, or comma
+    /// separated; `kiln opt --list-passes` lists the rules, named fuse-*)
+    #[arg(long, value_name = "RULE", value_delimiter = ',')]
+    disable_rule: Vec<String>,
+
     /// Write the IR before the pipeline and after every pass to numbered files in DIR
     #[arg(long, value_name = "DIR")]
     dump_dir: Option<PathBuf>,
@@ -71,12 +87,22 @@ fn mib(bytes: u64) -> String {
 }
 
 pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
-    if args.target != "cpu" {
-        bail!(
-            "--target {}: unknown target (this kiln compiles for: cpu)",
-            args.target
-        );
-    }
+    let ascend = match args.target.as_str() {
+        "cpu" => None,
+        t => Some(kiln_runtime::ascend::Profile::by_name(t).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--target {t}: unknown target (this kiln compiles for: cpu, {})",
+                kiln_runtime::ascend::Profile::names().join(", ")
+            )
+        })?),
+    };
+    let device_dtype = match (&args.dtype, ascend) {
+        (Some(d), Some(_)) => backend::parse_device_dtype(d).map_err(anyhow::Error::msg)?,
+        (None, _) => kiln_runtime::ElemType::F16,
+        (Some(_), None) => {
+            bail!("--dtype is for Ascend targets; the CPU computes in the graph's dtypes")
+        }
+    };
     let mut bounds = HashMap::new();
     for spec in &args.dims {
         let (name, b) = backend::parse_dim_bound(spec).map_err(anyhow::Error::msg)?;
@@ -91,20 +117,42 @@ pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
         print_after_all: args.print_after_all,
         stop_after: None,
         dump_dir: args.dump_dir,
+        disabled_rules: args.disable_rule.into_iter().collect::<BTreeSet<_>>(),
     };
     manager.check_instrumentation(&instrument)?;
     let start = Instant::now();
     eprintln!("kiln: loading {}", args.input.display());
     let mut g = kiln_compiler::driver::load_model(&args.input)?;
     eprintln!(
-        "kiln: {} nodes; running {} and compiling for the CPU",
+        "kiln: {} nodes; running {} and compiling for {}",
         g.node_count(),
-        args.passes
+        args.passes,
+        ascend.map_or("the CPU", |p| p.name)
     );
     let mut stdout = std::io::stdout();
+    if let Some(profile) = ascend {
+        let out = (args.output.as_path(), args.fusion_report.as_deref());
+        return compile_ascend(
+            out,
+            g,
+            &manager,
+            instrument,
+            profile,
+            device_dtype,
+            bounds,
+            start,
+        );
+    }
     let artifact = {
         let mut ctx = PassContext::with_output(instrument, Box::new(&mut stdout));
-        backend::compile_cpu(&mut g, &manager, &mut ctx, bounds, CpuFeatures::host())?
+        let artifact =
+            backend::compile_cpu(&mut g, &manager, &mut ctx, bounds, CpuFeatures::host())?;
+        if let Some(path) = &args.fusion_report {
+            let report = FusionReport::new(&ctx, &g, &manager.names());
+            std::fs::write(path, report.to_json())
+                .map_err(|e| kiln_compiler::CompileError::io(path, e))?;
+        }
+        artifact
     };
     artifact.write(&args.output)?;
     let m = &artifact.manifest;
@@ -128,5 +176,52 @@ pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
         };
         eprintln!("kiln: dim {} = {}..{}{how}", s.name, s.min, s.max);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiln compile --target ascend*`: a launch list for static shapes (every `--dim` N..N).
+#[allow(clippy::too_many_arguments)]
+fn compile_ascend(
+    (output, fusion_report): (&std::path::Path, Option<&std::path::Path>),
+    mut g: kiln_ir::Graph,
+    manager: &PassManager,
+    instrument: Instrumentation,
+    profile: &'static kiln_runtime::ascend::Profile,
+    dtype: kiln_runtime::ElemType,
+    bounds: HashMap<String, (i64, i64)>,
+    start: Instant,
+) -> anyhow::Result<ExitCode> {
+    let mut dims = HashMap::new();
+    for (name, (lo, hi)) in bounds {
+        if lo != hi {
+            bail!("--dim {name}={lo}..{hi}: an Ascend launch list has static shapes; give --dim {name}=N");
+        }
+        dims.insert(name, lo);
+    }
+    let mut stdout = std::io::stdout();
+    let mut ctx = PassContext::with_output(instrument, Box::new(&mut stdout));
+    let options = kiln_targets::ascend::AscendOptions {
+        profile,
+        dtype,
+        dims,
+    };
+    let artifact = backend::compile_ascend(&mut g, manager, &mut ctx, &options)?;
+    if let Some(path) = fusion_report {
+        let report = FusionReport::new(&ctx, &g, &manager.names());
+        std::fs::write(path, report.to_json())
+            .map_err(|e| kiln_compiler::CompileError::io(path, e))?;
+    }
+    artifact.write(output)?;
+    let l = &artifact.launch;
+    eprintln!(
+        "kiln: wrote {} in {:.2} s: {} kernels for {} in {}, HBM {} (weights {})",
+        output.display(),
+        start.elapsed().as_secs_f64(),
+        l.kernels.len(),
+        l.profile,
+        l.dtype,
+        kiln_runtime::ascend::report::size(l.hbm.bytes),
+        kiln_runtime::ascend::report::size(l.hbm.weights_bytes)
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -158,6 +158,10 @@ fn header_json(path: &Path, file_len: u64, h: &Header) -> serde_json::Value {
 }
 
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let file = ArtifactFile::open_with_features(&args.input, Features::from_bits(u64::MAX))?;
+    if file.header.target == kiln_runtime::artifact::Target::Ascend {
+        return inspect_ascend(&args, &file);
+    }
     let (file, m) = open(&args.input)?;
     let file_len = std::fs::metadata(&args.input)
         .with_context(|| args.input.display().to_string())?
@@ -174,6 +178,32 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         "{}",
         render(&args.input, file_len, &file.header, &m, args.all)
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An Ascend artifact: its launch list, readably or (`--json`) whole.
+fn inspect_ascend(args: &InspectArgs, file: &ArtifactFile) -> anyhow::Result<ExitCode> {
+    let list = kiln_runtime::ascend::model::launch_list(file)?;
+    let file_len = std::fs::metadata(&args.input)
+        .with_context(|| args.input.display().to_string())?
+        .len();
+    if args.json {
+        let v = serde_json::json!({
+            "header": header_json(&args.input, file_len, &file.header),
+            "launch_list": list,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "artifact  {} ({}), format version {}, target {} ({})",
+            args.input.display(),
+            size(file_len),
+            file.header.version,
+            list.profile,
+            file.header.target.name()
+        );
+        print!("{}", kiln_runtime::ascend::report::launch_list(&list));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use kiln_compiler::backend::DEFAULT_PIPELINE;
+use kiln_compiler::passes::fuse::report::FusionReport;
 use kiln_compiler::passes::{Instrumentation, PassContext, PassManager, PASSES};
 
 /// Run IR passes on a model and print or write the result.
@@ -31,6 +33,8 @@ EXAMPLES:
   kiln opt model.onnx -o model.kir
   kiln opt model.kir --passes constant-fold,dce --print-after-all
   kiln opt model.onnx --stop-after shape-propagation --dump-dir /tmp/ir
+  kiln opt model.onnx --fusion-report fusions.json --print-after fuse-attention
+  kiln opt model.onnx --disable-rule fuse-moe
   kiln opt --list-passes")]
 pub struct OptArgs {
     /// The model: .onnx, or .kir (with INPUT.weights if present)
@@ -38,7 +42,7 @@ pub struct OptArgs {
     input: Option<PathBuf>,
 
     /// The pass pipeline: pass names separated by commas ("" runs none)
-    #[arg(long, value_name = "LIST", default_value = "canonicalize")]
+    #[arg(long, value_name = "LIST", default_value = DEFAULT_PIPELINE)]
     passes: String,
 
     /// Print the IR after every pass
@@ -64,6 +68,16 @@ pub struct OptArgs {
     /// Write the final IR to OUT.kir (and its weights to OUT.kir.weights) instead of stdout
     #[arg(short = 'o', long = "output", value_name = "OUT.kir")]
     output: Option<PathBuf>,
+
+    /// Write the fusion report to FILE: per fusion rule the regions it matched and applied
+    /// (with their nodes), and the op histogram of the final graph, as JSON
+    #[arg(long, value_name = "FILE")]
+    fusion_report: Option<PathBuf>,
+
+    /// Let fusion rule RULE find its regions but not rewrite them (repeatable, or comma
+    /// separated; `kiln opt --list-passes` lists the rules, named fuse-*)
+    #[arg(long, value_name = "RULE", value_delimiter = ',')]
+    disable_rule: Vec<String>,
 
     /// Write how often each rewrite rule matched and was applied to FILE, as JSON
     /// (`{"simplify/identity": {"matched": 2, "applied": 2}, ...}`)
@@ -94,14 +108,20 @@ pub fn run(args: OptArgs) -> anyhow::Result<ExitCode> {
         print_after_all: args.print_after_all,
         stop_after: args.stop_after,
         dump_dir: args.dump_dir,
+        disabled_rules: args.disable_rule.into_iter().collect::<BTreeSet<_>>(),
     };
     manager.check_instrumentation(&instrument)?;
     let mut g = kiln_compiler::driver::load_model(&input)?;
-    let stats = {
+    let (stats, report) = {
         let mut ctx = PassContext::with_output(instrument, Box::new(&mut stdout));
         manager.run(&mut g, &mut ctx)?;
-        std::mem::take(&mut ctx.stats)
+        let report = FusionReport::new(&ctx, &g, &manager.names());
+        (std::mem::take(&mut ctx.stats), report)
     };
+    if let Some(path) = &args.fusion_report {
+        std::fs::write(path, report.to_json())
+            .map_err(|e| kiln_compiler::CompileError::io(path, e))?;
+    }
     if let Some(path) = &args.stats {
         let json = serde_json::to_string_pretty(&stats)? + "\n";
         std::fs::write(path, json).map_err(|e| kiln_compiler::CompileError::io(path, e))?;

@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// `.`, `-` and `_` become `_`).
     #[arg(long, short = 'o', value_name = "DIR", default_value = ".")]
     output_dir: PathBuf,
+    /// Ascend artifacts: print each kernel's estimated cost on the device model and the
+    /// total estimated device time.
+    #[arg(long)]
+    profile: bool,
 }
 
 /// A file name for an output name: path separators and other odd characters become `_`.
@@ -88,6 +92,36 @@ pub fn order_inputs(
     Ok(out)
 }
 
+/// Named outputs, in the model's order.
+type Outputs = Vec<(String, Tensor)>;
+
+/// Runs an Ascend .kiln artifact on the device model of its profile; with `profile`,
+/// prints the cost of every kernel after the outputs.
+fn run_ascend(
+    path: &Path,
+    inputs: HashMap<String, Tensor>,
+    profile: bool,
+) -> anyhow::Result<(Outputs, Option<String>)> {
+    let model = kiln_runtime::ascend::AscendModel::load(path)?;
+    let list = model.launch_list();
+    let expected: Vec<(String, String)> = list
+        .inputs
+        .iter()
+        .map(|s| (s.name.clone(), format!("{}{:?}", s.dtype, s.shape)))
+        .collect();
+    let ordered = order_inputs(inputs, &expected)?;
+    let rt: Vec<_> = ordered.iter().map(backend::to_runtime).collect();
+    let (outs, costs) = model.run_profiled(&rt)?;
+    let named = list
+        .outputs
+        .iter()
+        .zip(&outs)
+        .map(|(s, t)| Ok((s.name.clone(), backend::from_runtime(t)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let report = profile.then(|| kiln_runtime::ascend::report::profile(list, &costs));
+    Ok((named, report))
+}
+
 /// Runs a .kiln artifact.
 fn run_artifact(
     path: &Path,
@@ -116,7 +150,25 @@ fn run_artifact(
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let inputs = read_inputs(&args.inputs)?;
-    let outputs = if args.input.extension().is_some_and(|e| e == "kiln") {
+    let mut report = None;
+    let is_kiln = args.input.extension().is_some_and(|e| e == "kiln");
+    let ascend = is_kiln && {
+        let f = kiln_runtime::artifact::ArtifactFile::open_with_features(
+            &args.input,
+            kiln_runtime::artifact::Features::from_bits(u64::MAX),
+        )?;
+        f.header.target == kiln_runtime::artifact::Target::Ascend
+    };
+    if args.profile && !ascend {
+        bail!(
+            "--profile prices Ascend launch lists; time a CPU artifact with `kiln bench --profile`"
+        );
+    }
+    let outputs = if ascend {
+        let (outs, r) = run_ascend(&args.input, inputs, args.profile)?;
+        report = r;
+        outs
+    } else if is_kiln {
         run_artifact(&args.input, inputs)?
     } else {
         let g = driver::load_model(&args.input).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -136,6 +188,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let path = args.output_dir.join(format!("{file}.npy"));
         npy::write(&path, t).map_err(|e| anyhow::anyhow!("output \"{name}\": {e}"))?;
         println!("{name} {}", npy::type_string(t));
+    }
+    if let Some(r) = report {
+        print!("{r}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -216,6 +271,7 @@ mod run_tests {
             input: model.clone(),
             inputs,
             output_dir: dir.join("out"),
+            profile: false,
         };
         let x_arg = format!("x={}", dir.join("x.npy").display());
         run(args(vec![x_arg.clone()])).unwrap();

@@ -1,12 +1,13 @@
 //! The pass manager: parses a pipeline, runs it, verifies after every pass, and prints or
 //! dumps the IR along the way.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
 
 use kiln_ir::Graph;
 
+use super::fuse::{report::FusedRegion, rule_names};
 use super::{create, known_names, lookup, Pass, Stats};
 use crate::error::CompileError;
 
@@ -24,6 +25,8 @@ pub struct Instrumentation {
     /// Write the IR text to `DIR/00-input.kir`, then `DIR/NN-<pass>.kir` after every pass
     /// that is not itself made of passes (text only: weights are not written).
     pub dump_dir: Option<PathBuf>,
+    /// Fusion rules that find their regions (and report them) but do not rewrite them.
+    pub disabled_rules: BTreeSet<String>,
 }
 
 impl Instrumentation {
@@ -43,6 +46,8 @@ impl Instrumentation {
 pub struct PassContext<'a> {
     /// Per-rule counters, keyed `pass/rule`.
     pub stats: Stats,
+    /// The regions each fusion rule found, by rule name.
+    pub fusions: BTreeMap<&'static str, Vec<FusedRegion>>,
     instrument: Instrumentation,
     out: Box<dyn Write + 'a>,
     /// Composite passes being run, with their current iteration.
@@ -67,6 +72,7 @@ impl<'a> PassContext<'a> {
     pub fn with_output(instrument: Instrumentation, out: Box<dyn Write + 'a>) -> PassContext<'a> {
         PassContext {
             stats: Stats::new(),
+            fusions: BTreeMap::new(),
             instrument,
             out,
             stack: Vec::new(),
@@ -82,6 +88,28 @@ impl<'a> PassContext<'a> {
         if applied {
             s.applied += 1;
         }
+    }
+
+    /// Whether fusion rule `rule` may rewrite what it finds (not `--disable-rule`d).
+    pub fn rule_enabled(&self, rule: &str) -> bool {
+        !self.instrument.disabled_rules.contains(rule)
+    }
+
+    /// Records a region fusion rule `rule` found (and applied, or not): counted in the
+    /// stats as `rule/form`, listed in the fusion report.
+    pub fn record_region(
+        &mut self,
+        rule: &'static str,
+        form: &'static str,
+        nodes: Vec<String>,
+        applied: bool,
+    ) {
+        self.record(rule, form, applied);
+        self.fusions.entry(rule).or_default().push(FusedRegion {
+            form,
+            applied,
+            nodes,
+        });
     }
 
     /// True once the pass named by `stop_after` has run: composites stop iterating.
@@ -228,6 +256,15 @@ impl PassManager {
                 return Err(CompileError::Pass(format!(
                     "{flag}: pass `{name}` does not run in this pipeline (it runs: {})",
                     runs.join(", ")
+                )));
+            }
+        }
+        let rules = rule_names();
+        for name in &instr.disabled_rules {
+            if !rules.contains(&name.as_str()) {
+                return Err(CompileError::Pass(format!(
+                    "--disable-rule: unknown fusion rule `{name}` (fusion rules: {})",
+                    rules.join(", ")
                 )));
             }
         }

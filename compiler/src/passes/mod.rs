@@ -15,6 +15,8 @@
 //! - `cse`: merges nodes computing the same thing.
 //! - `dce`: removes nodes that no graph output depends on, and weights nothing refers to.
 //! - `canonicalize`: all of the above, to a fixed point.
+//! - `fuse-*`: fusion rules ([`fuse`]), each rewriting a recognised computation into one of
+//!   kiln's fused ops; `fuse` runs them all.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +28,7 @@ pub mod canonicalize;
 pub mod constant_fold;
 pub mod cse;
 pub mod dce;
+pub mod fuse;
 pub mod manager;
 pub mod shape_propagation;
 pub mod simplify;
@@ -75,6 +78,46 @@ pub const PASSES: &[PassInfo] = &[
         name: "dce",
         description: "remove nodes no graph output depends on, and weights nothing refers to",
         create: || Box::new(dce::Dce),
+    },
+    PassInfo {
+        name: "fuse",
+        description: "every fusion rule, in order: fuse-rms-norm, fuse-layer-norm, fuse-rope, fuse-attention, fuse-moe, fuse-swiglu, fuse-gelu",
+        create: || Box::new(fuse::Fuse::new()),
+    },
+    PassInfo {
+        name: "fuse-rms-norm",
+        description: "x / sqrt(mean(x^2) + eps) * w (and ONNX RMSNormalization, SimplifiedLayerNormalization) -> rms_norm",
+        create: || Box::new(fuse::Fusion::new(Box::new(fuse::rms_norm::FuseRmsNorm))),
+    },
+    PassInfo {
+        name: "fuse-layer-norm",
+        description: "(x - mean) / sqrt(var + eps) * w + b (and LayerNormalization) -> layer_norm",
+        create: || Box::new(fuse::Fusion::new(Box::new(fuse::layer_norm::FuseLayerNorm))),
+    },
+    PassInfo {
+        name: "fuse-rope",
+        description: "rotary position embedding (rotate-half or interleaved) -> rope",
+        create: || Box::new(fuse::Fusion::new(Box::new(fuse::rope::FuseRope))),
+    },
+    PassInfo {
+        name: "fuse-attention",
+        description: "softmax(q.k^T * scale + mask) . v with heads, GQA, KV cache (and ONNX Attention, com.microsoft MultiHeadAttention/GroupQueryAttention) -> attention",
+        create: || Box::new(fuse::Fusion::new(Box::new(fuse::attention::FuseAttention))),
+    },
+    PassInfo {
+        name: "fuse-moe",
+        description: "router, top-k, experts' gated MLPs, weighted combine, shared experts (and com.microsoft.MoE) -> moe",
+        create: || Box::new(fuse::Fusion::new(Box::new(fuse::moe::FuseMoe))),
+    },
+    PassInfo {
+        name: "fuse-swiglu",
+        description: "silu(gate) * up, and GPT-OSS's clamped form -> swiglu",
+        create: || Box::new(fuse::Fusion::new(Box::new(fuse::swiglu::FuseSwiglu))),
+    },
+    PassInfo {
+        name: "fuse-gelu",
+        description: "GELU spelled out (erf or tanh form) -> Gelu",
+        create: || Box::new(fuse::Fusion::new(Box::new(fuse::gelu::FuseGelu))),
     },
     PassInfo {
         name: "shape-propagation",
