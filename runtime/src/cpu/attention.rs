@@ -1212,7 +1212,8 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
                 continue;
             }
             let corr = fast_exp(m_old - m_new);
-            if corr != 1.0 {
+            // A row's first live tile: its accumulator is still all zeros.
+            if corr != 1.0 && m_old != f32::NEG_INFINITY {
                 for x in acc[row * dv..(row + 1) * dv].iter_mut() {
                     *x *= corr;
                 }
