@@ -11,6 +11,11 @@
 
 mod elementwise;
 mod matmul;
+mod movement;
+mod norm;
+mod reduce;
+mod softmax;
+pub mod split;
 mod transdata;
 
 use crate::ascend::sim::core::{KernelSim, SimResult};
@@ -18,8 +23,15 @@ use crate::ascend::sim::core::{KernelSim, SimResult};
 /// Runs one kernel launch on the device model.
 pub type SimulateFn = fn(&mut KernelSim) -> SimResult<()>;
 
-const FAMILIES: &[&[(&str, SimulateFn)]] =
-    &[elementwise::KERNELS, matmul::KERNELS, transdata::KERNELS];
+const FAMILIES: &[&[(&str, SimulateFn)]] = &[
+    elementwise::KERNELS,
+    matmul::KERNELS,
+    transdata::KERNELS,
+    movement::KERNELS,
+    reduce::KERNELS,
+    softmax::KERNELS,
+    norm::KERNELS,
+];
 
 /// The simulation of kernel `name`.
 pub fn simulator(name: &str) -> Option<SimulateFn> {

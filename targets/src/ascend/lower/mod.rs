@@ -20,6 +20,10 @@
 
 mod elementwise;
 mod matmul;
+mod movement;
+mod norm;
+mod reduce;
+mod softmax;
 mod transdata;
 mod view;
 
@@ -39,7 +43,15 @@ use crate::error::TargetError;
 /// Lowers one node: reads its operands from `lw`, pushes launches, binds its outputs.
 pub type LowerFn = fn(&mut Lowerer, NodeId) -> Result<(), TargetError>;
 
-const FAMILIES: &[&[(&str, LowerFn)]] = &[view::OPS, elementwise::OPS, matmul::OPS];
+const FAMILIES: &[&[(&str, LowerFn)]] = &[
+    view::OPS,
+    elementwise::OPS,
+    matmul::OPS,
+    movement::OPS,
+    reduce::OPS,
+    softmax::OPS,
+    norm::OPS,
+];
 
 /// The lowering of `op`, if some family has one.
 pub fn lowering(op: &str) -> Option<LowerFn> {
