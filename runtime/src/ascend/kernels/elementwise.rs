@@ -1,5 +1,6 @@
 //! Elementwise kernels (AIV): Add, Sub, Mul, RealDiv, Pow, Maximum, Minimum, the unary
-//! math and activations, comparisons, logical ops, SelectV2, Cast and TensorMove.
+//! math and activations, comparisons, logical ops, SelectV2, ClipByValueV2 (x, min, max),
+//! Cast and TensorMove.
 //!
 //! Tiling (`totalLength`, `blockLength`, `tileLength`, `bufferNum`): block b handles output
 //! elements b·blockLength .. (b+1)·blockLength; it walks them in tiles of tileLength, each
@@ -44,6 +45,7 @@ pub const KERNELS: &[(&str, SimulateFn)] = &[
     ("LogicalOr", run),
     ("LogicalNot", run),
     ("SelectV2", run),
+    ("ClipByValueV2", run),
     ("Cast", run),
     ("TensorMove", run),
 ];
@@ -115,6 +117,17 @@ fn op(name: &str) -> Option<(usize, ElemFn, u64)> {
         "LogicalOr" => (2, |x| (x[0] != 0.0 || x[1] != 0.0) as u8 as f64, 1),
         "LogicalNot" => (1, |x| (x[0] == 0.0) as u8 as f64, 1),
         "SelectV2" => (3, |x| if x[0] != 0.0 { x[1] } else { x[2] }, 1),
+        "ClipByValueV2" => (
+            3,
+            |x| {
+                if x[0].is_nan() {
+                    x[0]
+                } else {
+                    x[0].max(x[1]).min(x[2])
+                }
+            },
+            2,
+        ),
         "Cast" | "TensorMove" => (1, |x| x[0], 1),
         _ => return None,
     })

@@ -14,8 +14,10 @@ mod matmul;
 mod movement;
 mod norm;
 mod reduce;
+mod scatter;
 mod softmax;
 pub mod split;
+mod topk;
 mod transdata;
 
 use crate::ascend::sim::core::{KernelSim, SimResult};
@@ -31,6 +33,8 @@ const FAMILIES: &[&[(&str, SimulateFn)]] = &[
     reduce::KERNELS,
     softmax::KERNELS,
     norm::KERNELS,
+    topk::KERNELS,
+    scatter::KERNELS,
 ];
 
 /// The simulation of kernel `name`.

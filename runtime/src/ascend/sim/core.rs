@@ -633,6 +633,41 @@ impl Core<'_, '_> {
         Ok(())
     }
 
+    /// Writes the values of UB tile `src` to the storage elements `targets` of `dst` (one
+    /// per value; a scatter). MTE3.
+    pub fn scatter(
+        &mut self,
+        dst: &TensorBinding,
+        src: TileId,
+        targets: &[usize],
+    ) -> SimResult<()> {
+        let t = &self.tiles[src.0];
+        if t.mem != Mem::Ub || t.dtype != dst.dtype {
+            reject!(
+                "scatters a {} tile in {} into a {} tensor",
+                t.dtype,
+                t.mem.name(),
+                dst.dtype
+            );
+        }
+        let n = t.rows * t.cols;
+        if !self.sim.dry && targets.len() != n {
+            reject!("scatters {n} values to {} places", targets.len());
+        }
+        let data = std::mem::take(&mut self.tiles[src.0].data);
+        let mut res = Ok(());
+        for (&i, &v) in targets.iter().zip(&data) {
+            res = self.write_gm(dst, i, v);
+            if res.is_err() {
+                break;
+            }
+        }
+        self.tiles[src.0].data = data;
+        res?;
+        self.stats().mte3_bytes += (n * dst.dtype.size()) as u64;
+        Ok(())
+    }
+
     /// Sets L0C tile `c` to `rows` copies of the 1 x n row in L1 tile `bias`, as f32 (the
     /// bias table path of a matmul with bias).
     pub fn bias_init(&mut self, c: TileId, bias: TileId, rows: usize) -> SimResult<()> {

@@ -43,6 +43,7 @@ pub const OPS: &[(&str, LowerFn)] = &[
     ("Not", logical),
     ("IsNaN", compare),
     ("Where", select),
+    ("Clip", clip),
     ("Cast", cast_op),
 ];
 
@@ -150,6 +151,47 @@ fn select(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     launch(lw, "SelectV2", &inputs, &out)
 }
 
+/// Clip(x, min?, max?) -> ClipByValueV2(x, min, max), absent bounds as the dtype's
+/// extremes (stored as constants).
+fn clip(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let out = lw.output(id, 0)?;
+    let x = lw.input(id, 0)?;
+    let x = lw.to_format(&x, Format::Nd)?;
+    let mut inputs = vec![x];
+    for (i, extreme) in [(1, f64::NEG_INFINITY), (2, f64::INFINITY)] {
+        let b = match lw.opt_input(id, i)? {
+            Some(b) => {
+                let b = lw.to_format(&b, Format::Nd)?;
+                lw.cast(&b, out.dtype)?
+            }
+            None => {
+                let v = if is_float(out.dtype) {
+                    extreme
+                } else if extreme < 0.0 {
+                    i64::MIN as f64
+                } else {
+                    i64::MAX as f64
+                };
+                let mut bytes = vec![0u8; out.dtype.size()];
+                kiln_runtime::ascend::sim::values::encode(
+                    out.dtype,
+                    &mut bytes,
+                    0,
+                    kiln_runtime::ascend::sim::values::round(out.dtype, v),
+                );
+                let name = format!(
+                    "{} {}",
+                    lw.graph.node(id).label(),
+                    if i == 1 { "min" } else { "max" }
+                );
+                lw.weight(&name, out.dtype, Format::Nd, vec![], bytes)
+            }
+        };
+        inputs.push(b);
+    }
+    launch(lw, "ClipByValueV2", &inputs, &out)
+}
+
 fn cast_op(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     let x = lw.input(id, 0)?;
     let x = lw.to_format(&x, Format::Nd)?;
@@ -246,5 +288,17 @@ mod tests {
         let i: Vec<i64> = (0..120).map(|v| v - 60).collect();
         let inputs = [Tensor::from_i64s(vec![3, 40], i).unwrap()];
         check(text, &inputs, &[], ElemType::F16, 0.0);
+    }
+
+    #[test]
+    fn clips_with_and_without_bounds() {
+        let text = "graph @t(%x: f32[4, 9], %lo: f32[]) -> (a: f32[4, 9], b: f32[4, 9]) {
+            %0 = constant {value = dense<f32[]>[0.25]} : f32[]
+            %1 = Clip(%x, _, %0) : f32[4, 9]
+            %2 = Clip(%x, %lo, %0) : f32[4, 9]
+            return %1, %2
+        }";
+        let lo = Tensor::from_f32s(vec![], vec![-0.5]).unwrap();
+        check(text, &[floats(&[4, 9], 7), lo], &[], ElemType::F16, 1e-3);
     }
 }

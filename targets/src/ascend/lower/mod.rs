@@ -23,7 +23,9 @@ mod matmul;
 mod movement;
 mod norm;
 mod reduce;
+mod scatter;
 mod softmax;
+mod topk;
 mod transdata;
 mod view;
 
@@ -51,6 +53,8 @@ const FAMILIES: &[&[(&str, LowerFn)]] = &[
     reduce::OPS,
     softmax::OPS,
     norm::OPS,
+    topk::OPS,
+    scatter::OPS,
 ];
 
 /// The lowering of `op`, if some family has one.
