@@ -1,6 +1,9 @@
-//! SoftmaxV2 (AIV) over the last axis: x seen as rows x cols. Tiling: the row split
-//! ([`super::split::RowSplit`]). Per tile of rows in UB: the row max, exp(x - max) and
-//! its sum in f32, then the quotient rounded to the output dtype.
+//! SoftmaxV2 (AIV) over one axis of `cols` elements, with `inner` elements after it: row
+//! r = (o, i) is elements (o·cols + j)·inner + i. Tiling: the row split
+//! ([`super::split::RowSplit`]) over the outer·inner rows, and `inner` (1 for the last axis,
+//! whose rows are contiguous; else each row is gathered into UB and scattered back). Per
+//! tile of rows in UB: the row max, exp(x - max) and its sum in f32, then the quotient
+//! rounded to the output dtype.
 
 use crate::ascend::kernels::split::{dims, RowSplit};
 use crate::ascend::kernels::SimulateFn;
@@ -20,8 +23,17 @@ fn run(sim: &mut KernelSim) -> SimResult<()> {
             y.shape
         );
     }
-    let (rows, cols) = matrix_dims(x);
+    let inner = sim.tiling_positive("inner")?;
+    let (all_rows, last) = matrix_dims(x);
+    let numel = all_rows * last;
+    let cols = sim.tiling_count("cols")?;
+    if cols == 0 || numel % (cols * inner) != 0 {
+        reject!("SoftmaxV2 over {cols} elements with {inner} after them does not divide {numel}");
+    }
+    let rows = numel / cols;
     let split = RowSplit::read(sim, rows, cols)?;
+    // Storage index of element j of row r.
+    let at = |r: usize, j: usize| ((r / inner) * cols + j) * inner + r % inner;
     let size = x.dtype.size();
     for b in 0..sim.block_dim() {
         let mut core = sim.core(b);
@@ -31,7 +43,14 @@ fn run(sim: &mut KernelSim) -> SimResult<()> {
         let dry = core.is_dry();
         for (t, r, n) in split.tiles(b) {
             let slot = t % split.buffers;
-            core.load(xin[slot], x, (r, n), (0, cols))?;
+            let places: Vec<usize> = (r..r + n)
+                .flat_map(|row| (0..cols).map(move |j| at(row, j)))
+                .collect();
+            if inner == 1 {
+                core.load(xin[slot], x, (r, n), (0, cols))?;
+            } else {
+                core.load_elements(xin[slot], x, &places)?;
+            }
             let mut vals = vec![0f64; if dry { 0 } else { n * cols }];
             if !dry {
                 let data = core.data(xin[slot]).0;
@@ -52,7 +71,11 @@ fn run(sim: &mut KernelSim) -> SimResult<()> {
             }
             // max, subtract, exp, sum, divide.
             core.vector(out[slot], y.dtype, (n, cols), vals, 5)?;
-            core.store(y, out[slot], r, 0)?;
+            if inner == 1 {
+                core.store(y, out[slot], r, 0)?;
+            } else {
+                core.scatter(y, out[slot], &places)?;
+            }
         }
     }
     Ok(())

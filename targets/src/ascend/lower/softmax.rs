@@ -1,4 +1,5 @@
-//! Softmax on the vector cores (CANN's SoftmaxV2) over the last axis, rows in UB.
+//! Softmax on the vector cores (CANN's SoftmaxV2) over any axis, rows in UB (the last
+//! axis's rows contiguous, others gathered by the kernel: tiling `inner`).
 
 use kiln_ir::graph::NodeId;
 use kiln_ir::AttrsExt;
@@ -15,13 +16,16 @@ fn softmax(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     let x = lw.to_format(&x, Format::Nd)?;
     let rank = x.shape.len() as i64;
     let a = lw.graph.node(id).attrs.int_or("axis", -1).unwrap_or(-1);
-    if a != -1 && a != rank - 1 {
-        return Err(lw.unsupported(format!(
-            "Softmax over axis {a} of rank {rank} (the last axis is supported)"
-        )));
+    let a = if a < 0 { a + rank } else { a };
+    if a < 0 || a >= rank.max(1) {
+        return Err(lw.error(format!("axis out of range for rank {rank}")));
     }
     let out = lw.output(id, 0)?;
-    let (rows, cols) = x.matrix();
+    let cols = x.shape.get(a as usize).copied().unwrap_or(1);
+    let inner: i64 = x.shape[(a as usize + 1).min(x.shape.len())..]
+        .iter()
+        .product();
+    let rows = x.numel() / cols.max(1);
     let size = x.dtype.size() as i64;
     let t = vector::rows(
         lw.profile,
@@ -31,11 +35,13 @@ fn softmax(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
         0,
     )
     .map_err(|e| lw.error(e))?;
+    let mut tiling = t.data();
+    tiling.push("inner", inner);
     lw.launch(
         "SoftmaxV2",
         CoreType::Aiv,
         t.block_dim,
-        t.data(),
+        tiling,
         vec![Some(x)],
         vec![out],
     );
@@ -48,10 +54,11 @@ mod tests {
     use kiln_runtime::ElemType;
 
     #[test]
-    fn rows_of_the_last_axis() {
-        let text = "graph @t(%x: f32[3, 70, 50]) -> (y: f32[3, 70, 50]) {
+    fn rows_of_any_axis() {
+        let text = "graph @t(%x: f32[3, 70, 50]) -> (y: f32[3, 70, 50], z: f32[3, 70, 50]) {
             %0 = Softmax(%x) {axis = -1} : f32[3, 70, 50]
-            return %0
+            %1 = Softmax(%x) {axis = 1} : f32[3, 70, 50]
+            return %0, %1
         }";
         for dtype in [ElemType::F16, ElemType::BF16] {
             check(text, &[floats(&[3, 70, 50], 2)], &[], dtype, 1e-2);
