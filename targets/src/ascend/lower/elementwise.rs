@@ -125,9 +125,14 @@ fn compare(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     if float_only && !inputs.iter().all(|x| is_float(x.dtype)) {
         return Err(lw.unsupported(format!("{op} of non-float inputs")));
     }
+    // Two floats of different device dtypes (one kept in f32) compare in f32.
     if let [a, b] = &inputs[..] {
         if a.dtype != b.dtype {
-            return Err(lw.unsupported(format!("{op} of {} and {}", a.dtype, b.dtype)));
+            if !(is_float(a.dtype) && is_float(b.dtype)) {
+                return Err(lw.unsupported(format!("{op} of {} and {}", a.dtype, b.dtype)));
+            }
+            let (a, b) = (a.clone(), b.clone());
+            inputs = vec![lw.cast(&a, ElemType::F32)?, lw.cast(&b, ElemType::F32)?];
         }
     }
     launch(lw, name, &inputs, &out)

@@ -22,6 +22,7 @@ mod elementwise;
 mod matmul;
 mod movement;
 mod norm;
+pub mod precision;
 mod reduce;
 mod scatter;
 mod softmax;
@@ -161,6 +162,8 @@ pub struct Lowerer<'g> {
     stored: HashMap<(Value, Format), DevTensor>,
     /// The node being lowered, for kernel labels and error messages.
     current: String,
+    /// Float values kept in f32 on the device ([`precision`]).
+    f32_values: std::collections::HashSet<Value>,
 }
 
 /// The runtime's name for an IR dtype.
@@ -194,13 +197,19 @@ impl<'g> Lowerer<'g> {
         }
     }
 
+    /// The device dtype of IR value `v`: f32 for the floats [`precision`] keeps.
+    pub fn value_dtype(&self, v: Value) -> Result<ElemType, TargetError> {
+        let d = self.graph.value_type(v).dtype;
+        if d.is_float() && self.f32_values.contains(&v) {
+            return Ok(ElemType::F32);
+        }
+        self.device_dtype(d)
+    }
+
     /// The type node output `i` has on the device: dtype and shape.
     pub fn output_type(&self, node: NodeId, i: usize) -> Result<(ElemType, Vec<i64>), TargetError> {
         let v = Value { node, output: i };
-        Ok((
-            self.device_dtype(self.graph.value_type(v).dtype)?,
-            self.shape_of(v)?,
-        ))
+        Ok((self.value_dtype(v)?, self.shape_of(v)?))
     }
 
     /// The device tensor of node input `i` (an error if absent).
@@ -282,7 +291,7 @@ impl<'g> Lowerer<'g> {
         if let Some(d) = self.stored.get(&(v, fmt)) {
             return Ok(d.clone());
         }
-        let dtype = self.device_dtype(t.dtype())?;
+        let dtype = self.value_dtype(v)?;
         let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
         if fmt == Format::FractalNz && shape.len() < 2 {
             return Err(self.error(format!(
@@ -542,12 +551,13 @@ pub fn lower(
         values: HashMap::new(),
         stored: HashMap::new(),
         current: String::new(),
+        f32_values: precision::f32_values(graph),
     };
     for &v in graph.inputs() {
         let name = graph.input_name(v).unwrap_or("input").to_string();
         lw.current = format!("input \"{name}\"");
         let ir = graph.value_type(v).dtype;
-        let (host, dev) = (elem_type(ir), lw.device_dtype(ir)?);
+        let (host, dev) = (elem_type(ir), lw.value_dtype(v)?);
         let shape = lw.shape_of(v)?;
         let t = lw.new_tensor(&name, BufferKind::Input, host, Format::Nd, shape.clone());
         lw.program.inputs.push(Port {

@@ -85,6 +85,7 @@ fn transpose(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
         Err(e) => return Err(lw.error(e.to_string())),
     };
     let out = lw.output(id, 0)?;
+    let x = lw.cast(&x, out.dtype)?;
     let mut t = Tiling::new();
     for (d, p) in perm.iter().enumerate() {
         t.push(&format!("perm{d}"), *p);
@@ -124,6 +125,7 @@ fn slice(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
         stride[a] = step;
     }
     let out = lw.output(id, 0)?;
+    let x = lw.cast(&x, out.dtype)?;
     let mut t = Tiling::new();
     for (d, b) in begin.iter().enumerate() {
         t.push(&format!("begin{d}"), *b);
@@ -137,6 +139,7 @@ fn slice(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
 fn expand(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     let x = nd(lw, id, 0)?;
     let out = lw.output(id, 0)?;
+    let x = lw.cast(&x, out.dtype)?;
     launch_copy(lw, "BroadcastTo", vec![x], vec![out], Tiling::new(), 0)
 }
 
@@ -164,6 +167,7 @@ fn split(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     let outs = (0..lw.graph.node(id).outputs.len())
         .map(|i| lw.output(id, i))
         .collect::<Result<Vec<_>, _>>()?;
+    let x = lw.cast(&x, outs[0].dtype)?;
     launch_copy(
         lw,
         "SplitV",
@@ -179,6 +183,7 @@ fn gather(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     let idx = nd(lw, id, 1)?;
     let a = axis_attr(lw, id, 0, x.shape.len())?;
     let out = lw.output(id, 0)?;
+    let x = lw.cast(&x, out.dtype)?;
     let ib = idx.dtype.size() as i64;
     launch_copy(
         lw,
@@ -197,6 +202,7 @@ fn gather_nd(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     let x = nd(lw, id, 0)?;
     let idx = nd(lw, id, 1)?;
     let out = lw.output(id, 0)?;
+    let x = lw.cast(&x, out.dtype)?;
     let ib = idx.dtype.size() as i64 * idx.shape.last().copied().unwrap_or(1);
     launch_copy(lw, "GatherNd", vec![x, idx], vec![out], Tiling::new(), ib)
 }
@@ -206,6 +212,7 @@ fn gather_elements(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     let idx = nd(lw, id, 1)?;
     let a = axis_attr(lw, id, 0, x.shape.len())?;
     let out = lw.output(id, 0)?;
+    let x = lw.cast(&x, out.dtype)?;
     let ib = idx.dtype.size() as i64;
     let t = Tiling::new().with("axis", a as i64);
     launch_copy(lw, "GatherElements", vec![x, idx], vec![out], t, ib)

@@ -38,8 +38,9 @@ fn rms_norm(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
             g.shape
         )));
     }
-    let g = lw.cast(&g, x.dtype)?;
     let out = lw.output(id, 0)?;
+    let x = lw.cast(&x, out.dtype)?;
+    let g = lw.cast(&g, x.dtype)?;
     let view = |t: &DevTensor, shape: Vec<i64>| DevTensor { shape, ..t.clone() };
     let (xm, ym, gm) = (
         view(&x, vec![rows, cols]),
@@ -112,6 +113,7 @@ fn layer_norm(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
         return Err(lw.error("input 1 (scale) is missing"));
     };
     let out = lw.output(id, 0)?;
+    let x = lw.cast(&x, out.dtype)?;
     let view = |t: &DevTensor, shape: Vec<i64>| DevTensor { shape, ..t.clone() };
     let (xm, ym) = (view(&x, vec![rows, cols]), view(&out, vec![rows, cols]));
     let mean = lw.scratch("mean", ElemType::F32, Format::Nd, vec![rows]);

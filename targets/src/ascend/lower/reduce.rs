@@ -58,6 +58,7 @@ fn reduce(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
         .map(|d| x.shape[d as usize])
         .product();
     let out = lw.output(id, 0)?;
+    let x = lw.cast(&x, out.dtype)?;
     let chunk = r.clamp(1, MAX_CHUNK);
     let size = x.dtype.size() as i64;
     let t = vector::split(lw.profile, out.numel(), |b| b * (chunk * size + size + 4))

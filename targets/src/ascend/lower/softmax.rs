@@ -21,6 +21,7 @@ fn softmax(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
         return Err(lw.error(format!("axis out of range for rank {rank}")));
     }
     let out = lw.output(id, 0)?;
+    let x = lw.cast(&x, out.dtype)?;
     let cols = x.shape.get(a as usize).copied().unwrap_or(1);
     let inner: i64 = x.shape[(a as usize + 1).min(x.shape.len())..]
         .iter()

@@ -28,6 +28,7 @@ fn topk(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
         _ => return Err(lw.unsupported("TopK with K computed at run time")),
     };
     let values = lw.output(id, 0)?;
+    let x = lw.cast(&x, values.dtype)?;
     let indices = lw.output(id, 1)?;
     let (rows, cols) = x.matrix();
     let size = x.dtype.size() as i64;
