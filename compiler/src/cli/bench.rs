@@ -32,9 +32,9 @@ use crate::cli::run::read_inputs;
 /// `median 12.3 ms (min 11.9, max 13.0, 50 runs)`.
 ///
 /// With `--profile`, the timed runs also record when each step of the schedule ends (a
-/// clock read per step), and a table follows: the median time of each step, summed by op
-/// type and by kernel or helper, then the slowest steps (`--top`). Steps are numbered as in
-/// `kiln inspect --all`.
+/// clock read per step), and a table follows: the time of each step (its median over the
+/// runs, or with `--stat min` its minimum), summed by op type and by kernel or helper, then
+/// the slowest steps (`--top`). Steps are numbered as in `kiln inspect --all`.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
     kiln bench minilm.kiln --dim batch=1 --dim seq=128 --threads 2\n  \
@@ -67,6 +67,16 @@ pub struct BenchArgs {
     /// With --profile: how many of the slowest steps to list.
     #[arg(long, default_value_t = 15, value_name = "N")]
     top: usize,
+    /// With --profile: a step's time over the runs is its median, or its minimum (closer
+    /// to the unloaded time when other work shares the cores).
+    #[arg(long, value_enum, default_value_t = StepStat::Median)]
+    stat: StepStat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StepStat {
+    Median,
+    Min,
 }
 
 /// Whether a dim's name suggests a sequence length.
@@ -299,7 +309,7 @@ fn profile_table(m: &kiln_runtime::model::Manifest, per_step: &[f64], top: usize
     }
     let _ = writeln!(
         out,
-        "sum of step medians {} ms over {} steps\n",
+        "sum of step times {} ms over {} steps\n",
         ms(total),
         per_step.len()
     );
@@ -482,7 +492,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let median_time = median(&mut times);
     if args.profile {
-        let per_step: Vec<f64> = step_times.iter_mut().map(|t| median(t)).collect();
+        let per_step: Vec<f64> = step_times
+            .iter_mut()
+            .map(|t| match args.stat {
+                StepStat::Median => median(t),
+                StepStat::Min => t.iter().copied().fold(f64::INFINITY, f64::min),
+            })
+            .collect();
         print!("{}", profile_table(m, &per_step, args.top));
     }
     let n = times.len();
@@ -561,7 +577,7 @@ k1                          1.000   12.5%  1
 slowest steps          ms       %  op / callee
     2         4.000   50.0%  MatMul node \"c\" / helper gemm_f32
     0         3.000   37.5%  MatMul node \"a\" / helper gemm_f32_packed
-sum of step medians 8.00 ms over 3 steps
+sum of step times 8.00 ms over 3 steps
 
 ";
         assert_eq!(table, want);

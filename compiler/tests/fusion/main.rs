@@ -12,4 +12,5 @@ mod moe;
 mod moe_ops;
 mod rms_norm;
 mod rope;
+mod rope_layer_norm_ops;
 mod swiglu;

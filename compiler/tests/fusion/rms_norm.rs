@@ -99,3 +99,26 @@ fn near_misses_stay() {
         1e-6
     ));
 }
+
+/// ONNX Runtime's SkipSimplifiedLayerNormalization: the residual sum (with a bias, and a
+/// skip `[S, H]` repeated over the batch) becomes Adds, which also replace the sum output
+/// where it is read, then rms_norm (epsilon default 1e-12). Near misses stay: the inverse
+/// std dev output read; a skip that only tiles the input (ONNX Runtime's `[2, H]` skip for
+/// `[4, H]` rows), which no broadcasting Add computes.
+#[test]
+fn skip_simplified_layer_norm() {
+    insta::assert_snapshot!(check(
+        r#"graph @g(%x: f32[2, seq, 8], %s: f32[seq, 8], %r: f32[4, 8], %rs: f32[2, 8]) -> (y: f32[2, seq, 8], sum: f32[2, seq, 8], z: f32[2, seq, 8], inv: f32[2, seq, 1], w: f32[4, 8]) {
+  %g = constant {value = @weight("g")} : f32[8]
+  %b = constant {value = @weight("b")} : f32[8]
+  %y, %m, %i, %sum = com.microsoft.SkipSimplifiedLayerNormalization(%x, %s, %g, %b) {epsilon = 1e-5} : f32[2, seq, 8], f32[2, seq, 1], f32[2, seq, 1], f32[2, seq, 8]
+  %z = com.microsoft.SkipSimplifiedLayerNormalization(%y, %x, %g) : f32[2, seq, 8]
+  %z2, %m2, %inv = com.microsoft.SkipSimplifiedLayerNormalization(%z, %x, %g) : f32[2, seq, 8], f32[2, seq, 1], f32[2, seq, 1]
+  %w = com.microsoft.SkipSimplifiedLayerNormalization(%r, %rs, %g) : f32[4, 8]
+  return %y, %sum, %z, %inv, %w
+}
+"#,
+        &[("seq", 3)],
+        1e-5
+    ));
+}

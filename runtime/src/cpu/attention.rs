@@ -669,6 +669,115 @@ fn exp_sum(x: &mut [f32], m: f32) -> f32 {
     s
 }
 
+/// The online-softmax row operations with AVX-512: sixteen lanes, FMA in the polynomial.
+/// Same definitions as [`max_of`], [`exp_sum`] and [`fast_exp`] (NaNs, `-inf`, the zero
+/// below -87), other rounding.
+#[cfg(target_arch = "x86_64")]
+mod x512 {
+    use std::arch::x86_64::*;
+
+    /// A mask of the first `n` (< 16) lanes.
+    #[inline(always)]
+    fn lanes(n: usize) -> __mmask16 {
+        ((1u32 << n) - 1) as __mmask16
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub unsafe fn max_of(x: &[f32]) -> f32 {
+        // SAFETY: full vectors inside x, then a masked tail.
+        unsafe {
+            let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+            let mut c = x.chunks_exact(16);
+            for ch in &mut c {
+                m = _mm512_max_ps(m, _mm512_loadu_ps(ch.as_ptr()));
+            }
+            let r = c.remainder();
+            if !r.is_empty() {
+                let t = _mm512_mask_loadu_ps(m, lanes(r.len()), r.as_ptr());
+                m = _mm512_max_ps(m, t);
+            }
+            _mm512_reduce_max_ps(m)
+        }
+    }
+
+    /// `exp(x)` of sixteen lanes (see `fast_exp`).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn exp16(x: __m512) -> __m512 {
+        let xc = _mm512_min_ps(
+            _mm512_max_ps(x, _mm512_set1_ps(-87.0)),
+            _mm512_set1_ps(88.0),
+        );
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(xc, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), xc);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+        let mut p = _mm512_set1_ps(1.987_569_1e-4);
+        for k in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            0.166_666_65,
+            0.5,
+        ] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(k));
+        }
+        let y = _mm512_fmadd_ps(
+            _mm512_mul_ps(p, r),
+            r,
+            _mm512_add_ps(r, _mm512_set1_ps(1.0)),
+        );
+        let v = _mm512_scalef_ps(y, n);
+        // Below -87: 0 (no subnormals); NaN stays NaN.
+        let low = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_set1_ps(-87.0));
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+        let v = _mm512_mask_blend_ps(low, v, _mm512_setzero_ps());
+        _mm512_mask_blend_ps(nan, v, x)
+    }
+
+    /// `x[i] = exp(x[i] - m)`; returns the sum.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub unsafe fn exp_sum(x: &mut [f32], m: f32) -> f32 {
+        // SAFETY: full vectors inside x, then a masked tail.
+        unsafe {
+            let mv = _mm512_set1_ps(m);
+            let mut acc = _mm512_setzero_ps();
+            let mut c = x.chunks_exact_mut(16);
+            for ch in &mut c {
+                let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(ch.as_ptr()), mv));
+                _mm512_storeu_ps(ch.as_mut_ptr(), e);
+                acc = _mm512_add_ps(acc, e);
+            }
+            let r = c.into_remainder();
+            if !r.is_empty() {
+                let k = lanes(r.len());
+                let e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, r.as_ptr()), mv));
+                _mm512_mask_storeu_ps(r.as_mut_ptr(), k, e);
+                acc = _mm512_mask_add_ps(acc, k, acc, e);
+            }
+            _mm512_reduce_add_ps(acc)
+        }
+    }
+}
+
+/// The AVX-512 row operations can run here.
+fn simd512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Runs one attention call.
 ///
 /// # Safety
@@ -685,6 +794,7 @@ pub unsafe fn attention(kernel: Kernel, p: &Attention) {
     let tiles = p.q_len.div_ceil(qt);
     let items = p.batch * p.kv_heads * tiles;
     let wide = simd();
+    let wide512 = wide && simd512();
     (0..items).into_par_iter().for_each(|it| {
         let tile = it % tiles;
         let hk = (it / tiles) % p.kv_heads;
@@ -701,9 +811,11 @@ pub unsafe fn attention(kernel: Kernel, p: &Attention) {
             i1,
         };
         // SAFETY: forwarded from the caller; items write disjoint output rows. The AVX2
-        // version runs only where the CPU has AVX2 and FMA.
+        // and AVX-512 versions run only where the CPU has those features.
         unsafe {
-            if wide {
+            if wide512 {
+                item_avx512(p, &w)
+            } else if wide {
                 item_avx2(p, &w)
             } else {
                 item_generic(p, &w)
@@ -735,25 +847,96 @@ struct Work {
 }
 
 /// # Safety
+/// As [`attention`]; the CPU has AVX-512F, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn item_avx512(p: &Attention, w: &Work) {
+    // SAFETY: forwarded.
+    unsafe { item::<true>(p, w) }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn item_avx512(p: &Attention, w: &Work) {
+    // SAFETY: forwarded.
+    unsafe { item::<false>(p, w) }
+}
+
+/// # Safety
 /// As [`attention`]; the CPU has AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn item_avx2(p: &Attention, w: &Work) {
     // SAFETY: forwarded.
-    unsafe { item(p, w) }
+    unsafe { item::<false>(p, w) }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn item_avx2(p: &Attention, w: &Work) {
     // SAFETY: forwarded.
-    unsafe { item(p, w) }
+    unsafe { item::<false>(p, w) }
 }
 
 /// # Safety
 /// As [`attention`].
 unsafe fn item_generic(p: &Attention, w: &Work) {
     // SAFETY: forwarded.
-    unsafe { item(p, w) }
+    unsafe { item::<false>(p, w) }
+}
+
+/// The largest element of a row of scores ([`max_of`]; AVX-512 with `X512`).
+///
+/// # Safety
+/// `X512` only where the CPU has AVX-512F.
+#[inline(always)]
+unsafe fn row_max<const X512: bool>(x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if X512 {
+        // SAFETY: the caller's promise.
+        return unsafe { x512::max_of(x) };
+    }
+    max_of(x)
+}
+
+/// [`exp_sum`] (AVX-512 with `X512`).
+///
+/// # Safety
+/// `X512` only where the CPU has AVX-512F.
+#[inline(always)]
+unsafe fn row_exp_sum<const X512: bool>(x: &mut [f32], m: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if X512 {
+        // SAFETY: the caller's promise.
+        return unsafe { x512::exp_sum(x, m) };
+    }
+    exp_sum(x, m)
+}
+
+/// Per-item buffers, kept per thread from call to call.
+#[derive(Default)]
+struct Scratch {
+    q: Vec<f32>,
+    lo: Vec<usize>,
+    hi: Vec<usize>,
+    at: Vec<(usize, usize)>,
+    m: Vec<f32>,
+    l: Vec<f32>,
+    acc: Vec<f32>,
+    full: Vec<f32>,
+    kbuf: Vec<f32>,
+    vbuf: Vec<f32>,
+    s: Vec<f32>,
+    tmp: Vec<f32>,
+    orow: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// `v` cleared and filled with `len` copies of `x`.
+fn reset<T: Clone>(v: &mut Vec<T>, len: usize, x: T) {
+    v.clear();
+    v.resize(len, x);
 }
 
 /// A tile of keys or values as the GEMM reads it: f32 rows at `ptr`, `stride` apart.
@@ -804,39 +987,75 @@ unsafe fn tile(
 }
 
 /// # Safety
-/// As [`attention`].
+/// As [`attention`]; `X512` only where the CPU has AVX-512F.
 #[inline(always)]
-unsafe fn item(p: &Attention, w: &Work) {
+unsafe fn item<const X512: bool>(p: &Attention, w: &Work) {
+    // The buffers are taken out of their cell while in use: a nested call on this thread
+    // (a task picked up while waiting) starts from empty ones instead of sharing them.
+    let mut sc = SCRATCH.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    // SAFETY: forwarded.
+    unsafe { item_with::<X512>(p, w, &mut sc) };
+    SCRATCH.with(|c| *c.borrow_mut() = sc);
+}
+
+/// # Safety
+/// As [`item`].
+#[inline(always)]
+unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch) {
     let (dk, dv) = (p.dk, p.dv);
     let (b, hk, group) = (w.b, w.hk, w.group);
     let qn = w.i1 - w.i0;
     let nrows = group * qn;
     let total = p.total();
-    let mut q = vec![0f32; nrows * dk];
-    let mut lo = vec![0usize; nrows];
-    let mut hi = vec![0usize; nrows];
-    let mut at = Vec::with_capacity(nrows);
+    // Without a softcap or a score output, the scale goes into q once instead of into every
+    // score.
+    let prescale = p.softcap == 0.0 && p.qk.is_none();
+    let Scratch {
+        q,
+        lo,
+        hi,
+        at,
+        m,
+        l,
+        acc,
+        full,
+        kbuf,
+        vbuf,
+        s,
+        tmp,
+        orow,
+    } = sc;
+    reset(q, nrows * dk, 0f32);
+    reset(lo, nrows, 0usize);
+    reset(hi, nrows, 0usize);
+    at.clear();
     for g in 0..group {
         let h = hk * group + g;
         for i in w.i0..w.i1 {
             let row = at.len();
             at.push((h, i));
+            let qr = &mut q[row * dk..(row + 1) * dk];
             // SAFETY: (b, h, i) is inside q's extent.
-            unsafe { load(p.q.elem, p.q.row(b, h, i), &mut q[row * dk..(row + 1) * dk]) };
+            unsafe { load(p.q.elem, p.q.row(b, h, i), qr) };
+            if prescale {
+                for x in qr.iter_mut() {
+                    *x *= p.scale;
+                }
+            }
             (lo[row], hi[row]) = p.range(b, i);
         }
     }
-    let mut m = vec![f32::NEG_INFINITY; nrows];
-    let mut l = vec![0f32; nrows];
-    let mut acc = vec![0f32; nrows * dv];
+    reset(m, nrows, f32::NEG_INFINITY);
+    reset(l, nrows, 0f32);
+    reset(acc, nrows * dv, 0f32);
     let all_keys = p.qk.is_some_and(|q| q.all_keys);
     let probs = p.qk.filter(|q| q.mode == QkMode::Probs);
     // Biased scores of every row, kept for the probabilities.
-    let mut full = if probs.is_some() {
-        vec![f32::NEG_INFINITY; nrows * total]
+    if probs.is_some() {
+        reset(full, nrows * total, f32::NEG_INFINITY);
     } else {
-        Vec::new()
-    };
+        full.clear();
+    }
     let live = |x: usize| lo[x] < hi[x];
     let (jlo, jhi) = if all_keys {
         (0, total)
@@ -845,32 +1064,19 @@ unsafe fn item(p: &Attention, w: &Work) {
         let z = (0..nrows).filter(|&x| live(x)).map(|x| hi[x]).max();
         (a.unwrap_or(0), z.unwrap_or(0))
     };
-    // Conversion buffers, sized when a tile cannot be read in place.
-    let (mut kbuf, mut vbuf) = (Vec::new(), Vec::new());
-    let mut s = vec![0f32; nrows * KT];
-    let mut tmp = vec![0f32; KT];
+    // Conversion buffers (kbuf, vbuf) are sized when a tile cannot be read in place.
+    reset(s, nrows * KT, 0f32);
+    reset(tmp, KT, 0f32);
     let mut j0 = jlo;
     while j0 < jhi {
         let j1 = (j0 + KT).min(jhi);
         let kt = j1 - j0;
         // SAFETY: keys j0..j1 exist; the buffers hold a tile.
-        let kt_src = unsafe { tile(p, false, b, hk, j0, j1, dk, &mut kbuf) };
+        let kt_src = unsafe { tile(p, false, b, hk, j0, j1, dk, kbuf) };
         if nrows <= SMALL_ROWS {
             // Few rows (decode): dot products straight from the key rows.
             // SAFETY: the tile holds kt rows of dk floats; q and s are sized for nrows.
-            unsafe {
-                small_qk(
-                    w.wide,
-                    &q,
-                    dk,
-                    nrows,
-                    kt_src.ptr,
-                    kt_src.stride,
-                    kt,
-                    &mut s,
-                    KT,
-                )
-            };
+            unsafe { small_qk(w.wide, q, dk, nrows, kt_src.ptr, kt_src.stride, kt, s, KT) };
         } else {
             // S = Q Kᵀ: B[d, j] = K[j, d].
             // SAFETY: q holds nrows x dk, the key tile kt rows of dk, s nrows x KT.
@@ -902,16 +1108,19 @@ unsafe fn item(p: &Attention, w: &Work) {
                 continue;
             }
             let (h, i) = at[row];
-            for x in sr.iter_mut() {
-                *x *= p.scale;
+            if !prescale {
+                for x in sr.iter_mut() {
+                    *x *= p.scale;
+                }
             }
             // SAFETY: (b, h, i) and keys j0..j1 are inside the views and masks.
-            unsafe { scores(p, b, h, i, j0, sr, rlo, rhi, &mut tmp) };
+            unsafe { scores(p, b, h, i, j0, sr, rlo, rhi, tmp) };
             if !full.is_empty() {
                 full[row * total + j0..row * total + j1].copy_from_slice(sr);
             }
             // Online softmax over this tile.
-            let tmax = max_of(sr);
+            // SAFETY: X512 only with AVX-512F (the caller's promise).
+            let tmax = unsafe { row_max::<X512>(sr) };
             let m_old = m[row];
             let m_new = m_old.max(tmax);
             if m_new == f32::NEG_INFINITY {
@@ -924,15 +1133,16 @@ unsafe fn item(p: &Attention, w: &Work) {
                     *x *= corr;
                 }
             }
-            let sum = exp_sum(sr, m_new);
+            // SAFETY: as above.
+            let sum = unsafe { row_exp_sum::<X512>(sr, m_new) };
             l[row] = l[row] * corr + sum;
             m[row] = m_new;
         }
         // SAFETY: values j0..j1 exist; the buffers hold a tile.
-        let vt = unsafe { tile(p, true, b, hk, j0, j1, dv, &mut vbuf) };
+        let vt = unsafe { tile(p, true, b, hk, j0, j1, dv, vbuf) };
         if nrows <= SMALL_ROWS {
             // SAFETY: the tile holds kt rows of dv floats; s and acc are sized for nrows.
-            unsafe { small_pv(w.wide, &s, KT, nrows, vt.ptr, vt.stride, kt, dv, &mut acc) };
+            unsafe { small_pv(w.wide, s, KT, nrows, vt.ptr, vt.stride, kt, dv, acc) };
         } else {
             // acc += P V.
             // SAFETY: s holds nrows x kt probabilities, the value tile kt rows of dv, acc
@@ -960,7 +1170,7 @@ unsafe fn item(p: &Attention, w: &Work) {
         j0 = j1;
     }
     // Finish: the sinks join the denominator; write the rows.
-    let mut orow = vec![0f32; dv];
+    reset(orow, dv, 0f32);
     for row in 0..nrows {
         let (h, i) = at[row];
         let sink = match p.sinks {
@@ -995,7 +1205,7 @@ unsafe fn item(p: &Attention, w: &Work) {
             }
         }
         // SAFETY: (b, h, i) is inside out's extent.
-        unsafe { store(p.out.elem, p.out.row(b, h, i), &orow) };
+        unsafe { store(p.out.elem, p.out.row(b, h, i), orow) };
         if let Some(qo) = probs {
             let fr = &mut full[row * total..(row + 1) * total];
             for x in fr.iter_mut() {

@@ -34,6 +34,8 @@ pub mod pattern;
 pub mod report;
 pub mod rms_norm;
 pub mod rope;
+pub mod rope_existing;
+pub mod skip_layer_norm;
 pub mod swiglu;
 
 /// How a matched region is rewritten: builds the fused node(s) and returns, for each value

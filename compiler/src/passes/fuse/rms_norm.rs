@@ -7,7 +7,11 @@
 //! - `mul-div-sqrt`: `x * (1 / Sqrt(ms + eps))`;
 //!   each times a scale (`w * n` or `n * w`) where one follows, else with a scale of ones;
 //! - `onnx-RMSNormalization` (opset 23) and `SimplifiedLayerNormalization`:
-//!   the op already, renamed (its `epsilon` becomes `eps`; its `axis` stays).
+//!   the op already, renamed (its `epsilon` becomes `eps`; its `axis` stays);
+//! - `com.microsoft.SkipSimplifiedLayerNormalization`: `s = input + skip (+ bias)` (an `Add`
+//!   or two, whose sum also replaces the op's output 3) normalised over the last axis
+//!   (`epsilon` default 1e-12); left alone if its mean / inv-std-dev outputs are read or the
+//!   skip does not broadcast to the input.
 //!
 //! The mean must run over the last axis only and the scale must broadcast to x's last axis
 //! (a `[H]` or `[1, .., H]` tensor); anything else (a mean over another axis, a scale that
@@ -30,6 +34,7 @@ impl Rule for FuseRmsNorm {
         let n = g.node(root);
         match n.op.as_str() {
             "RMSNormalization" | "SimplifiedLayerNormalization" => existing_op(g, root),
+            "com.microsoft.SkipSimplifiedLayerNormalization" => skip_simplified(g, root),
             "Mul" => scaled(g, root).or_else(|| {
                 // A normalisation without a scale, unless a scale Mul follows (then that
                 // Mul is the root).
@@ -133,14 +138,18 @@ fn mean_square_plus_eps(m: &mut Matcher, v: Value, x: Value) -> Option<f64> {
 /// `ReduceMean(Pow(x, 2) | Mul(x, x), [last], keepdims = 1)`.
 fn mean_square(m: &mut Matcher, v: Value, x: Value) -> Option<()> {
     let mean = m.op(v, "ReduceMean")?;
-    let n = m.g.node(mean);
-    if n.attrs.int_or("keepdims", 1).ok()? != 1 {
+    if !is_last_axis_mean(m, mean, x) {
         return None;
     }
-    let rank = m.g.value_type(x).rank() as i64;
-    let axes = m.ints(m.input(mean, 1)?)?;
-    if axes.len() != 1 || (axes[0] != rank - 1 && axes[0] != -1) {
-        return None;
+    // The root mean square of a centred x is a layer norm: fuse-layer-norm's.
+    let n = m.g.node(x.node);
+    if x.output == 0 && n.op == "Sub" {
+        let centre = n.input(1)?;
+        let c = m.g.node(centre.node);
+        if c.op == "ReduceMean" && c.input(0) == n.input(0) && is_last_axis_mean(m, centre.node, x)
+        {
+            return None;
+        }
     }
     let sq = m.input(mean, 0)?;
     if let Some(p) = m.op(sq, "Pow") {
@@ -148,6 +157,19 @@ fn mean_square(m: &mut Matcher, v: Value, x: Value) -> Option<()> {
     }
     let mul = m.op(sq, "Mul")?;
     (m.input(mul, 0)? == x && m.input(mul, 1)? == x).then_some(())
+}
+
+/// True if `mean` is a keepdims ReduceMean over x's last axis only.
+fn is_last_axis_mean(m: &Matcher, mean: NodeId, x: Value) -> bool {
+    let n = m.g.node(mean);
+    if n.attrs.int_or("keepdims", 1).ok() != Some(1) {
+        return false;
+    }
+    let rank = m.g.value_type(x).rank() as i64;
+    let Some(axes) = n.input(1).and_then(|a| m.ints(a)) else {
+        return false;
+    };
+    axes.len() == 1 && (axes[0] == rank - 1 || axes[0] == -1)
 }
 
 /// True if `w` broadcasts along x's last axis only: shape `[..1, H]` with `H` x's last dim.
@@ -228,6 +250,68 @@ fn existing_op(g: &Graph, root: NodeId) -> Option<Match> {
             attrs.insert("eps".into(), Attr::Float(eps as f32));
             let y = add(g, "rms_norm", attrs, vec![Some(x), Some(w)], &origin)?;
             Ok(vec![(out0(root), y)])
+        }),
+    })
+}
+
+/// `com.microsoft.SkipSimplifiedLayerNormalization(input, skip, gamma, bias?)`: the residual
+/// sum, then rms_norm of it.
+fn skip_simplified(g: &Graph, root: NodeId) -> Option<Match> {
+    let n = g.node(root);
+    let read = |o: usize| {
+        let v = Value {
+            node: root,
+            output: o,
+        };
+        o < n.outputs.len() && (!g.users(v).is_empty() || g.is_output(v))
+    };
+    if read(1) || read(2) {
+        return None;
+    }
+    let (x, skip, gamma) = (n.input(0)?, n.input(1)?, n.input(2)?);
+    let bias = n.input(3);
+    let xt = g.value_type(x);
+    if !xt.dtype.is_float() || xt.rank() < 1 {
+        return None;
+    }
+    // The skip (and bias) must broadcast to the input without changing its shape, as the
+    // sum is the input's shape; gamma and bias run over the last axis.
+    for v in [Some(skip), bias].into_iter().flatten() {
+        let t = g.value_type(v);
+        let b = kiln_ir::types::broadcast_shapes(&[&xt.shape, &t.shape]);
+        if t.dtype != xt.dtype || b.as_ref() != Some(&xt.shape) {
+            return None;
+        }
+    }
+    if !is_last_axis_scale(g, x, gamma) || bias.is_some_and(|b| !is_last_axis_scale(g, x, b)) {
+        return None;
+    }
+    let eps = f64::from(n.attrs.float_or("epsilon", 1e-12).ok()?);
+    let origin = n.origin.clone();
+    let sum_read = read(3);
+    Some(Match {
+        form: "com.microsoft.SkipSimplifiedLayerNormalization",
+        nodes: vec![root],
+        rewrite: Box::new(move |g: &mut Graph| {
+            let mut s = add(g, "Add", Attrs::new(), vec![Some(x), Some(skip)], &origin)?;
+            if let Some(b) = bias {
+                s = add(g, "Add", Attrs::new(), vec![Some(s), Some(b)], &origin)?;
+            }
+            let mut attrs = Attrs::new();
+            attrs.insert("axis".into(), Attr::Int(-1));
+            attrs.insert("eps".into(), Attr::Float(eps as f32));
+            let y = add(g, "rms_norm", attrs, vec![Some(s), Some(gamma)], &origin)?;
+            let mut pairs = vec![(out0(root), y)];
+            if sum_read {
+                pairs.push((
+                    Value {
+                        node: root,
+                        output: 3,
+                    },
+                    s,
+                ));
+            }
+            Ok(pairs)
         }),
     })
 }

@@ -24,10 +24,13 @@
 
 mod avx2;
 mod avx512;
+mod epilogue;
 mod pack;
 mod portable;
 
 use std::cell::RefCell;
+
+pub use epilogue::{Activation, CLayout, Epilogue};
 
 /// Columns of C a microkernel computes at once; B panels are this wide.
 pub const NR: usize = 32;
@@ -329,6 +332,52 @@ pub unsafe fn sgemm(
     rsc: isize,
     accumulate: bool,
 ) {
+    // SAFETY: the caller's contract is sgemm_fused's with plain rows and no epilogue.
+    unsafe {
+        sgemm_fused(
+            kernel,
+            m,
+            n,
+            k,
+            a,
+            rsa,
+            csa,
+            b,
+            c,
+            CLayout::rows(rsc),
+            &Epilogue::NONE,
+            accumulate,
+        )
+    }
+}
+
+/// [`sgemm`] with C laid out by `layout` and `ep` applied to every element of C once its
+/// sum is complete: `C = act(A·B (+ C) + bias) + residual`.
+///
+/// # Safety
+/// As [`sgemm`], with C element `(i, j)` at `c + i*layout.rsc + layout.col(j)`
+/// (`layout.block` a multiple of [`NR`]), and the epilogue's bias (`n` floats) and
+/// residual (`m x n` at its row stride) readable, not overlapping C.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_fused(
+    kernel: Kernel,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: BMatrix<'_>,
+    c: *mut f32,
+    layout: CLayout,
+    ep: &Epilogue,
+    accumulate: bool,
+) {
+    assert!(
+        layout.block.is_multiple_of(NR),
+        "sgemm: column blocks of {} are not a multiple of {NR}",
+        layout.block
+    );
     if let BMatrix::Packed(pb) = b {
         assert!(
             pb.k == k && pb.n == n && pb.data.len() >= PackedB::packed_len(k, n),
@@ -342,11 +391,20 @@ pub unsafe fn sgemm(
         return;
     }
     if k == 0 {
-        if !accumulate {
+        let mut j = 0;
+        while j < n {
+            let cols = layout.run_from(j).min(n - j);
             for i in 0..m {
-                // SAFETY: row i of C has n writable elements (contract).
-                unsafe { std::ptr::write_bytes(c.offset(i as isize * rsc), 0, n) };
+                // SAFETY: columns j..j+cols of row i are one contiguous run of C (contract).
+                unsafe {
+                    let row = c.offset(i as isize * layout.rsc + layout.col(j));
+                    if !accumulate {
+                        std::ptr::write_bytes(row, 0, cols);
+                    }
+                    epilogue::apply(ep, row, 0, 1, cols, i, j);
+                }
             }
+            j += cols;
         }
         return;
     }
@@ -364,10 +422,18 @@ pub unsafe fn sgemm(
                     csa,
                     pb.data.as_ptr(),
                     c,
-                    rsc,
+                    layout,
+                    ep,
                     accumulate,
                 )
             }
+        }
+        // One panel's width of contiguous rows NR apart (attention's V with 32-wide heads)
+        // is already in the packed layout.
+        BMatrix::Strided { ptr, rs, cs } if n == NR && cs == 1 && rs == NR as isize => {
+            // SAFETY: B's k rows of NR floats are the packed panel; the rest is sgemm's
+            // contract.
+            unsafe { run(kernel, m, n, k, a, rsa, csa, ptr, c, layout, ep, accumulate) }
         }
         BMatrix::Strided { ptr, rs, cs } => {
             thread_local! {
@@ -391,7 +457,7 @@ pub unsafe fn sgemm(
                 // all written by pack_b before run reads them.
                 unsafe {
                     pack::pack_b(k, n, ptr, rs, cs, bp);
-                    run(kernel, m, n, k, a, rsa, csa, bp, c, rsc, accumulate)
+                    run(kernel, m, n, k, a, rsa, csa, bp, c, layout, ep, accumulate)
                 }
             })
         }
@@ -400,14 +466,15 @@ pub unsafe fn sgemm(
 
 /// Pointers moved into rayon tasks.
 #[derive(Clone, Copy)]
-struct Shared {
+struct Shared<'e> {
     a: *const f32,
     b: *const f32,
     c: *mut f32,
+    ep: &'e Epilogue,
 }
 // SAFETY: tasks read A and B and write disjoint parts of C (see run()).
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
+unsafe impl Send for Shared<'_> {}
+unsafe impl Sync for Shared<'_> {}
 
 /// How one GEMM is blocked: the K block depth and the M block height.
 #[derive(Clone, Copy, Debug)]
@@ -444,7 +511,8 @@ unsafe fn run(
     csa: isize,
     b: *const f32,
     c: *mut f32,
-    rsc: isize,
+    layout: CLayout,
+    ep: &Epilogue,
     accumulate: bool,
 ) {
     let blocking = Blocking::new(&kernel, m, k);
@@ -458,6 +526,7 @@ unsafe fn run(
     } else {
         split(&kernel, m, panels, threads)
     };
+    let rsc = layout.rsc;
     let task = |sh: Shared, ti: usize, tj: usize| {
         // Rows: whole mr panels per task; panels: a contiguous run per task.
         let row_tiles = m.div_ceil(kernel.mr);
@@ -482,12 +551,13 @@ unsafe fn run(
                 csa,
                 sh.b,
                 sh.c.offset(i0 as isize * rsc),
-                rsc,
+                layout,
+                sh.ep,
                 accumulate,
             )
         }
     };
-    let sh = Shared { a, b, c };
+    let sh = Shared { a, b, c, ep };
     if tm * tn == 1 {
         task(sh, 0, 0);
     } else {
@@ -531,12 +601,14 @@ unsafe fn block(
     csa: isize,
     b: *const f32,
     c: *mut f32,
-    rsc: isize,
+    layout: CLayout,
+    ep: &Epilogue,
     accumulate: bool,
 ) {
     thread_local! {
         static APACK: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
     }
+    let rsc = layout.rsc;
     let m = i1 - i0;
     let mr = kernel.mr;
     let Blocking { kc: kc_max, mc, nb } = blocking;
@@ -544,11 +616,17 @@ unsafe fn block(
         let mut pc = 0;
         while pc < k {
             let kc = kc_max.min(k - pc);
+            let last = pc + kc == k;
             let mut p = p0;
             while p < p1 {
-                let cols = (ROW_PANELS * NR).min(n - p * NR).min((p1 - p) * NR);
+                let cols = (ROW_PANELS * NR)
+                    .min(n - p * NR)
+                    .min((p1 - p) * NR)
+                    .min(layout.run_from(p * NR));
+                let out = c.wrapping_offset(layout.col(p * NR));
                 // SAFETY: A row 0, columns pc..pc+kc; panels p.. of B, rows pc..pc+kc; C row
-                // 0, columns p*NR..p*NR+cols, inside this task's part.
+                // 0, columns p*NR..p*NR+cols (contiguous: inside one block), inside this
+                // task's part.
                 unsafe {
                     row(
                         kc,
@@ -556,12 +634,15 @@ unsafe fn block(
                         csa,
                         b.add((p * k + pc) * NR),
                         k * NR,
-                        c.add(p * NR),
+                        out,
                         cols,
                         accumulate || pc > 0,
-                    )
+                    );
+                    if last {
+                        epilogue::apply(ep, out, 0, 1, cols, i0, p * NR);
+                    }
                 };
-                p += ROW_PANELS;
+                p += cols.div_ceil(NR);
             }
             pc += kc;
         }
@@ -583,6 +664,7 @@ unsafe fn block(
         while pc < k {
             let kc = kc_max.min(k - pc);
             let acc = accumulate || pc > 0;
+            let last = pc + kc == k;
             let mut ic = 0;
             while ic < m {
                 let mcb = mc.min(m - ic);
@@ -603,10 +685,13 @@ unsafe fn block(
                         let rows = mr.min(mcb - ir);
                         for p in jb..je {
                             let cols = NR.min(n - p * NR);
+                            let tile =
+                                c.wrapping_offset((ic + ir) as isize * rsc + layout.col(p * NR));
                             // SAFETY: the A micro-panel at ir (packed: kc*mr floats; direct:
                             // rows ic+ir.. of A, columns pc..pc+kc) is readable, panel p of B
                             // rows pc..pc+kc*NR floats; the C tile (rows ic+ir.., columns
-                            // p*NR..) is rows x cols inside this task's part of C.
+                            // p*NR.., contiguous inside one column block) is rows x cols
+                            // inside this task's part of C.
                             unsafe {
                                 (kernel.run)(
                                     kc,
@@ -617,12 +702,23 @@ unsafe fn block(
                                     },
                                     if direct { rsa } else { 0 },
                                     b.add((p * k + pc) * NR),
-                                    c.offset((ic + ir) as isize * rsc + (p * NR) as isize),
+                                    tile,
                                     rsc,
                                     rows,
                                     cols,
                                     acc,
-                                )
+                                );
+                                if last {
+                                    epilogue::apply(
+                                        ep,
+                                        tile,
+                                        rsc,
+                                        rows,
+                                        cols,
+                                        i0 + ic + ir,
+                                        p * NR,
+                                    );
+                                }
                             }
                         }
                         ir += mr;

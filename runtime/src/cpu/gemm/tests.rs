@@ -412,3 +412,196 @@ fn one_row_matches_its_row_in_a_bigger_gemm() {
         }
     }
 }
+
+/// `sgemm_fused` on one pool: `C = act(A·B + bias) + residual`, C in column blocks of
+/// `block` (0: plain rows); returns C as plain rows.
+#[allow(clippy::too_many_arguments)]
+fn run_fused(
+    kernel: Kernel,
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    b: &PackedB,
+    bias: &[f32],
+    act: Activation,
+    residual: &[f32],
+    block: usize,
+) -> Vec<f32> {
+    let blocks = if block == 0 { 1 } else { n.div_ceil(block) };
+    let bw = if block == 0 { n } else { block };
+    // Blocked: [blocks, m, block], each block's rows `block` apart.
+    let layout = if block == 0 {
+        CLayout::rows(n as isize)
+    } else {
+        CLayout {
+            rsc: block as isize,
+            block,
+            block_stride: (m * block) as isize,
+        }
+    };
+    let mut c = vec![f32::NAN; blocks * m * bw];
+    let ep = Epilogue {
+        bias: bias.as_ptr(),
+        act,
+        residual: residual.as_ptr(),
+        rsr: n as isize,
+    };
+    // SAFETY: A is m x k row-major, B packed k x n, C covers every blocked element, bias n
+    // floats, residual m x n.
+    unsafe {
+        sgemm_fused(
+            kernel,
+            m,
+            n,
+            k,
+            a.as_ptr(),
+            k as isize,
+            1,
+            BMatrix::Packed(b.view()),
+            c.as_mut_ptr(),
+            layout,
+            &ep,
+            false,
+        )
+    };
+    let mut out = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            out[i * n + j] = c[(i as isize * layout.rsc + layout.col(j)) as usize];
+        }
+    }
+    out
+}
+
+#[test]
+fn epilogues_and_column_blocks_match_the_unfused_steps() {
+    let pools: Vec<rayon::ThreadPool> = [1, 2]
+        .iter()
+        .map(|&t| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    for kernel in Kernel::available() {
+        for &(m, n, k) in &[
+            (1, 96, 40),
+            (1, 200, 600),
+            (13, 64, 7),
+            (128, 384, 384),
+            (20, 96, 1100),
+            (3, 64, 0),
+        ] {
+            let a = data(m * k, 1);
+            let b = data(k * n, 2);
+            let packed = PackedB::pack(&b, k, n, n);
+            let bias = data(n, 4);
+            let residual = data(m * n, 5);
+            let plain = reference(m, n, k, &a, k, 1, &b, None);
+            for act in [Activation::None, Activation::Gelu, Activation::GeluTanh] {
+                let want: Vec<f32> = plain
+                    .iter()
+                    .enumerate()
+                    .map(|(x, &v)| {
+                        let v = (v + bias[x % n]) as f64;
+                        let y = match act {
+                            Activation::Gelu | Activation::GeluTanh => {
+                                let z = (2.0 / std::f64::consts::PI).sqrt()
+                                    * (v + 0.044715 * v * v * v);
+                                0.5 * v * (1.0 + z.tanh())
+                            }
+                            _ => v,
+                        };
+                        (y + residual[x] as f64) as f32
+                    })
+                    .collect();
+                for block in [0, 32, 64] {
+                    if block != 0 && n % block != 0 {
+                        continue;
+                    }
+                    let what = format!("{kernel:?} m{m} n{n} k{k} {act:?} block {block}");
+                    let got: Vec<Vec<f32>> = pools
+                        .iter()
+                        .map(|p| {
+                            p.install(|| {
+                                run_fused(
+                                    kernel,
+                                    (m, n, k),
+                                    &a,
+                                    &packed,
+                                    &bias,
+                                    act,
+                                    &residual,
+                                    block,
+                                )
+                            })
+                        })
+                        .collect();
+                    assert!(got[0] == got[1], "{what}: threads changed bits");
+                    // The erf and tanh forms of GELU differ by up to ~1e-3 absolute.
+                    let tol = if act == Activation::None { 0.0 } else { 2e-3 };
+                    for (i, (x, y)) in got[0].iter().zip(&want).enumerate() {
+                        assert!(
+                            (x - y).abs() <= tol + 1e-5 * (k as f32 + 1.0) * (1.0 + y.abs()),
+                            "{what} at {i}: {x} vs {y}"
+                        );
+                    }
+                    if block == 0 && act == Activation::None {
+                        // No activation: the same as the plain product plus two adds.
+                        let mut c = vec![f32::NAN; m * n];
+                        run_sgemm(
+                            kernel,
+                            m,
+                            n,
+                            k,
+                            &a,
+                            (k, 1),
+                            BMatrix::Packed(packed.view()),
+                            &mut c,
+                            false,
+                        );
+                        for (x, v) in c.iter_mut().enumerate() {
+                            *v = (*v + bias[x % n]) + residual[x];
+                        }
+                        assert_eq!(got[0], c, "{what}: fused and separate adds");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A strided B of one panel's width with rows `NR` apart is read in place as the packed
+/// panel: the same bits as packing it.
+#[test]
+fn one_panel_row_major_b_is_read_in_place() {
+    for kernel in Kernel::available() {
+        for &(m, k) in &[(1, 5), (13, 128), (64, 300), (130, 600)] {
+            let n = NR;
+            let a = data(m * k, 1);
+            let b = data(k * n, 2);
+            let packed = PackedB::pack(&b, k, n, n);
+            let mut want = vec![f32::NAN; m * n];
+            run_sgemm(
+                kernel,
+                m,
+                n,
+                k,
+                &a,
+                (k, 1),
+                BMatrix::Packed(packed.view()),
+                &mut want,
+                false,
+            );
+            let sb = BMatrix::Strided {
+                ptr: b.as_ptr(),
+                rs: n as isize,
+                cs: 1,
+            };
+            let mut c = vec![f32::NAN; m * n];
+            run_sgemm(kernel, m, n, k, &a, (k, 1), sb, &mut c, false);
+            assert_eq!(c, want, "{kernel:?} m{m} k{k}");
+            close(&c, &reference(m, n, k, &a, k, 1, &b, None), k, kernel.name);
+        }
+    }
+}

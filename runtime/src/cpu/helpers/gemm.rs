@@ -15,16 +15,33 @@
 //! For `gemm_f32_packed`, B is `PackedB` panels of a `k x n` matrix and its batch strides
 //! count packed floats.
 //!
+//! `gemm_f32_packed_fused` is `gemm_f32_packed` with an epilogue and a column layout for C
+//! (see [`crate::cpu::gemm::sgemm_fused`]); six more slots come before the batch loops:
+//! ```text
+//! 14 bias                     n floats added per column (0: none)
+//! 15 activation               0 none, 1 relu, 2 gelu (erf), 3 gelu (tanh)
+//! 16 residual  17 rsr         R[i, j] at residual + i*rsr + j, added last (0: none;
+//!                             only without batch loops)
+//! 18 block     19 block stride  C[i, j] at c + i*rsc + (j/block)*stride + j%block
+//!                             (block a multiple of the GEMM's panel width; 0: plain rows)
+//! 20 batch loops, as slot 13 of the others
+//! ```
+//! It needs `accumulate = 0` and `alpha = 1`.
+//!
 //! `contract` is documented at [`contract`].
 
 use std::cell::RefCell;
 
 use super::elem::{self, from_code};
 use super::{Helper, HelperFn, RunContext};
-use crate::cpu::gemm::{sgemm, BMatrix, PackedB, PackedBRef};
+use crate::cpu::gemm::{
+    sgemm, sgemm_fused, Activation, BMatrix, CLayout, Epilogue, PackedB, PackedBRef,
+};
 
 /// Slots before the batch loops.
 const FIXED: usize = 14;
+/// Slots of the fused form's epilogue and C layout, between the fixed ones and the loops.
+const FUSED: usize = 6;
 /// The most batch loops a call has (the lowering merges contiguous ones).
 pub const MAX_LOOPS: usize = 8;
 
@@ -45,20 +62,44 @@ struct Call {
     /// (count, a stride, b stride, c stride), outer first: the first `loops` entries.
     batch: [(usize, isize, isize, isize); MAX_LOOPS],
     loops: usize,
+    epilogue: Epilogue,
+    layout: CLayout,
 }
 // SAFETY: a call's operands are only read (A, B) or written at disjoint batch entries (C)
 // by the tasks that share it.
 unsafe impl Sync for Call {}
 
+/// Reads a call; `fused`: the fused form's slots (an unknown activation code is `None`).
+///
 /// # Safety
 /// `args` points at slots laid out as the module documents.
-unsafe fn read(args: *const u64) -> Call {
-    // SAFETY: the caller passes FIXED slots, then 4 per batch loop.
-    let s = unsafe { std::slice::from_raw_parts(args, FIXED) };
+unsafe fn read(args: *const u64, fused: bool) -> Result<Call, String> {
+    let head = if fused { FIXED + FUSED } else { FIXED };
+    // SAFETY: the caller passes the fixed slots (and the fused ones), then 4 per batch loop.
+    let s = unsafe { std::slice::from_raw_parts(args, head) };
     let loops = s[13] as usize;
     // SAFETY: as above.
-    let l = unsafe { std::slice::from_raw_parts(args.add(FIXED), 4 * loops) };
-    Call {
+    let l = unsafe { std::slice::from_raw_parts(args.add(head), 4 * loops) };
+    let (epilogue, layout) = if fused {
+        let act = Activation::from_code(s[15])
+            .ok_or_else(|| format!("gemm: unknown activation code {}", s[15]))?;
+        (
+            Epilogue {
+                bias: s[14] as *const f32,
+                act,
+                residual: s[16] as *const f32,
+                rsr: s[17] as i64 as isize,
+            },
+            CLayout {
+                rsc: s[10] as i64 as isize,
+                block: s[18] as usize,
+                block_stride: s[19] as i64 as isize,
+            },
+        )
+    } else {
+        (Epilogue::NONE, CLayout::rows(s[10] as i64 as isize))
+    };
+    Ok(Call {
         m: s[0] as usize,
         n: s[1] as usize,
         k: s[2] as usize,
@@ -85,7 +126,9 @@ unsafe fn read(args: *const u64) -> Call {
             b
         },
         loops: loops.min(MAX_LOOPS),
-    }
+        epilogue,
+        layout,
+    })
 }
 
 /// Per-thread buffer reused from call to call: a product to scale by alpha and add to C.
@@ -128,8 +171,22 @@ unsafe fn product(
     (c, rsc): (*mut f32, isize),
     accumulate: bool,
     alpha: f32,
+    fused: Option<(&Epilogue, CLayout)>,
 ) {
     if m == 0 || n == 0 {
+        return;
+    }
+    if let (Some((ep, layout)), BArg::Packed(p)) = (fused, b) {
+        let b = BMatrix::Packed(PackedBRef {
+            k,
+            n,
+            // SAFETY: a packed B of this k x n holds packed_len floats (the lowering packed
+            // it so).
+            data: unsafe { std::slice::from_raw_parts(p, PackedB::packed_len(k, n)) },
+        });
+        // SAFETY: the operands are valid at these strides, C (at this layout) is ours, the
+        // epilogue's bias and residual are readable (caller).
+        unsafe { sgemm_fused(ctx.gemm, m, n, k, a, rsa, csa, b, c, layout, ep, false) };
         return;
     }
     if let (1, BArg::Strided(bp, rsb, _)) = (n, b) {
@@ -253,7 +310,15 @@ const PAR_BATCH_MAX_KN: usize = 1 << 18;
 ///
 /// # Safety
 /// As the helpers' contract: the arguments describe valid operands for every batch index.
-unsafe fn run(ctx: &RunContext, c: &Call, packed: bool) {
+unsafe fn run(ctx: &RunContext, c: &Call, packed: bool, fused: bool) {
+    if fused && (c.accumulate || c.alpha != 1.0 || !packed) {
+        ctx.fail("gemm: a fused epilogue needs a packed B, alpha 1 and no accumulation");
+        return;
+    }
+    if fused && c.loops > 0 && !c.epilogue.residual.is_null() {
+        ctx.fail("gemm: a residual cannot be combined with batch loops");
+        return;
+    }
     let batch = &c.batch[..c.loops];
     let total: usize = batch.iter().map(|b| b.0).product();
     if total == 0 {
@@ -295,6 +360,7 @@ unsafe fn run(ctx: &RunContext, c: &Call, packed: bool) {
                 (p.c.offset(oc), c.rsc),
                 c.accumulate,
                 c.alpha,
+                fused.then_some((&c.epilogue, c.layout)),
             )
         }
     };
@@ -326,14 +392,32 @@ unsafe fn run(ctx: &RunContext, c: &Call, packed: bool) {
 /// `ctx` and `args` as the helper table's `Call` convention and the module doc say.
 unsafe extern "C" fn gemm_f32(ctx: *const RunContext, args: *const u64) {
     // SAFETY: forwarded from the caller.
-    unsafe { run(&*ctx, &read(args), false) }
+    unsafe { call(&*ctx, args, false, false) }
 }
 
 /// # Safety
 /// As `gemm_f32`, with B prepacked.
 unsafe extern "C" fn gemm_f32_packed(ctx: *const RunContext, args: *const u64) {
     // SAFETY: forwarded from the caller.
-    unsafe { run(&*ctx, &read(args), true) }
+    unsafe { call(&*ctx, args, true, false) }
+}
+
+/// # Safety
+/// As `gemm_f32_packed`, with the fused form's slots.
+unsafe extern "C" fn gemm_f32_packed_fused(ctx: *const RunContext, args: *const u64) {
+    // SAFETY: forwarded from the caller.
+    unsafe { call(&*ctx, args, true, true) }
+}
+
+/// # Safety
+/// As the helpers.
+unsafe fn call(ctx: &RunContext, args: *const u64, packed: bool, fused: bool) {
+    // SAFETY: forwarded from the caller.
+    match unsafe { read(args, fused) } {
+        // SAFETY: as above.
+        Ok(c) => unsafe { run(ctx, &c, packed, fused) },
+        Err(msg) => ctx.fail(msg),
+    }
 }
 
 /// An operand of [`contract`]: a base pointer, a dtype, and one stride per loop axis.
@@ -557,6 +641,10 @@ pub(super) const HELPERS: &[Helper] = &[
     Helper {
         name: "gemm_f32_packed",
         func: HelperFn::Call(gemm_f32_packed),
+    },
+    Helper {
+        name: "gemm_f32_packed_fused",
+        func: HelperFn::Call(gemm_f32_packed_fused),
     },
     Helper {
         name: "contract",

@@ -156,6 +156,8 @@ pub struct Lowerer<'g> {
     current: String,
     /// Elementwise nodes evaluated inside a later node's kernel (no step, no buffer).
     fused: HashSet<NodeId>,
+    /// Nodes computed by an earlier node's step (a GEMM's epilogue): no step of their own.
+    absorbed: HashSet<NodeId>,
 }
 
 impl<'g> Lowerer<'g> {
@@ -467,8 +469,10 @@ pub fn lower(graph: &Graph, isa: &OwnedTargetIsa) -> Result<Program, TargetError
         values: HashMap::new(),
         kernel_keys: HashMap::new(),
         current: String::new(),
-        fused: ops::elementwise_fusion(graph),
+        fused: HashSet::new(),
+        absorbed: ops::absorbed(graph),
     };
+    lw.fused = ops::elementwise_fusion(graph, &lw.absorbed);
     for (i, &v) in graph.inputs().iter().enumerate() {
         let ty = graph.value_type(v).clone();
         let name = graph.input_name(v).unwrap_or("input").to_string();
@@ -501,9 +505,12 @@ pub fn lower(graph: &Graph, isa: &OwnedTargetIsa) -> Result<Program, TargetError
     for id in order {
         let node = graph.node(id);
         lw.current = node.label();
-        if matches!(node.op.as_str(), "input" | "constant" | "dims") || lw.is_fused(id) {
+        if matches!(node.op.as_str(), "input" | "constant" | "dims")
+            || lw.is_fused(id)
+            || lw.absorbed.contains(&id)
+        {
             continue; // constants are stored, dims written, when first read; fused nodes
-                      // are computed by their group's kernel
+                      // are computed by their group's kernel, absorbed ones by an earlier step
         }
         check_static_outputs(&lw, id)?;
         ops::lower_node(&mut lw, id)?;
@@ -512,7 +519,8 @@ pub fn lower(graph: &Graph, isa: &OwnedTargetIsa) -> Result<Program, TargetError
                 node: id,
                 output: i,
             };
-            if !lw.values.contains_key(&v) && (!graph.users(v).is_empty() || graph.is_output(v)) {
+            let read = graph.users(v).iter().any(|(u, _)| !lw.absorbed.contains(u));
+            if !lw.values.contains_key(&v) && (read || graph.is_output(v)) {
                 return Err(lw.error(format!("the lowering left output {i} without a buffer")));
             }
         }

@@ -6,11 +6,14 @@
 //! - [`existing`]: attention ops already in the graph (ONNX `Attention`,
 //!   `com.microsoft.MultiHeadAttention`, `com.microsoft.GroupQueryAttention`).
 
-use kiln_ir::{Graph, NodeId};
+use kiln_ir::{DType, Graph, NodeId};
 
 use super::{Match, Rule};
 
 pub mod existing;
+pub mod formula;
+pub mod layout;
+pub mod mask;
 pub mod sdpa;
 
 pub struct FuseAttention;
@@ -21,6 +24,12 @@ impl Rule for FuseAttention {
     }
 
     fn find(&self, g: &Graph, root: NodeId) -> Option<Match> {
+        // The fused kernels serve the model dtypes; f64 attention (test graphs) stays as
+        // written, where every target runs it op by op.
+        let dtype = g.node(root).outputs.first()?.dtype;
+        if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+            return None;
+        }
         sdpa::find(g, root).or_else(|| existing::find(g, root))
     }
 }

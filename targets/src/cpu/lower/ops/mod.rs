@@ -13,6 +13,7 @@ mod view;
 use kiln_ir::graph::NodeId;
 
 pub use elementwise::fusion as elementwise_fusion;
+pub use linalg::absorbed;
 
 use crate::cpu::lower::Lowerer;
 use crate::error::TargetError;

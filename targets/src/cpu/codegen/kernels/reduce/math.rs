@@ -88,8 +88,10 @@ fn map_lanes(
 
 /// `exp` of f32 lanes: range reduction by `n = round(x / ln 2)`, a degree-6 polynomial on
 /// `r = x - n ln 2` (Cephes' coefficients, about 1 ulp), and `2^n` built in the exponent
-/// bits. Below -87.33 (where the result would be subnormal) it gives 0 (about 1e-38 with
-/// `nonpositive`), above 88.72 infinity; NaN stays NaN.
+/// bits. Below -87.33 (where the result would be subnormal) it gives 0, above 88.72
+/// infinity; NaN stays NaN. Exact zeros matter: a softmax of masked (`-inf`) logits would
+/// otherwise carry ~1e-38 values that turn subnormal when normalized, and subnormal
+/// operands make the products after it many times slower.
 fn exp_f32(kb: &mut KernelBuilder, fma: bool, ty: Type, x: Value, nonpositive: bool) -> Value {
     const LO: f64 = -87.336_54;
     const HI: f64 = 88.0;
@@ -154,12 +156,12 @@ fn exp_f32(kb: &mut KernelBuilder, fma: bool, ty: Type, x: Value, nonpositive: b
     let e = kb.b.ins().ishl_imm_u(e, 23);
     let scale = kb.b.ins().bitcast(ty, lanes_flags(), e);
     let y = kb.b.ins().fmul(p, scale);
-    if nonpositive {
-        return y;
-    }
     // Underflow to 0, overflow to infinity.
     let zero = c(kb, 0.0);
     let y = select_f(kb, ty, FloatCC::LessThan, x, lo, zero, y);
+    if nonpositive {
+        return y;
+    }
     let inf = c(kb, f64::INFINITY);
     let over = c(kb, OVER);
     select_f(kb, ty, FloatCC::GreaterThan, x, over, inf, y)

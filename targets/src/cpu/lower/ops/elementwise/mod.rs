@@ -130,8 +130,9 @@ fn fusible(graph: &Graph, id: NodeId) -> bool {
 
 /// The interior nodes of the elementwise groups: fusible nodes, not graph outputs, whose
 /// every user is a fusible node of the same group with the same output shape. Walks the graph
-/// from its outputs back, so users are assigned to a group first.
-pub fn fusion(graph: &Graph) -> HashSet<NodeId> {
+/// from its outputs back, so users are assigned to a group first. Nodes in `exclude`
+/// (computed by another step) join no group.
+pub fn fusion(graph: &Graph, exclude: &HashSet<NodeId>) -> HashSet<NodeId> {
     let mut interior = HashSet::new();
     let Some(order) = graph.topo_order() else {
         return interior;
@@ -139,7 +140,7 @@ pub fn fusion(graph: &Graph) -> HashSet<NodeId> {
     let mut root_of: HashMap<NodeId, NodeId> = HashMap::new();
     let mut size: HashMap<NodeId, usize> = HashMap::new();
     for &id in order.iter().rev() {
-        if !fusible(graph, id) {
+        if !fusible(graph, id) || exclude.contains(&id) {
             continue;
         }
         let v = Value {

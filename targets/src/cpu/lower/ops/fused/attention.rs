@@ -266,3 +266,102 @@ pub fn lower_onnx(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     let past_ref = past.as_ref().map(|(a, c)| (a, c));
     common(lw, id, &mut s, past_ref, kc, vc)
 }
+
+/// Timing of attention at MiniLM's shapes (12 heads of 32, seq 128, an additive float mask
+/// `[B, 1, 1, T]`): the fused `attention` op beside the unfused MatMul / Add / Softmax /
+/// MatMul chain it replaces (`cargo test --release -p kiln-targets attention_minilm --
+/// --ignored --nocapture`). Medians of runs alternating the two, per thread count.
+#[cfg(test)]
+mod bench {
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    use kiln_runtime::{ElemType, Model, ModelOptions, Tensor as RtTensor};
+
+    use crate::cpu::codegen::isa::CpuFeatures;
+    use crate::cpu::testing::{floats, graph};
+    use crate::cpu::{compile, CpuOptions};
+
+    fn load(text: &str, threads: usize) -> Model {
+        let art = compile(
+            &graph(text),
+            &CpuOptions {
+                features: CpuFeatures::host(),
+                bounds: HashMap::new(),
+            },
+        )
+        .unwrap();
+        let path = std::env::temp_dir().join(format!("kiln-attn-{}.kiln", std::process::id()));
+        art.write(&path).unwrap();
+        let m = Model::load_with(
+            &path,
+            &ModelOptions {
+                threads,
+                features: None,
+            },
+        )
+        .unwrap();
+        let _ = std::fs::remove_file(&path);
+        m
+    }
+
+    fn input(shape: &[usize], seed: u64) -> RtTensor {
+        let t = floats(shape, seed);
+        RtTensor::from_bytes(ElemType::F32, shape, &t.to_le_bytes()).unwrap()
+    }
+
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+
+    #[test]
+    #[ignore]
+    fn attention_minilm() {
+        let (h, s, d) = (12, 128, 32);
+        let fused = "graph @t(%q: f32[1, 12, seq, 32], %k: f32[1, 12, seq, 32], %v: f32[1, 12, seq, 32], %m: f32[1, 1, 1, seq]) -> (y: f32[1, 12, seq, 32]) {
+               %0 = attention(%q, %k, %v, %m) : f32[1, 12, seq, 32]
+               return %0
+             }";
+        let unfused = "graph @t(%q: f32[1, 12, seq, 32], %kt: f32[1, 12, 32, seq], %v: f32[1, 12, seq, 32], %m: f32[1, 1, 1, seq]) -> (y: f32[1, 12, seq, 32]) {
+               %c = constant {value = dense<f32[]>[0.17677669]} : f32[]
+               %0 = MatMul(%q, %kt) : f32[1, 12, seq, seq]
+               %1 = Mul(%0, %c) : f32[1, 12, seq, seq]
+               %2 = Add(%1, %m) : f32[1, 12, seq, seq]
+               %3 = Softmax(%2) {axis = -1} : f32[1, 12, seq, seq]
+               %4 = MatMul(%3, %v) : f32[1, 12, seq, 32]
+               return %4
+             }";
+        let q = input(&[1, h, s, d], 1);
+        let k = input(&[1, h, s, d], 2);
+        let kt = input(&[1, h, d, s], 2);
+        let v = input(&[1, h, s, d], 3);
+        // Padding: the last 8 keys masked out.
+        let mv: Vec<f32> = (0..s).map(|j| if j < s - 8 { 0.0 } else { -1e9 }).collect();
+        let bytes: Vec<u8> = mv.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let mask = RtTensor::from_bytes(ElemType::F32, &[1, 1, 1, s], &bytes).unwrap();
+        let fi = [q.clone(), k, v.clone(), mask.clone()];
+        let ui = [q, kt, v, mask];
+        for threads in [1, 2] {
+            let (mf, mu) = (load(fused, threads), load(unfused, threads));
+            for _ in 0..5 {
+                mf.run(&fi).unwrap();
+                mu.run(&ui).unwrap();
+            }
+            let (mut tf, mut tu) = (Vec::new(), Vec::new());
+            for _ in 0..200 {
+                let t = Instant::now();
+                mf.run(&fi).unwrap();
+                tf.push(t.elapsed().as_secs_f64() * 1e6);
+                let t = Instant::now();
+                mu.run(&ui).unwrap();
+                tu.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            let (f, u) = (median(tf), median(tu));
+            println!(
+                "attention 12 x 128 x 32, {threads} thr: fused {f:7.1} us, unfused {u:7.1} us, fused/unfused {:.2}",
+                f / u
+            );
+        }
+    }
+}

@@ -13,6 +13,7 @@ use kiln_ir::Tensor;
 use kiln_runtime::cpu::gemm::PackedB;
 use kiln_runtime::cpu::helpers::gemm::MAX_LOOPS;
 
+use super::epilogue::{self, GemmFusion};
 use super::{
     bcast_strides, contiguous, dtype_code, emit_contract, has_input, input_type, prod, Mode, Term,
 };
@@ -245,14 +246,31 @@ struct GemmCall {
     loops: Vec<[Dim; 4]>,
 }
 
+/// The fused form's slots: epilogue and C layout (see `gemm_f32_packed_fused`).
+struct FusedSlots {
+    bias: Option<Arg>,
+    act: u64,
+    residual: Option<(Arg, Dim)>,
+    /// Column block and block stride (heads of `D` columns, `S*D` apart).
+    block: (Dim, Dim),
+}
+
 fn emit_gemm(lw: &mut Lowerer, g: GemmCall) -> Result<(), TargetError> {
+    emit_gemm_with(lw, g, None)
+}
+
+fn emit_gemm_with(
+    lw: &mut Lowerer,
+    g: GemmCall,
+    fused: Option<FusedSlots>,
+) -> Result<(), TargetError> {
     if g.loops.len() > MAX_LOOPS {
         return Err(lw.unsupported(format!("a MatMul with {} batch loops", g.loops.len())));
     }
-    let callee = lw.helper(if g.packed {
-        "gemm_f32_packed"
-    } else {
-        "gemm_f32"
+    let callee = lw.helper(match (&fused, g.packed) {
+        (Some(_), _) => "gemm_f32_packed_fused",
+        (None, true) => "gemm_f32_packed",
+        (None, false) => "gemm_f32",
     })?;
     let mut args = vec![
         Arg::Int(g.m),
@@ -270,6 +288,15 @@ fn emit_gemm(lw: &mut Lowerer, g: GemmCall) -> Result<(), TargetError> {
         Arg::Bits(g.alpha.to_bits()),
         Arg::Bits(g.loops.len() as u64),
     ];
+    if let Some(f) = fused {
+        args.push(f.bias.unwrap_or(Arg::Bits(0)));
+        args.push(Arg::Bits(f.act));
+        match f.residual {
+            Some((r, rs)) => args.extend([r, Arg::Int(rs)]),
+            None => args.extend([Arg::Bits(0), Arg::Bits(0)]),
+        }
+        args.extend([Arg::Int(f.block.0), Arg::Int(f.block.1)]);
+    }
     for l in g.loops {
         args.extend(l.into_iter().map(Arg::Int));
     }
@@ -357,8 +384,78 @@ fn matmul_f32(
     )
 }
 
+/// An f32 MatMul with a constant 2-D B and the nodes after it that its GEMM computes
+/// (see [`epilogue::plan`]): one `gemm_f32_packed_fused` step writing the last one's output.
+fn matmul_fused(lw: &mut Lowerer, id: NodeId, f: &GemmFusion) -> Result<(), TargetError> {
+    let a = lw.input(id, 0)?;
+    let tb = input_type(lw, id, 1)?;
+    let (k, n) = (tb.shape[0].clone(), tb.shape[1].clone());
+    let (kc, nc) = match (k.as_const(), n.as_const()) {
+        (Some(x), Some(y)) if x >= 0 && y >= 0 => (x as usize, y as usize),
+        _ => return Err(lw.error("a constant B has symbolic dims")),
+    };
+    let b = lw
+        .const_input(id, 1)
+        .ok_or_else(|| lw.error("B is not a constant"))?;
+    let v = f32s(&b);
+    let name = const_name(lw, id, 1);
+    let (packed, _) = pack_weights(lw, &name, 1, kc, nc, |_| v.clone());
+    let last = *f.nodes.last().ok_or_else(|| lw.error("an empty fusion"))?;
+    let out = lw.output(last, 0);
+    let bias = match f.bias {
+        Some((node, i)) => Some(lw.input(node, i)?.ptr()),
+        None => None,
+    };
+    let residual = match f.residual {
+        Some((node, i)) => Some((lw.input(node, i)?.ptr(), n.clone())),
+        None => None,
+    };
+    // A is [batch.., m, k]; C [batch.., m, n], or [batch.., H, m, D] with a head split.
+    let r = a.shape.len();
+    let m = a.shape[r - 2].clone();
+    let batch = &a.shape[..r - 2];
+    let (m_eff, rsc, block, loops) = match f.heads {
+        None => (prod(batch).mul(&m), n.clone(), (zero(), zero()), Vec::new()),
+        Some(d) => {
+            let d = Dim::from(d);
+            let counts = batch.to_vec();
+            let a_st: Vec<Dim> = contiguous(&a.shape)[..r - 2].to_vec();
+            let mut full = batch.to_vec();
+            full.extend([n.clone(), m.clone()]);
+            let c_st: Vec<Dim> = contiguous(&full)[..r - 2].to_vec();
+            let zeros = vec![zero(); r - 2];
+            let loops = batch_loops(&counts, &a_st, &zeros, &c_st);
+            (m.clone(), d.clone(), (d.clone(), m.mul(&d)), loops)
+        }
+    };
+    emit_gemm_with(
+        lw,
+        GemmCall {
+            m: m_eff,
+            n,
+            k: k.clone(),
+            a: (a.ptr(), k, one()),
+            b: (packed.ptr(), zero(), zero()),
+            packed: true,
+            c: (out.ptr(), rsc),
+            accumulate: false,
+            alpha: 1.0,
+            loops,
+        },
+        Some(FusedSlots {
+            bias,
+            act: f.act.code(),
+            residual,
+            block,
+        }),
+    )
+}
+
 /// MatMul: numpy semantics (batch broadcasting, 1-D operands).
 pub fn matmul(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    if let Some(f) = epilogue::plan(lw.graph, id) {
+        return matmul_fused(lw, id, &f);
+    }
     let (ta, tb) = (input_type(lw, id, 0)?, input_type(lw, id, 1)?);
     let plan = Plan::new(lw, &ta.shape, &tb.shape)?;
     let out = lw.output(id, 0);
@@ -990,6 +1087,167 @@ mod tests {
             1e-4,
             1e-5,
         );
+    }
+
+    /// The steps of the compiled graph, as `op / callee` lines.
+    fn steps(text: &str) -> Vec<String> {
+        let g = crate::cpu::testing::graph(text);
+        let m =
+            crate::cpu::testing::load(&g, crate::cpu::codegen::isa::CpuFeatures::host()).unwrap();
+        m.manifest()
+            .steps
+            .iter()
+            .map(|s| format!("{} / {}", s.op.split(' ').next().unwrap_or(""), s.kernel))
+            .collect()
+    }
+
+    #[test]
+    fn gemm_epilogues_bias_activation_residual() {
+        let (k, n) = (40, 64);
+        let w = dense(&[k, n], 3);
+        let bias = dense(&[n], 4);
+        let bias2 = dense(&[1, 1, n], 5);
+        for (act, act_ty) in [
+            ("%3 = Gelu(%2) : f32[batch, seq, 64]", "Gelu"),
+            (
+                "%3 = Gelu(%2) {approximate = \"tanh\"} : f32[batch, seq, 64]",
+                "Gelu",
+            ),
+            ("%3 = Relu(%2) : f32[batch, seq, 64]", "Relu"),
+            ("%3 = Mul(%2, %2) : f32[batch, seq, 64]", "Mul"),
+        ] {
+            let text = format!(
+                "graph @t(%x: f32[batch, seq, {k}], %r: f32[batch, seq, {n}]) -> (y: f32[batch, seq, {n}]) {{
+                   %w = constant {{value = {w}}} : f32[{k}, {n}]
+                   %b = constant {{value = {bias}}} : f32[{n}]
+                   %1 = MatMul(%x, %w) : f32[batch, seq, {n}]
+                   %2 = Add(%b, %1) : f32[batch, seq, {n}]
+                   {act}
+                   %4 = Add(%3, %r) : f32[batch, seq, {n}]
+                   return %4
+                 }}"
+            );
+            for (b, s) in [(1, 5), (2, 13)] {
+                check(
+                    &text,
+                    &[floats(&[b, s, k], 1), floats(&[b, s, n], 2)],
+                    1e-5,
+                    1e-5,
+                );
+            }
+            let got = steps(&text);
+            if act_ty == "Mul" {
+                // Not an activation: the GEMM takes the bias only; the rest is elementwise.
+                assert_eq!(got.len(), 2, "{got:?}");
+                assert_eq!(got[0], "MatMul / helper gemm_f32_packed_fused");
+            } else {
+                assert_eq!(got, ["MatMul / helper gemm_f32_packed_fused"]);
+            }
+        }
+        // A bias of shape [1, 1, n], added on the right; a residual first in its Add.
+        let text = format!(
+            "graph @t(%x: f32[seq, {k}], %r: f32[seq, {n}]) -> (y: f32[1, seq, {n}]) {{
+               %w = constant {{value = {w}}} : f32[{k}, {n}]
+               %b = constant {{value = {bias2}}} : f32[1, 1, {n}]
+               %1 = MatMul(%x, %w) : f32[seq, {n}]
+               %2 = Add(%1, %b) : f32[1, seq, {n}]
+               return %2
+             }}"
+        );
+        // The bias broadcast grows the rank: not absorbed.
+        check(&text, &[floats(&[7, k], 1), floats(&[7, n], 2)], 1e-5, 1e-5);
+        assert_eq!(steps(&text).len(), 2);
+        let text = format!(
+            "graph @t(%x: f32[seq, {k}], %r: f32[seq, {n}]) -> (y: f32[seq, {n}], z: f32[seq, {n}]) {{
+               %w = constant {{value = {w}}} : f32[{k}, {n}]
+               %b = constant {{value = {bias}}} : f32[{n}]
+               %1 = MatMul(%x, %w) : f32[seq, {n}]
+               %2 = Add(%1, %b) : f32[seq, {n}]
+               %3 = Add(%r, %2) : f32[seq, {n}]
+               %4 = Relu(%3) : f32[seq, {n}]
+               return %4, %2
+             }}"
+        );
+        // %2 is a graph output: the GEMM stops there, the residual Add stays a step.
+        check(&text, &[floats(&[7, k], 1), floats(&[7, n], 2)], 1e-5, 1e-5);
+        assert_eq!(steps(&text)[0], "MatMul / helper gemm_f32_packed_fused");
+        assert!(steps(&text).len() >= 2);
+    }
+
+    #[test]
+    fn gemm_writes_head_split_layout() {
+        let (k, h, d) = (24, 3, 32);
+        let n = h * d;
+        let w = dense(&[k, n], 3);
+        let bias = dense(&[n], 4);
+        for (batch, x_ty, r_ty, perm, t_ty) in [
+            (
+                true,
+                "f32[batch, seq, 24]",
+                "f32[batch, seq, 3, 32]",
+                "[0, 2, 1, 3]",
+                "f32[batch, 3, seq, 32]",
+            ),
+            (
+                false,
+                "f32[seq, 24]",
+                "f32[seq, 3, 32]",
+                "[1, 0, 2]",
+                "f32[3, seq, 32]",
+            ),
+        ] {
+            let out = if batch {
+                "f32[batch, seq, 96]"
+            } else {
+                "f32[seq, 96]"
+            };
+            let shape = if batch {
+                "[batch, seq, 3, 32]"
+            } else {
+                "[seq, 3, 32]"
+            };
+            let text = format!(
+                "graph @t(%x: {x_ty}) -> (y: {t_ty}) {{
+                   %w = constant {{value = {w}}} : f32[{k}, {n}]
+                   %b = constant {{value = {bias}}} : f32[{n}]
+                   %s = dims {{value = dims<{shape}>}} : i64[{}]
+                   %1 = MatMul(%x, %w) : {out}
+                   %2 = Add(%1, %b) : {out}
+                   %3 = Reshape(%2, %s) : {r_ty}
+                   %4 = Transpose(%3) {{perm = {perm}}} : {t_ty}
+                   return %4
+                 }}",
+                if batch { 4 } else { 3 }
+            );
+            for (b, s) in [(1, 5), (2, 17)] {
+                let x = if batch {
+                    floats(&[b, s, k], 1)
+                } else {
+                    floats(&[s, k], 1)
+                };
+                check(&text, &[x], 1e-5, 1e-5);
+            }
+            assert_eq!(
+                steps(&text),
+                ["MatMul / helper gemm_f32_packed_fused"],
+                "{text}"
+            );
+        }
+        // A head size that is not a multiple of the panel width: the transpose stays.
+        let text = format!(
+            "graph @t(%x: f32[seq, 24]) -> (y: f32[6, seq, 16]) {{
+               %w = constant {{value = {w}}} : f32[{k}, {n}]
+               %b = constant {{value = {bias}}} : f32[{n}]
+               %s = dims {{value = dims<[seq, 6, 16]>}} : i64[3]
+               %1 = MatMul(%x, %w) : f32[seq, 96]
+               %2 = Add(%1, %b) : f32[seq, 96]
+               %3 = Reshape(%2, %s) : f32[seq, 6, 16]
+               %4 = Transpose(%3) {{perm = [1, 0, 2]}} : f32[6, seq, 16]
+               return %4
+             }}"
+        );
+        check(&text, &[floats(&[9, k], 1)], 1e-5, 1e-5);
+        assert_eq!(steps(&text).len(), 2);
     }
 
     #[test]

@@ -5,9 +5,12 @@
 //! Strides here are in elements and symbolic (`Dim`): one artifact serves every `seq`.
 
 mod conv;
+mod epilogue;
 mod matmul;
 mod pool;
 mod quant;
+
+pub use epilogue::absorbed;
 
 use kiln_ir::dim::Dim;
 use kiln_ir::dtype::DType;

@@ -231,6 +231,23 @@ fn softmax_of_masked_rows() {
     }
 }
 
+/// Masked logits (`-inf`, or far below the row's max) give exact zeros, never the
+/// ~1e-38 an unguarded exp leaves (which turn subnormal once divided by the sum).
+#[test]
+fn softmax_of_masked_logits_is_exactly_zero() {
+    let mut v = vec![0.25f32; 64];
+    for (j, x) in v.iter_mut().enumerate().skip(40) {
+        *x = if j % 2 == 0 { f32::NEG_INFINITY } else { -1e9 };
+    }
+    let x = Tensor::from_f32s(vec![2, 32], v).unwrap();
+    check(
+        &unary("Softmax", "{axis = -1}", "f32", &["2", "32"]),
+        std::slice::from_ref(&x),
+        1e-6,
+        0.0,
+    );
+}
+
 #[test]
 fn hardmax_ties_and_lp_norms() {
     let x = Tensor::from_f32s(vec![2, 3], vec![1.0, 5.0, 5.0, 0.0, 0.0, 0.0]).unwrap();
