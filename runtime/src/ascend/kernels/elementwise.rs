@@ -134,7 +134,7 @@ fn op(name: &str) -> Option<(usize, ElemFn, u64)> {
 }
 
 /// erf to about 1e-7 (Abramowitz & Stegun 7.1.26), below what f16 and bf16 resolve.
-fn erf(x: f64) -> f64 {
+pub fn erf(x: f64) -> f64 {
     if x.is_nan() {
         return x;
     }
@@ -197,6 +197,18 @@ fn run(sim: &mut KernelSim) -> SimResult<()> {
     let Some((arity, f, ops)) = op(name) else {
         reject!("no elementwise kernel {name}");
     };
+    run_with(sim, arity, &f, ops)
+}
+
+/// Runs an elementwise kernel of `arity` inputs computing `f` per element, `ops` vector
+/// instructions per element (for kernels with attributes, which build `f` from them).
+pub fn run_with(
+    sim: &mut KernelSim,
+    arity: usize,
+    f: &dyn Fn(&[f64]) -> f64,
+    ops: u64,
+) -> SimResult<()> {
+    let name = sim.desc.kernel_name.as_str();
     if sim.desc.inputs.len() != arity {
         reject!(
             "{name} takes {arity} inputs, the descriptor binds {}",

@@ -9,11 +9,13 @@
 //!
 //! A kernel name no family lists is refused by the device model ("no kernel named X").
 
+mod activation;
 mod elementwise;
 mod matmul;
 mod movement;
 mod norm;
 mod reduce;
+mod rope;
 mod scatter;
 mod softmax;
 pub mod split;
@@ -27,6 +29,8 @@ pub type SimulateFn = fn(&mut KernelSim) -> SimResult<()>;
 
 const FAMILIES: &[&[(&str, SimulateFn)]] = &[
     elementwise::KERNELS,
+    activation::KERNELS,
+    rope::KERNELS,
     matmul::KERNELS,
     transdata::KERNELS,
     movement::KERNELS,

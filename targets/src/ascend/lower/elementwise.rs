@@ -5,7 +5,7 @@
 //! `bufferNum`) plus an f32 temporary per value (the kernels compute in f32).
 
 use kiln_ir::graph::NodeId;
-use kiln_runtime::ascend::descriptor::{CoreType, Format};
+use kiln_runtime::ascend::descriptor::{CoreType, Format, Tiling};
 use kiln_runtime::ElemType;
 
 use super::{DevTensor, LowerFn, Lowerer};
@@ -230,6 +230,17 @@ fn launch(
     inputs: &[DevTensor],
     out: &DevTensor,
 ) -> Result<(), TargetError> {
+    launch_attrs(lw, name, inputs, out, Tiling::new())
+}
+
+/// [`launch`] with the kernel's attributes appended to its tiling.
+pub fn launch_attrs(
+    lw: &mut Lowerer,
+    name: &str,
+    inputs: &[DevTensor],
+    out: &DevTensor,
+    attrs: Tiling,
+) -> Result<(), TargetError> {
     let in_bytes: i64 = inputs.iter().map(|x| x.dtype.size() as i64).sum();
     let out_bytes = out.dtype.size() as i64;
     let temps = 4 * (inputs.len() as i64 + 1);
@@ -237,11 +248,13 @@ fn launch(
         n * (in_bytes + out_bytes) + temps
     })
     .map_err(|e| lw.error(e))?;
+    let mut tiling = t.data();
+    tiling.0.extend(attrs.0);
     lw.launch(
         name,
         CoreType::Aiv,
         t.block_dim,
-        t.data(),
+        tiling,
         inputs.iter().cloned().map(Some).collect(),
         vec![out.clone()],
     );

@@ -18,12 +18,14 @@
 //!   ([`Lowerer::nz_weight`]); a producer whose format differs from what a consumer takes
 //!   gets a TransData kernel in between ([`Lowerer::to_format`]).
 
+mod activation;
 mod elementwise;
 mod matmul;
 mod movement;
 mod norm;
 pub mod precision;
 mod reduce;
+mod rope;
 mod scatter;
 mod softmax;
 mod topk;
@@ -56,6 +58,8 @@ const FAMILIES: &[&[(&str, LowerFn)]] = &[
     norm::OPS,
     topk::OPS,
     scatter::OPS,
+    activation::OPS,
+    rope::OPS,
 ];
 
 /// The lowering of `op`, if some family has one.
