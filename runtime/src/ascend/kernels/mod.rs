@@ -10,6 +10,7 @@
 //! A kernel name no family lists is refused by the device model ("no kernel named X").
 
 mod activation;
+mod attention;
 mod elementwise;
 mod matmul;
 mod movement;
@@ -31,6 +32,7 @@ const FAMILIES: &[&[(&str, SimulateFn)]] = &[
     elementwise::KERNELS,
     activation::KERNELS,
     rope::KERNELS,
+    attention::KERNELS,
     matmul::KERNELS,
     transdata::KERNELS,
     movement::KERNELS,

@@ -151,3 +151,48 @@ impl RowSplit {
             .collect()
     }
 }
+
+/// Maps an output element index to the index of the input element broadcast to it.
+pub struct Broadcast {
+    out_strides: Vec<usize>,
+    in_strides: Vec<usize>,
+}
+
+impl Broadcast {
+    pub fn new(out: &[i64], input: &[i64]) -> SimResult<Broadcast> {
+        let n = out.len();
+        if input.len() > n {
+            reject!("an input of shape {input:?} does not broadcast to {out:?}");
+        }
+        let mut out_strides = vec![0; n];
+        let mut in_strides = vec![0; n];
+        let (mut so, mut si) = (1usize, 1usize);
+        for d in (0..n).rev() {
+            out_strides[d] = so;
+            so *= out[d].max(0) as usize;
+            let k = d as isize - (n - input.len()) as isize;
+            if k >= 0 {
+                let dim = input[k as usize];
+                if dim != 1 && dim != out[d] {
+                    reject!("an input of shape {input:?} does not broadcast to {out:?}");
+                }
+                in_strides[d] = if dim == 1 { 0 } else { si };
+                si *= dim.max(0) as usize;
+            }
+        }
+        Ok(Broadcast {
+            out_strides,
+            in_strides,
+        })
+    }
+
+    pub fn index(&self, mut o: usize) -> usize {
+        let mut i = 0;
+        for (os, is) in self.out_strides.iter().zip(&self.in_strides) {
+            let q = o / os;
+            o %= os;
+            i += q * is;
+        }
+        i
+    }
+}

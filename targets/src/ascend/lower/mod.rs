@@ -19,6 +19,7 @@
 //!   gets a TransData kernel in between ([`Lowerer::to_format`]).
 
 mod activation;
+mod attention;
 mod elementwise;
 mod matmul;
 mod movement;
@@ -60,6 +61,7 @@ const FAMILIES: &[&[(&str, LowerFn)]] = &[
     scatter::OPS,
     activation::OPS,
     rope::OPS,
+    attention::OPS,
 ];
 
 /// The lowering of `op`, if some family has one.
