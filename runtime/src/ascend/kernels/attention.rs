@@ -137,7 +137,7 @@ fn check(
     want(k, p.hkv, p.t, p.dk, "k")?;
     want(v, p.hkv, p.t, p.dv, "v")?;
     want(out, p.hq, p.s, p.dv, "the output")?;
-    if p.hq % p.hkv != 0 || p.prefix > p.t {
+    if !p.hq.is_multiple_of(p.hkv) || p.prefix > p.t {
         reject!(
             "{} query heads over {} kv heads, prefix {} of {} keys",
             p.hq,
@@ -157,7 +157,7 @@ fn check(
             v.dtype
         );
     }
-    if p.s_outer % 16 != 0 || p.s_inner % 16 != 0 {
+    if !p.s_outer.is_multiple_of(16) || !p.s_inner.is_multiple_of(16) {
         reject!(
             "sOuter {} and sInner {} must be multiples of 16",
             p.s_outer,
