@@ -38,6 +38,9 @@ pub fn compile_ascend(
     ctx: &mut PassContext,
     options: &AscendOptions,
 ) -> Result<AscendArtifact, CompileError> {
+    // Static shapes first, so the pipeline folds what depends on shapes alone.
+    kiln_targets::ascend::specialize::specialize(g, &options.dims)?;
+    kiln_ir::infer::infer_graph(g)?;
     pipeline.run(g, ctx)?;
     kiln_ir::infer::infer_graph(g)?;
     Ok(kiln_targets::ascend::compile(g, options)?)

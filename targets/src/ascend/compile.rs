@@ -14,6 +14,7 @@ use kiln_runtime::ElemType;
 
 use crate::ascend::lower::{lower, DevTensor, Port};
 use crate::ascend::memory;
+use crate::ascend::specialize::input_symbols;
 use crate::error::TargetError;
 
 #[derive(Clone, Debug)]
@@ -49,24 +50,10 @@ impl AscendArtifact {
     }
 }
 
-/// The symbols of the graph's input shapes, in order of first appearance.
-fn input_symbols(graph: &Graph) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for &v in graph.inputs() {
-        for d in &graph.value_type(v).shape {
-            let mut syms = Vec::new();
-            d.symbols(&mut syms);
-            for s in syms {
-                if !names.iter().any(|n| **n == *s) {
-                    names.push(s.to_string());
-                }
-            }
-        }
-    }
-    names
-}
-
-/// Compiles `graph` (canonicalized; every value typed) for `options.profile`.
+/// Compiles `graph` (canonicalized; every value typed; best [`specialize`]d to the dims
+/// first) for `options.profile`.
+///
+/// [`specialize`]: crate::ascend::specialize::specialize
 pub fn compile(graph: &Graph, options: &AscendOptions) -> Result<AscendArtifact, TargetError> {
     if !matches!(options.dtype, ElemType::F16 | ElemType::BF16) {
         return Err(TargetError::Lower(format!(
@@ -74,28 +61,15 @@ pub fn compile(graph: &Graph, options: &AscendOptions) -> Result<AscendArtifact,
             options.dtype
         )));
     }
-    let symbols = input_symbols(graph);
-    for name in options.dims.keys() {
-        if !symbols.contains(name) {
-            let known = if symbols.is_empty() {
-                "it has none; every shape is static".to_string()
-            } else {
-                format!("its dims are: {}", symbols.join(", "))
-            };
-            return Err(TargetError::Lower(format!(
-                "--dim {name}: the model has no dim named `{name}` ({known})"
-            )));
-        }
-    }
-    let missing: Vec<&String> = symbols
-        .iter()
-        .filter(|s| !options.dims.contains_key(*s))
+    let missing: Vec<String> = input_symbols(graph)
+        .into_iter()
+        .filter(|s| !options.dims.contains_key(s))
+        .map(|s| format!("--dim {s}=N"))
         .collect();
     if !missing.is_empty() {
-        let list: Vec<String> = missing.iter().map(|s| format!("--dim {s}=N")).collect();
         return Err(TargetError::Lower(format!(
             "an Ascend launch list has static shapes: give {}",
-            list.join(" ")
+            missing.join(" ")
         )));
     }
     let program = lower(graph, options.profile, options.dtype, &options.dims)?;

@@ -17,6 +17,7 @@ pub mod compile;
 pub mod format;
 pub mod lower;
 pub mod memory;
+pub mod specialize;
 #[cfg(test)]
 pub mod testing;
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Elementwise kernels (AIV): Add, Sub, Mul, RealDiv, Pow, Maximum, Minimum, the unary
-//! math and activations, comparisons, logical ops, SelectV2, Cast and TensorMove.
+//! math and activations, comparisons, logical ops, SelectV2, ClipByValueV2 (x, min, max),
+//! Cast and TensorMove.
 //!
 //! Tiling (`totalLength`, `blockLength`, `tileLength`, `bufferNum`): block b handles output
 //! elements b·blockLength .. (b+1)·blockLength; it walks them in tiles of tileLength, each
@@ -9,6 +10,7 @@
 //! f32 temporary per value.
 
 use crate::ascend::descriptor::{Format, TensorBinding};
+use crate::ascend::kernels::split::Broadcast;
 use crate::ascend::kernels::SimulateFn;
 use crate::ascend::sim::core::{KernelSim, Mem, SimResult};
 use crate::reject;
@@ -44,6 +46,7 @@ pub const KERNELS: &[(&str, SimulateFn)] = &[
     ("LogicalOr", run),
     ("LogicalNot", run),
     ("SelectV2", run),
+    ("ClipByValueV2", run),
     ("Cast", run),
     ("TensorMove", run),
 ];
@@ -115,13 +118,24 @@ fn op(name: &str) -> Option<(usize, ElemFn, u64)> {
         "LogicalOr" => (2, |x| (x[0] != 0.0 || x[1] != 0.0) as u8 as f64, 1),
         "LogicalNot" => (1, |x| (x[0] == 0.0) as u8 as f64, 1),
         "SelectV2" => (3, |x| if x[0] != 0.0 { x[1] } else { x[2] }, 1),
+        "ClipByValueV2" => (
+            3,
+            |x| {
+                if x[0].is_nan() {
+                    x[0]
+                } else {
+                    x[0].max(x[1]).min(x[2])
+                }
+            },
+            2,
+        ),
         "Cast" | "TensorMove" => (1, |x| x[0], 1),
         _ => return None,
     })
 }
 
 /// erf to about 1e-7 (Abramowitz & Stegun 7.1.26), below what f16 and bf16 resolve.
-fn erf(x: f64) -> f64 {
+pub fn erf(x: f64) -> f64 {
     if x.is_nan() {
         return x;
     }
@@ -134,56 +148,23 @@ fn erf(x: f64) -> f64 {
     (1.0 - poly * (-z * z).exp()).copysign(x)
 }
 
-/// Maps an output element index to the index of the input element broadcast to it.
-struct Broadcast {
-    out_strides: Vec<usize>,
-    in_strides: Vec<usize>,
-}
-
-impl Broadcast {
-    fn new(out: &[i64], input: &[i64]) -> SimResult<Broadcast> {
-        let n = out.len();
-        if input.len() > n {
-            reject!("an input of shape {input:?} does not broadcast to {out:?}");
-        }
-        let mut out_strides = vec![0; n];
-        let mut in_strides = vec![0; n];
-        let (mut so, mut si) = (1usize, 1usize);
-        for d in (0..n).rev() {
-            out_strides[d] = so;
-            so *= out[d].max(0) as usize;
-            let k = d as isize - (n - input.len()) as isize;
-            if k >= 0 {
-                let dim = input[k as usize];
-                if dim != 1 && dim != out[d] {
-                    reject!("an input of shape {input:?} does not broadcast to {out:?}");
-                }
-                in_strides[d] = if dim == 1 { 0 } else { si };
-                si *= dim.max(0) as usize;
-            }
-        }
-        Ok(Broadcast {
-            out_strides,
-            in_strides,
-        })
-    }
-
-    fn index(&self, mut o: usize) -> usize {
-        let mut i = 0;
-        for (os, is) in self.out_strides.iter().zip(&self.in_strides) {
-            let q = o / os;
-            o %= os;
-            i += q * is;
-        }
-        i
-    }
-}
-
 fn run(sim: &mut KernelSim) -> SimResult<()> {
     let name = sim.desc.kernel_name.as_str();
     let Some((arity, f, ops)) = op(name) else {
         reject!("no elementwise kernel {name}");
     };
+    run_with(sim, arity, &f, ops)
+}
+
+/// Runs an elementwise kernel of `arity` inputs computing `f` per element, `ops` vector
+/// instructions per element (for kernels with attributes, which build `f` from them).
+pub fn run_with(
+    sim: &mut KernelSim,
+    arity: usize,
+    f: &dyn Fn(&[f64]) -> f64,
+    ops: u64,
+) -> SimResult<()> {
+    let name = sim.desc.kernel_name.as_str();
     if sim.desc.inputs.len() != arity {
         reject!(
             "{name} takes {arity} inputs, the descriptor binds {}",

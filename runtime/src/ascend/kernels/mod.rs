@@ -9,8 +9,18 @@
 //!
 //! A kernel name no family lists is refused by the device model ("no kernel named X").
 
+mod activation;
+mod attention;
 mod elementwise;
 mod matmul;
+mod movement;
+mod norm;
+mod reduce;
+mod rope;
+mod scatter;
+mod softmax;
+pub mod split;
+mod topk;
 mod transdata;
 
 use crate::ascend::sim::core::{KernelSim, SimResult};
@@ -18,8 +28,20 @@ use crate::ascend::sim::core::{KernelSim, SimResult};
 /// Runs one kernel launch on the device model.
 pub type SimulateFn = fn(&mut KernelSim) -> SimResult<()>;
 
-const FAMILIES: &[&[(&str, SimulateFn)]] =
-    &[elementwise::KERNELS, matmul::KERNELS, transdata::KERNELS];
+const FAMILIES: &[&[(&str, SimulateFn)]] = &[
+    elementwise::KERNELS,
+    activation::KERNELS,
+    rope::KERNELS,
+    attention::KERNELS,
+    matmul::KERNELS,
+    transdata::KERNELS,
+    movement::KERNELS,
+    reduce::KERNELS,
+    softmax::KERNELS,
+    norm::KERNELS,
+    topk::KERNELS,
+    scatter::KERNELS,
+];
 
 /// The simulation of kernel `name`.
 pub fn simulator(name: &str) -> Option<SimulateFn> {

@@ -464,8 +464,19 @@ impl Core<'_, '_> {
         &mut self,
         dst: TileId,
         src: TileId,
+        rows: (usize, usize),
+        cols: (usize, usize),
+    ) -> SimResult<()> {
+        self.copy_l1(dst, src, rows, cols, false)
+    }
+
+    fn copy_l1(
+        &mut self,
+        dst: TileId,
+        src: TileId,
         (row0, rows): (usize, usize),
         (col0, cols): (usize, usize),
+        transpose: bool,
     ) -> SimResult<()> {
         let (s, d) = (&self.tiles[src.0], &self.tiles[dst.0]);
         if s.mem != Mem::L1 || !matches!(d.mem, Mem::L0A | Mem::L0B) {
@@ -492,7 +503,28 @@ impl Core<'_, '_> {
         let t = s.dtype;
         let bytes = d.mem.footprint(self.sim.profile, rows, cols, t, false);
         self.stats().mte1_bytes += bytes;
+        if transpose {
+            let mut tr = vec![0f64; data.len()];
+            for i in 0..rows.min(data.len() / cols.max(1)) {
+                for j in 0..cols {
+                    tr[j * rows + i] = data[i * cols + j];
+                }
+            }
+            return self.fill(dst, cols, rows, t, tr);
+        }
         self.fill(dst, rows, cols, t, data)
+    }
+
+    /// [`Core::copy_to_l0`] of the transpose: the rows x cols block lands as cols x rows
+    /// (the load-with-transpose path of MTE1, for a Kᵀ operand).
+    pub fn copy_to_l0_transposed(
+        &mut self,
+        dst: TileId,
+        src: TileId,
+        rows: (usize, usize),
+        cols: (usize, usize),
+    ) -> SimResult<()> {
+        self.copy_l1(dst, src, rows, cols, true)
     }
 
     /// `c = a·b` (or `c += a·b` unless `init`): a m x k tile in L0A, a k x n tile in L0B, a
@@ -623,6 +655,41 @@ impl Core<'_, '_> {
         }
         for (i, &v) in data.iter().enumerate() {
             res = self.write_gm(dst, start + i, v);
+            if res.is_err() {
+                break;
+            }
+        }
+        self.tiles[src.0].data = data;
+        res?;
+        self.stats().mte3_bytes += (n * dst.dtype.size()) as u64;
+        Ok(())
+    }
+
+    /// Writes the values of UB tile `src` to the storage elements `targets` of `dst` (one
+    /// per value; a scatter). MTE3.
+    pub fn scatter(
+        &mut self,
+        dst: &TensorBinding,
+        src: TileId,
+        targets: &[usize],
+    ) -> SimResult<()> {
+        let t = &self.tiles[src.0];
+        if t.mem != Mem::Ub || t.dtype != dst.dtype {
+            reject!(
+                "scatters a {} tile in {} into a {} tensor",
+                t.dtype,
+                t.mem.name(),
+                dst.dtype
+            );
+        }
+        let n = t.rows * t.cols;
+        if !self.sim.dry && targets.len() != n {
+            reject!("scatters {n} values to {} places", targets.len());
+        }
+        let data = std::mem::take(&mut self.tiles[src.0].data);
+        let mut res = Ok(());
+        for (&i, &v) in targets.iter().zip(&data) {
+            res = self.write_gm(dst, i, v);
             if res.is_err() {
                 break;
             }

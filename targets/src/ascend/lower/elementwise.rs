@@ -5,7 +5,7 @@
 //! `bufferNum`) plus an f32 temporary per value (the kernels compute in f32).
 
 use kiln_ir::graph::NodeId;
-use kiln_runtime::ascend::descriptor::{CoreType, Format};
+use kiln_runtime::ascend::descriptor::{CoreType, Format, Tiling};
 use kiln_runtime::ElemType;
 
 use super::{DevTensor, LowerFn, Lowerer};
@@ -43,6 +43,7 @@ pub const OPS: &[(&str, LowerFn)] = &[
     ("Not", logical),
     ("IsNaN", compare),
     ("Where", select),
+    ("Clip", clip),
     ("Cast", cast_op),
 ];
 
@@ -124,9 +125,14 @@ fn compare(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     if float_only && !inputs.iter().all(|x| is_float(x.dtype)) {
         return Err(lw.unsupported(format!("{op} of non-float inputs")));
     }
+    // Two floats of different device dtypes (one kept in f32) compare in f32.
     if let [a, b] = &inputs[..] {
         if a.dtype != b.dtype {
-            return Err(lw.unsupported(format!("{op} of {} and {}", a.dtype, b.dtype)));
+            if !(is_float(a.dtype) && is_float(b.dtype)) {
+                return Err(lw.unsupported(format!("{op} of {} and {}", a.dtype, b.dtype)));
+            }
+            let (a, b) = (a.clone(), b.clone());
+            inputs = vec![lw.cast(&a, ElemType::F32)?, lw.cast(&b, ElemType::F32)?];
         }
     }
     launch(lw, name, &inputs, &out)
@@ -148,6 +154,47 @@ fn select(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
         inputs.push(lw.cast(&x, out.dtype)?);
     }
     launch(lw, "SelectV2", &inputs, &out)
+}
+
+/// Clip(x, min?, max?) -> ClipByValueV2(x, min, max), absent bounds as the dtype's
+/// extremes (stored as constants).
+fn clip(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let out = lw.output(id, 0)?;
+    let x = lw.input(id, 0)?;
+    let x = lw.to_format(&x, Format::Nd)?;
+    let mut inputs = vec![x];
+    for (i, extreme) in [(1, f64::NEG_INFINITY), (2, f64::INFINITY)] {
+        let b = match lw.opt_input(id, i)? {
+            Some(b) => {
+                let b = lw.to_format(&b, Format::Nd)?;
+                lw.cast(&b, out.dtype)?
+            }
+            None => {
+                let v = if is_float(out.dtype) {
+                    extreme
+                } else if extreme < 0.0 {
+                    i64::MIN as f64
+                } else {
+                    i64::MAX as f64
+                };
+                let mut bytes = vec![0u8; out.dtype.size()];
+                kiln_runtime::ascend::sim::values::encode(
+                    out.dtype,
+                    &mut bytes,
+                    0,
+                    kiln_runtime::ascend::sim::values::round(out.dtype, v),
+                );
+                let name = format!(
+                    "{} {}",
+                    lw.graph.node(id).label(),
+                    if i == 1 { "min" } else { "max" }
+                );
+                lw.weight(&name, out.dtype, Format::Nd, vec![], bytes)
+            }
+        };
+        inputs.push(b);
+    }
+    launch(lw, "ClipByValueV2", &inputs, &out)
 }
 
 fn cast_op(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
@@ -183,6 +230,17 @@ fn launch(
     inputs: &[DevTensor],
     out: &DevTensor,
 ) -> Result<(), TargetError> {
+    launch_attrs(lw, name, inputs, out, Tiling::new())
+}
+
+/// [`launch`] with the kernel's attributes appended to its tiling.
+pub fn launch_attrs(
+    lw: &mut Lowerer,
+    name: &str,
+    inputs: &[DevTensor],
+    out: &DevTensor,
+    attrs: Tiling,
+) -> Result<(), TargetError> {
     let in_bytes: i64 = inputs.iter().map(|x| x.dtype.size() as i64).sum();
     let out_bytes = out.dtype.size() as i64;
     let temps = 4 * (inputs.len() as i64 + 1);
@@ -190,11 +248,13 @@ fn launch(
         n * (in_bytes + out_bytes) + temps
     })
     .map_err(|e| lw.error(e))?;
+    let mut tiling = t.data();
+    tiling.0.extend(attrs.0);
     lw.launch(
         name,
         CoreType::Aiv,
         t.block_dim,
-        t.data(),
+        tiling,
         inputs.iter().cloned().map(Some).collect(),
         vec![out.clone()],
     );
@@ -246,5 +306,17 @@ mod tests {
         let i: Vec<i64> = (0..120).map(|v| v - 60).collect();
         let inputs = [Tensor::from_i64s(vec![3, 40], i).unwrap()];
         check(text, &inputs, &[], ElemType::F16, 0.0);
+    }
+
+    #[test]
+    fn clips_with_and_without_bounds() {
+        let text = "graph @t(%x: f32[4, 9], %lo: f32[]) -> (a: f32[4, 9], b: f32[4, 9]) {
+            %0 = constant {value = dense<f32[]>[0.25]} : f32[]
+            %1 = Clip(%x, _, %0) : f32[4, 9]
+            %2 = Clip(%x, %lo, %0) : f32[4, 9]
+            return %1, %2
+        }";
+        let lo = Tensor::from_f32s(vec![], vec![-0.5]).unwrap();
+        check(text, &[floats(&[4, 9], 7), lo], &[], ElemType::F16, 1e-3);
     }
 }

@@ -95,8 +95,15 @@ fn emit(
     bias: Option<DevTensor>,
     out: DevTensor,
 ) -> Result<(), TargetError> {
-    if a.dtype != lw.dtype || b.dtype != lw.dtype {
-        return Err(lw.unsupported(format!("a matmul of {} by {}", a.dtype, b.dtype)));
+    // Inputs kept in f32 elsewhere ([`super::precision`]) go back to the device dtype.
+    let a = lw.cast(&a, lw.dtype)?;
+    let b = if b.format == Format::Nd {
+        lw.cast(&b, lw.dtype)?
+    } else {
+        b
+    };
+    if b.dtype != lw.dtype {
+        return Err(lw.unsupported(format!("a matmul by a {} {} weight", b.dtype, b.format)));
     }
     if a.shape.len() < 2 || b.shape.len() < 2 {
         return Err(lw.unsupported(format!(

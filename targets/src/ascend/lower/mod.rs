@@ -18,8 +18,18 @@
 //!   ([`Lowerer::nz_weight`]); a producer whose format differs from what a consumer takes
 //!   gets a TransData kernel in between ([`Lowerer::to_format`]).
 
+mod activation;
+mod attention;
 mod elementwise;
 mod matmul;
+mod movement;
+mod norm;
+pub mod precision;
+mod reduce;
+mod rope;
+mod scatter;
+mod softmax;
+mod topk;
 mod transdata;
 mod view;
 
@@ -39,7 +49,20 @@ use crate::error::TargetError;
 /// Lowers one node: reads its operands from `lw`, pushes launches, binds its outputs.
 pub type LowerFn = fn(&mut Lowerer, NodeId) -> Result<(), TargetError>;
 
-const FAMILIES: &[&[(&str, LowerFn)]] = &[view::OPS, elementwise::OPS, matmul::OPS];
+const FAMILIES: &[&[(&str, LowerFn)]] = &[
+    view::OPS,
+    elementwise::OPS,
+    matmul::OPS,
+    movement::OPS,
+    reduce::OPS,
+    softmax::OPS,
+    norm::OPS,
+    topk::OPS,
+    scatter::OPS,
+    activation::OPS,
+    rope::OPS,
+    attention::OPS,
+];
 
 /// The lowering of `op`, if some family has one.
 pub fn lowering(op: &str) -> Option<LowerFn> {
@@ -145,6 +168,8 @@ pub struct Lowerer<'g> {
     stored: HashMap<(Value, Format), DevTensor>,
     /// The node being lowered, for kernel labels and error messages.
     current: String,
+    /// Float values kept in f32 on the device ([`precision`]).
+    f32_values: std::collections::HashSet<Value>,
 }
 
 /// The runtime's name for an IR dtype.
@@ -178,13 +203,19 @@ impl<'g> Lowerer<'g> {
         }
     }
 
+    /// The device dtype of IR value `v`: f32 for the floats [`precision`] keeps.
+    pub fn value_dtype(&self, v: Value) -> Result<ElemType, TargetError> {
+        let d = self.graph.value_type(v).dtype;
+        if d.is_float() && self.f32_values.contains(&v) {
+            return Ok(ElemType::F32);
+        }
+        self.device_dtype(d)
+    }
+
     /// The type node output `i` has on the device: dtype and shape.
     pub fn output_type(&self, node: NodeId, i: usize) -> Result<(ElemType, Vec<i64>), TargetError> {
         let v = Value { node, output: i };
-        Ok((
-            self.device_dtype(self.graph.value_type(v).dtype)?,
-            self.shape_of(v)?,
-        ))
+        Ok((self.value_dtype(v)?, self.shape_of(v)?))
     }
 
     /// The device tensor of node input `i` (an error if absent).
@@ -266,7 +297,7 @@ impl<'g> Lowerer<'g> {
         if let Some(d) = self.stored.get(&(v, fmt)) {
             return Ok(d.clone());
         }
-        let dtype = self.device_dtype(t.dtype())?;
+        let dtype = self.value_dtype(v)?;
         let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
         if fmt == Format::FractalNz && shape.len() < 2 {
             return Err(self.error(format!(
@@ -526,12 +557,13 @@ pub fn lower(
         values: HashMap::new(),
         stored: HashMap::new(),
         current: String::new(),
+        f32_values: precision::f32_values(graph),
     };
     for &v in graph.inputs() {
         let name = graph.input_name(v).unwrap_or("input").to_string();
         lw.current = format!("input \"{name}\"");
         let ir = graph.value_type(v).dtype;
-        let (host, dev) = (elem_type(ir), lw.device_dtype(ir)?);
+        let (host, dev) = (elem_type(ir), lw.value_dtype(v)?);
         let shape = lw.shape_of(v)?;
         let t = lw.new_tensor(&name, BufferKind::Input, host, Format::Nd, shape.clone());
         lw.program.inputs.push(Port {

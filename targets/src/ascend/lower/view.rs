@@ -18,5 +18,8 @@ pub const OPS: &[(&str, LowerFn)] = &[
 fn view(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     let x = lw.input(id, 0)?;
     let x = lw.to_format(&x, Format::Nd)?;
+    // A view of a value kept in f32 ([`super::precision`]) that is not kept itself.
+    let dtype = lw.output_type(id, 0)?.0;
+    let x = lw.cast(&x, dtype)?;
     lw.alias_output(id, 0, &x)
 }

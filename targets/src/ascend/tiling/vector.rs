@@ -67,6 +67,67 @@ impl VectorTiling {
     }
 }
 
+/// Row tiling for row-wise kernels (Softmax, norms): `rows` x `cols`, whole rows per
+/// block (`rowsPerCore`) and per UB tile (`tileRows`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowTiling {
+    pub rows: i64,
+    pub cols: i64,
+    pub rows_per_core: i64,
+    pub tile_rows: i64,
+    pub buffer_num: i64,
+    pub block_dim: u32,
+}
+
+/// UB bytes of one row of `cols` elements of `elem_bytes`, padded to 32 bytes.
+pub fn row_bytes(cols: i64, elem_bytes: i64) -> i64 {
+    up(cols * elem_bytes, ALIGN)
+}
+
+/// Splits `rows` rows over the vector cores; `per_row(buffer_num)` is the UB bytes one row
+/// of a tile costs, `fixed` what a block needs besides (a gamma row).
+pub fn rows(
+    p: &Profile,
+    rows: i64,
+    cols: i64,
+    per_row: impl Fn(i64) -> i64,
+    fixed: i64,
+) -> Result<RowTiling, String> {
+    let cores = p.aiv_cores as i64;
+    let blocks = rows.clamp(1, cores);
+    let rows_per_core = ((rows + blocks - 1) / blocks).max(1);
+    let block_dim = ((rows + rows_per_core - 1) / rows_per_core).max(1);
+    let ub = p.ub_bytes as i64 - fixed;
+    for buffer_num in [2, 1] {
+        let fit = ub / per_row(buffer_num).max(1);
+        if fit >= 1 {
+            return Ok(RowTiling {
+                rows,
+                cols,
+                rows_per_core,
+                tile_rows: fit.min(rows_per_core),
+                buffer_num,
+                block_dim: block_dim as u32,
+            });
+        }
+    }
+    Err(format!(
+        "a row of {cols} elements ({} B of UB) does not fit UB",
+        per_row(1) + fixed
+    ))
+}
+
+impl RowTiling {
+    pub fn data(&self) -> Tiling {
+        Tiling::new()
+            .with("rows", self.rows)
+            .with("cols", self.cols)
+            .with("rowsPerCore", self.rows_per_core)
+            .with("tileRows", self.tile_rows)
+            .with("bufferNum", self.buffer_num)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
