@@ -1,0 +1,123 @@
+//! Every model case compiled for the Ascend 910B2, in fp16 and in bf16, with its symbolic
+//! dims fixed to the reference inputs' sizes, and run on kiln-runtime's device model: each
+//! output is within 3e-2 of the reference, relative to the output's largest magnitude. The
+//! max relative error of each output is printed.
+//!
+//! The MoE cases ([`MOE_CASES`]) need the Ascend MoE lowering (MoeGatingTopK,
+//! MoeInitRoutingV2, GroupedMatmul, MoeFinalizeRouting); until it is in, they fail at compile
+//! time naming the `moe` op.
+
+#[path = "support/ascend.rs"]
+mod ascend;
+#[path = "support/compile.rs"]
+mod compile;
+
+use std::time::Instant;
+
+use kiln_runtime::ElemType;
+use kiln_tests::{model_cases, ModelCase};
+
+/// The profile the cases are compiled for.
+const PROFILE: &str = "ascend910b2";
+
+/// Largest error allowed, relative to each output's largest magnitude.
+const TOLERANCE: f64 = 3e-2;
+
+/// The cases with a fused `moe` op, which need the Ascend MoE kernels.
+const MOE_CASES: &[&str] = &[
+    "deepseek_v3",
+    "deepseek_v4",
+    "genai_gpt_oss.decode",
+    "genai_gpt_oss.prefill",
+    "mixtral",
+    "qwen3_moe",
+];
+
+/// Compiles and runs one case in `dtype`; its failures (one line each) go to `failures`.
+fn check(case: &ModelCase, dtype: ElemType, failures: &mut Vec<String>) {
+    let tag = format!("{} {dtype}", case.name);
+    let moe = if MOE_CASES.contains(&case.name.as_str()) {
+        " [MoE case]"
+    } else {
+        ""
+    };
+    let mut fail = |what: String| {
+        eprintln!("FAIL {tag:<27} {what}{moe}");
+        failures.push(format!("{tag}: {what}{moe}"));
+    };
+    let inputs = case.inputs();
+    let dims = match kiln_compiler::driver::load_model(&case.model()) {
+        Ok(g) => compile::symbol_sizes(&g, &inputs),
+        Err(e) => return fail(format!("load: {e}")),
+    };
+    let start = Instant::now();
+    let art = match ascend::compile(&case.model(), PROFILE, dtype, &dims) {
+        Ok(a) => a,
+        Err(e) => return fail(format!("compile: {e}")),
+    };
+    let compile_s = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let (got, costs) = match ascend::run(&art, &inputs) {
+        Ok(x) => x,
+        Err(e) => return fail(format!("run: {e}")),
+    };
+    let device_us: f64 = costs.iter().map(|c| c.time_s).sum::<f64>() * 1e6;
+    eprintln!(
+        "ran  {tag:<27} {} kernels, compiled in {compile_s:.1} s, simulated in {:.1} s, \
+         priced {device_us:.1} us",
+        art.launch.kernels.len(),
+        start.elapsed().as_secs_f64()
+    );
+    for (name, want) in case.outputs() {
+        let Some((_, got)) = got.iter().find(|(n, _)| *n == name) else {
+            fail(format!("output {name}: not produced"));
+            continue;
+        };
+        if want.shape() != got.shape() {
+            fail(format!(
+                "output {name}: shape {:?}, reference {:?}",
+                got.shape(),
+                want.shape()
+            ));
+            continue;
+        }
+        let err = ascend::max_relative_error(&want, got);
+        if err <= TOLERANCE {
+            eprintln!("ok   {tag:<27} {name:<18} max relative error {err:.2e}");
+        } else {
+            fail(format!(
+                "output {name}: max relative error {err:.2e} > {TOLERANCE:e}"
+            ));
+        }
+    }
+}
+
+fn every_case_matches(dtype: ElemType) {
+    let cases = model_cases();
+    let start = Instant::now();
+    let mut failures = Vec::new();
+    for case in &cases {
+        check(case, dtype, &mut failures);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures in {dtype}:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "{} model cases on the {PROFILE} in {dtype} match their references ({:.1} s)",
+        cases.len(),
+        start.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn every_model_on_ascend910b2_fp16_matches_its_reference() {
+    every_case_matches(ElemType::F16);
+}
+
+#[test]
+fn every_model_on_ascend910b2_bf16_matches_its_reference() {
+    every_case_matches(ElemType::BF16);
+}
