@@ -121,3 +121,57 @@ fn every_model_on_ascend910b2_fp16_matches_its_reference() {
 fn every_model_on_ascend910b2_bf16_matches_its_reference() {
     every_case_matches(ElemType::BF16);
 }
+
+/// deepseek_v3_bench (`${KILN_MODELS_EXTRA:-../models-extra}/deepseek_v3_bench`, made as
+/// bench/deepseek_v3_bench.sh says) compiled for the 910B2 at seq 1, one decode step: prints
+/// the estimated device time `kiln run --profile` gives, and checks the logits against the
+/// reference's first position (causal: the first token sees only itself). Skipped, saying
+/// so, when the model is absent: it is not part of ../shared.
+#[test]
+fn deepseek_v3_bench_decode_step_is_priced_on_ascend910b2() {
+    let dir = std::env::var_os("KILN_MODELS_EXTRA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| kiln_tests::repo_root().join("../models-extra"))
+        .join("deepseek_v3_bench");
+    if !dir.join("model.onnx").is_file() {
+        eprintln!(
+            "SKIPPED: {} is absent (make it as bench/deepseek_v3_bench.sh says, or set \
+             KILN_MODELS_EXTRA)",
+            dir.join("model.onnx").display()
+        );
+        return;
+    }
+    let case = ModelCase {
+        name: "deepseek_v3_bench".into(),
+        dir,
+        atol: 0.0,
+        rtol: 0.0,
+    };
+    let ids = &case.inputs()["input_ids"];
+    let first = ids.take(&[0], vec![1, 1]).expect("one token");
+    let dims = [("seq".to_string(), 1)].into_iter().collect();
+    let start = Instant::now();
+    let art = ascend::compile(&case.model(), PROFILE, ElemType::F16, &dims)
+        .unwrap_or_else(|e| panic!("compile: {e}"));
+    let inputs = [("input_ids".to_string(), first)].into_iter().collect();
+    let (got, costs) = ascend::run(&art, &inputs).unwrap_or_else(|e| panic!("run: {e}"));
+    let report = kiln_runtime::ascend::report::profile(&art.launch, &costs);
+    eprintln!(
+        "deepseek_v3_bench, seq 1, f16 ({:.1} s to compile and simulate): {}",
+        start.elapsed().as_secs_f64(),
+        report.lines().next().unwrap_or_default()
+    );
+    let (_, want) = case
+        .outputs()
+        .into_iter()
+        .find(|(n, _)| n == "logits")
+        .expect("reference logits");
+    let vocab = *want.shape().last().expect("logits have a vocabulary dim");
+    let want = want
+        .take(&(0..vocab).collect::<Vec<_>>(), vec![1, 1, vocab])
+        .expect("the first position");
+    let got = &got.iter().find(|(n, _)| n == "logits").expect("logits").1;
+    let err = ascend::max_relative_error(&want, got);
+    eprintln!("deepseek_v3_bench logits at seq 1: max relative error {err:.2e}");
+    assert!(err <= TOLERANCE, "logits: max relative error {err:.2e}");
+}
