@@ -84,3 +84,31 @@ fn attention_gqa_causal() {
     assert!(kernels.contains(&"FusedInferAttentionScore".to_string()));
     snapshot("attention_gqa_causal", &text, &[("seq", 6)]);
 }
+
+#[test]
+fn moe_block() {
+    // A router matmul and a group-limited sigmoid MoE (DeepSeek-V3 style) with a shared
+    // expert: the whole MoE chain, its tilings and attributes.
+    let text = format!(
+        "graph @moe(%x: f32[seq, 32]) -> (y: f32[seq, 32]) {{
+            %0 = constant {{value = {}}} : f32[32, 4]
+            %1 = MatMul(%x, %0) : f32[seq, 4]
+            %2 = constant {{value = {}}} : f32[4, 32, 32]
+            %3 = constant {{value = {}}} : f32[4, 32, 16]
+            %4 = constant {{value = {}}} : f32[4]
+            %5 = constant {{value = {}}} : f32[16, 32]
+            %6 = constant {{value = {}}} : f32[32, 16]
+            %7 = constant {{value = {}}} : f32[16, 32]
+            %8 = moe(%x, %1, %2, _, %3, _, _, _, %4, _, _, %5, %6, %7) {{k = 2, scoring_func = \"sigmoid\", n_group = 2, topk_group = 1, normalize_routing_weights = 1, routed_scaling_factor = 2.5, swiglu_fusion = 2}} : f32[seq, 32]
+            return %8
+        }}",
+        constant(&[32, 4], 2),
+        constant(&[4, 32, 32], 3),
+        constant(&[4, 32, 16], 4),
+        constant(&[4], 5),
+        constant(&[16, 32], 6),
+        constant(&[32, 16], 7),
+        constant(&[16, 32], 8),
+    );
+    snapshot("moe_block", &text, &[("seq", 6)]);
+}
