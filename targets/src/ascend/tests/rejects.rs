@@ -159,6 +159,25 @@ fn overlapping_live_buffers() {
     assert_eq!(e, "launch list: buffers `input \"a\" cast to f16` (131072 B at 262144, kernels 0..3) and `MatMul node#0` (65536 B at 262144, kernels 3..4) overlap while both are live");
 }
 
+/// An op no Ascend kernel implements is an error naming the op and its node: never a
+/// silent fallback.
+#[test]
+fn an_op_without_a_kernel_is_an_error_naming_it() {
+    let g = graph(
+        "graph @t(%x: f32[4, 8]) -> (y: f32[4, 8]) {
+            %a = constant {value = dense<i64[]>[1]} : i64[]
+            %0 = Relu(%x) : f32[4, 8]
+            %1 = CumSum(%0, %a) : f32[4, 8]
+            return %1
+        }",
+    );
+    let err = match build(&g, "ascend910b2", ElemType::F16, &[]) {
+        Ok(_) => "compiled".to_string(),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(err, "CumSum node: op CumSum has no Ascend kernel");
+}
+
 /// A softmax top-2 MoE of 4 experts over 8 tokens (H = 32, I = 64), gate and up fused.
 fn moe() -> AscendArtifact {
     let w = |shape: &[usize], seed: u64| {
