@@ -35,15 +35,7 @@ const MOE_CASES: &[&str] = &[
 
 /// Cases known to miss the tolerance, with the reason: each is reported as XFAIL, and the
 /// test fails if one of them starts to pass (so the list only shrinks).
-const EXPECTED_FAILURES: &[(&str, ElemType, &str)] = &[(
-    "mixtral",
-    ElemType::BF16,
-    "only token 11's logits are off (5e-2; the other tokens' <= 7e-3): its layer-0 router \
-     logits for experts 2 and 3 are 3e-4 apart in the reference (-0.02492, -0.02520) and \
-     come out of the bf16 residual stream as -0.02474, -0.02469, so the device picks expert \
-     3 over 2; f16 passes. Needs the router's matmul in f32 (inputs and weights), not only \
-     its output",
-)];
+const EXPECTED_FAILURES: &[(&str, ElemType, &str)] = &[];
 
 /// Compiles and runs one case in `dtype`; its failures (one line each) go to `failures`.
 fn check(case: &ModelCase, dtype: ElemType, failures: &mut Vec<String>) {
