@@ -79,8 +79,11 @@ pub fn route(
     };
     let mut w: Vec<f32> = chosen.iter().map(|&c| s[c]).collect();
     if renorm {
+        // As kiln's moe: weights summing to zero are left as they are.
         let sum: f32 = w.iter().sum();
-        w.iter_mut().for_each(|x| *x /= sum);
+        if sum != 0.0 {
+            w.iter_mut().for_each(|x| *x /= sum);
+        }
     }
     w.iter_mut().for_each(|x| *x *= scale);
     (chosen, w)
@@ -214,4 +217,26 @@ pub fn run(sim: &mut KernelSim) -> SimResult<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route;
+
+    #[test]
+    fn group_limited_sigmoid_with_bias_and_hash_routing() {
+        // Sigmoid of 0 is 1/2 everywhere; the bias makes the selection scores
+        // [0.8, 0.2, 0.7, 0.7]: groups {0, 1} sum to 1.0 and {2, 3} to 1.4, so with one group
+        // kept experts 2 and 3 win although 0 is the best; the weights are the unbiased 1/2.
+        let bias = [0.3, -0.3, 0.2, 0.2];
+        let (c, w) = route(&[0.0; 4], Some(&bias), 1, 2, 2, 1, false, 2.0, None);
+        assert_eq!((c, w), (vec![2, 3], vec![1.0, 1.0]));
+        let (c, w) = route(&[0.0; 4], Some(&bias), 1, 2, 1, 1, true, 1.0, None);
+        assert_eq!((c, w), (vec![0, 2], vec![0.5, 0.5]));
+        // Hash routing takes the table's experts; softmax of [0, ln 3] is [1/4, 3/4].
+        let l = [0.0, 3f32.ln()];
+        let (c, w) = route(&l, None, 0, 2, 1, 1, false, 1.0, Some(&[1, 0]));
+        assert_eq!(c, [1, 0]);
+        assert!((w[0] - 0.75).abs() < 1e-6 && (w[1] - 0.25).abs() < 1e-6);
+    }
 }

@@ -242,3 +242,15 @@ pub fn finalize(sim: &mut KernelSim) -> SimResult<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rows_sorted_stably_by_expert() {
+        // (token, slot) pairs with experts [2, 0, 0, 2, 1, 0]: expert 0's rows 1, 2, 5 go
+        // first, then expert 1's row 4, then expert 2's rows 0 and 3.
+        let (pos, ends) = super::sort(&[2, 0, 0, 2, 1, 0], 4);
+        assert_eq!(pos, [4, 0, 1, 5, 3, 2]);
+        assert_eq!(ends, [3, 4, 6, 6]);
+    }
+}
