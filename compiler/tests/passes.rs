@@ -432,6 +432,68 @@ fn shape_propagation_keeps_data_dependent_shapes() {
     );
 }
 
+/// The TorchScript exporter's `x.expand(shape)`: the shape from `Shape`, its -1 entries
+/// (which keep a dim in torch) replaced by 1 through `Where(Equal(shape, -1), 1, shape)`.
+/// Sizes are never -1, so the guard folds away and the Expand gets a known shape; a literal
+/// -1 in the shape (a mask's `expand(b, -1, seq, seq)`) becomes 1.
+#[test]
+fn shape_propagation_folds_torchscript_expand_guards() {
+    insta::assert_snapshot!(run(
+        "canonicalize",
+        r#"graph @g(%k: f32[1, 2, seq, 4], %m: bool[1, 1, 1, seq]) -> (y: f32[1, 2, 3, seq, 4], z: bool[1, 1, seq, seq]) {
+  %0 = Shape(%k) : i64[4]
+  %1 = constant {value = dense<i64[]>[1]} : i64[]
+  %2 = Gather(%0, %1) {axis = 0} : i64[]
+  %3 = constant {value = dense<i64[]>[2]} : i64[]
+  %4 = Gather(%0, %3) {axis = 0} : i64[]
+  %5 = constant {value = dense<i64[1]>[0]} : i64[1]
+  %6 = Unsqueeze(%2, %5) : i64[1]
+  %7 = Unsqueeze(%4, %5) : i64[1]
+  %8 = constant {value = dense<i64[1]>[1]} : i64[1]
+  %9 = constant {value = dense<i64[1]>[3]} : i64[1]
+  %10 = constant {value = dense<i64[1]>[4]} : i64[1]
+  %11 = Concat(%8, %6, %9, %7, %10) {axis = 0} : i64[5]
+  %12 = Shape(%11) : i64[1]
+  %13 = ConstantOfShape(%12) {value = dense<i64[1]>[1]} : i64[5]
+  %14 = constant {value = dense<i64[]>[-1]} : i64[]
+  %15 = Mul(%13, %14) : i64[5]
+  %16 = Equal(%11, %15) : bool[5]
+  %17 = Where(%16, %13, %11) : i64[5]
+  %18 = constant {value = dense<i64[1]>[2]} : i64[1]
+  %19 = Unsqueeze(%k, %18) : f32[1, 2, 1, seq, 4]
+  %20 = Expand(%19, %17) : f32[1, 2, 3, seq, 4]
+  %21 = constant {value = dense<i64[1]>[-1]} : i64[1]
+  %22 = Concat(%8, %21, %7, %7) {axis = 0} : i64[4]
+  %23 = constant {value = dense<i64[4]>[1, 1, 1, 1]} : i64[4]
+  %24 = constant {value = dense<i64[4]>[-1, -1, -1, -1]} : i64[4]
+  %25 = Equal(%22, %24) : bool[4]
+  %26 = Where(%25, %23, %22) : i64[4]
+  %27 = Expand(%m, %26) : bool[1, 1, seq, seq]
+  return %20, %27
+}
+"#
+    ));
+}
+
+/// A guard against a value a size can take (0 here: `seq` may be empty) is not decided:
+/// the Expand's shape stays unknown until run time.
+#[test]
+fn shape_propagation_keeps_expand_guards_against_possible_sizes() {
+    insta::assert_snapshot!(run(
+        "canonicalize",
+        r#"graph @g(%k: f32[1, 2, 1, seq, 4]) -> (y: f32[u0, 2, u2, u3, 4]) {
+  %0 = dims {value = dims<[1, 2, 3, seq, 4]>} : i64[5]
+  %1 = constant {value = dense<i64[5]>[1, 1, 1, 1, 1]} : i64[5]
+  %2 = constant {value = dense<i64[5]>[0, 0, 0, 0, 0]} : i64[5]
+  %3 = Equal(%0, %2) : bool[5]
+  %4 = Where(%3, %1, %0) : i64[5]
+  %5 = Expand(%k, %4) : f32[u0, 2, u2, u3, 4]
+  return %5
+}
+"#
+    ));
+}
+
 // ----- simplify -----
 
 #[test]

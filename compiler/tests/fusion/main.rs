@@ -6,6 +6,7 @@ mod support;
 
 mod attention;
 mod attention_ops;
+mod attention_repeat_kv;
 mod gelu;
 mod layer_norm;
 mod moe;

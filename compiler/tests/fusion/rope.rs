@@ -169,6 +169,68 @@ fn deepseek_v3_split_even_odd() {
     ));
 }
 
+/// The TorchScript exporter flattens DeepSeek-V3's `cat(q_nope, cat(a, b))` into one
+/// Concat: a split form's pair ending a longer Concat. q (2 heads, 6 no-rope + 6 rope dims,
+/// even/odd) and a split-halves rotation after two passed-through inputs become
+/// `Concat(p.., rope(x))`. Near misses (on another q): the pair not adjacent (the no-rope
+/// part between its halves) and the pair in the other order stay as they are.
+#[test]
+fn split_pair_ending_a_flattened_concat() {
+    insta::assert_snapshot!(check(
+        r#"graph @g(%q: f32[1, 2, seq, 12], %r: f32[1, 2, seq, 12], %x: f32[1, 3, seq, 4], %p: f32[1, 3, seq, 2], %f: f32[1, seq, 3], %h: f32[1, seq, 2]) -> (a: f32[1, 2, seq, 12], b: f32[1, 3, seq, 8], c: f32[1, 2, seq, 12], d: f32[1, 2, seq, 12]) {
+  %zero = constant {value = dense<i64[1]>[0]} : i64[1]
+  %one = constant {value = dense<i64[1]>[1]} : i64[1]
+  %two = constant {value = dense<i64[1]>[2]} : i64[1]
+  %three = constant {value = dense<i64[1]>[3]} : i64[1]
+  %four = constant {value = dense<i64[1]>[4]} : i64[1]
+  %end = constant {value = dense<i64[1]>[9223372036854775807]} : i64[1]
+  %split = constant {value = dense<i64[2]>[6, 6]} : i64[2]
+  %0 = Cos(%f) : f32[1, seq, 3]
+  %1 = Sin(%f) : f32[1, seq, 3]
+  %c = Unsqueeze(%0, %one) : f32[1, 1, seq, 3]
+  %s = Unsqueeze(%1, %one) : f32[1, 1, seq, 3]
+  %qn, %qr = Split(%q, %split) {axis = 3} : f32[1, 2, seq, 6], f32[1, 2, seq, 6]
+  %2 = Slice(%qr, %zero, %end, %three, %two) : f32[1, 2, seq, 3]
+  %3 = Slice(%qr, %one, %end, %three, %two) : f32[1, 2, seq, 3]
+  %4 = Mul(%2, %c) : f32[1, 2, seq, 3]
+  %5 = Mul(%3, %s) : f32[1, 2, seq, 3]
+  %6 = Sub(%4, %5) : f32[1, 2, seq, 3]
+  %7 = Mul(%3, %c) : f32[1, 2, seq, 3]
+  %8 = Mul(%2, %s) : f32[1, 2, seq, 3]
+  %9 = Add(%7, %8) : f32[1, 2, seq, 3]
+  %a = Concat(%qn, %6, %9) {axis = -1} : f32[1, 2, seq, 12]
+  %10 = Cos(%h) : f32[1, seq, 2]
+  %11 = Sin(%h) : f32[1, seq, 2]
+  %hc = Unsqueeze(%10, %one) : f32[1, 1, seq, 2]
+  %hs = Unsqueeze(%11, %one) : f32[1, 1, seq, 2]
+  %12 = Slice(%x, %zero, %two, %three, %one) : f32[1, 3, seq, 2]
+  %13 = Slice(%x, %two, %four, %three, %one) : f32[1, 3, seq, 2]
+  %14 = Mul(%hc, %12) : f32[1, 3, seq, 2]
+  %15 = Mul(%13, %hs) : f32[1, 3, seq, 2]
+  %16 = Sub(%14, %15) : f32[1, 3, seq, 2]
+  %17 = Mul(%13, %hc) : f32[1, 3, seq, 2]
+  %18 = Mul(%12, %hs) : f32[1, 3, seq, 2]
+  %19 = Add(%18, %17) : f32[1, 3, seq, 2]
+  %b = Concat(%p, %p, %16, %19) {axis = 3} : f32[1, 3, seq, 8]
+  %rn, %rr = Split(%r, %split) {axis = 3} : f32[1, 2, seq, 6], f32[1, 2, seq, 6]
+  %20 = Slice(%rr, %zero, %end, %three, %two) : f32[1, 2, seq, 3]
+  %21 = Slice(%rr, %one, %end, %three, %two) : f32[1, 2, seq, 3]
+  %22 = Mul(%20, %c) : f32[1, 2, seq, 3]
+  %23 = Mul(%21, %s) : f32[1, 2, seq, 3]
+  %24 = Sub(%22, %23) : f32[1, 2, seq, 3]
+  %25 = Mul(%21, %c) : f32[1, 2, seq, 3]
+  %26 = Mul(%20, %s) : f32[1, 2, seq, 3]
+  %27 = Add(%25, %26) : f32[1, 2, seq, 3]
+  %c2 = Concat(%24, %rn, %27) {axis = -1} : f32[1, 2, seq, 12]
+  %d2 = Concat(%rn, %27, %24) {axis = -1} : f32[1, 2, seq, 12]
+  return %a, %b, %c2, %d2
+}
+"#,
+        &[("seq", 3)],
+        1e-5
+    ));
+}
+
 /// Partial rotary: the first 8 of 12 dims rotated, the rest passed through, with rotate_half
 /// (Phi) and with split halves: one rope with rotary_dim = 8 each.
 #[test]

@@ -17,6 +17,9 @@
 //!   `Concat(a * c - b * s, b * c + a * s)` with `(a, b)` = `(x[:h], x[h:])` or
 //!   `(x[::2], x[1::2])` and half tables `c`, `s`. The even/odd form puts its output in
 //!   halves order: it is rope on `Concat(x[::2], x[1::2])`.
+//!   The split forms' pair may end a longer Concat, `Concat(p.., a * c - b * s, b * c + a * s)`
+//!   (the TorchScript exporter flattens DeepSeek-V3's `cat(q_nope, cat(..))` into one): that
+//!   becomes `Concat(p.., rope(x))`.
 //! - `partial-*`: partial rotary (Phi, GLM): `Concat(rope(x[:r]), x[r:])` -> rope(x)
 //!   `{rotary_dim = r}`. A rotated part that is not the first (DeepSeek's `qk_rope_head_dim`
 //!   after `qk_nope_head_dim`) is a rope on that slice, concatenated as before.
@@ -112,6 +115,8 @@ struct Core {
     sin: Table,
     interleaved: bool,
     nodes: Vec<NodeId>,
+    /// Inputs of the root Concat before a split form's pair, concatenated before the rope.
+    prefix: Vec<Value>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -180,6 +185,7 @@ fn rotate(g: &Graph, root: NodeId) -> Option<Core> {
         sin,
         interleaved: inter,
         nodes: m.nodes(),
+        prefix: Vec::new(),
     })
 }
 
@@ -237,15 +243,19 @@ fn negated(m: &mut Matcher, v: Value) -> Option<Value> {
 
 /// True if Concat node `id` joins exactly two inputs on its last axis.
 fn is_last_axis_concat(g: &Graph, id: NodeId) -> bool {
+    g.node(id).inputs().len() == 2 && joins_last_axis(g, id)
+}
+
+/// True if Concat node `id` joins its inputs on its last axis.
+fn joins_last_axis(g: &Graph, id: NodeId) -> bool {
     let n = g.node(id);
     let rank = n.outputs[0].rank();
-    n.inputs().len() == 2
-        && n.attrs
-            .int("axis")
-            .ok()
-            .flatten()
-            .and_then(|a| axis_index(a, rank))
-            == Some(rank - 1)
+    n.attrs
+        .int("axis")
+        .ok()
+        .flatten()
+        .and_then(|a| axis_index(a, rank))
+        == Some(rank - 1)
 }
 
 /// `rotate_half(x)` or its interleaved form: returns x and whether pairs are adjacent.
@@ -321,14 +331,19 @@ fn rotated(m: &mut Matcher, r: Value) -> Option<(Value, bool)> {
     ok.then_some((odd.x, true))
 }
 
-/// `Concat(a * c - b * s, b * c + a * s)` with (a, b) the halves or the even/odd elements of x.
+/// `Concat(p.., a * c - b * s, b * c + a * s)` with (a, b) the halves or the even/odd
+/// elements of x and any inputs `p` before them.
 fn split(g: &Graph, root: NodeId) -> Option<Core> {
-    if !is_last_axis_concat(g, root) {
+    let n = g.node(root).inputs().len();
+    if n < 2 || !joins_last_axis(g, root) {
         return None;
     }
     let mut m = Matcher::new(g);
     m.take(root);
-    let (y1, y2) = (m.input(root, 0)?, m.input(root, 1)?);
+    let prefix = (0..n - 2)
+        .map(|i| m.input(root, i))
+        .collect::<Option<Vec<_>>>()?;
+    let (y1, y2) = (m.input(root, n - 2)?, m.input(root, n - 1)?);
     let sub = m.op(y1, "Sub")?;
     let (p, q) = (m.input(sub, 0)?, m.input(sub, 1)?);
     let (pm, qm) = (m.op(p, "Mul")?, m.op(q, "Mul")?);
@@ -376,6 +391,7 @@ fn split(g: &Graph, root: NodeId) -> Option<Core> {
         sin: Table::half(s),
         interleaved: false,
         nodes: m.nodes(),
+        prefix,
     })
 }
 
@@ -412,6 +428,9 @@ fn partial(g: &Graph, root: NodeId) -> Option<Match> {
     let Rotated::Whole(xr) = c.x else {
         return None;
     };
+    if !c.prefix.is_empty() {
+        return None;
+    }
     let mut m = Matcher::new(g);
     m.take(root);
     let head = last_slice(&mut m, xr)?;
@@ -652,6 +671,7 @@ fn rewrite(g: &Graph, root: NodeId, c: Core, form: &'static str, rotary_dim: Opt
         sin,
         interleaved,
         nodes,
+        prefix,
         ..
     } = c;
     Match {
@@ -680,7 +700,14 @@ fn rewrite(g: &Graph, root: NodeId, c: Core, form: &'static str, rotary_dim: Opt
                 vec![Some(x), Some(cos), Some(sin)],
                 &origin,
             )?;
-            Ok(vec![(out0(root), y)])
+            if prefix.is_empty() {
+                return Ok(vec![(out0(root), y)]);
+            }
+            let mut attrs = Attrs::new();
+            attrs.insert("axis".into(), Attr::Int(-1));
+            let inputs = prefix.into_iter().chain([y]).map(Some).collect();
+            let joined = add(g, "Concat", attrs, inputs, &origin)?;
+            Ok(vec![(out0(root), joined)])
         }),
     }
 }

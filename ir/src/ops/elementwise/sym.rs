@@ -3,7 +3,7 @@
 //! from the symbolic contents of its inputs, broadcasting scalars against vectors.
 
 use crate::attr::AttrsExt;
-use crate::dim::Dim;
+use crate::dim::{Atom, Dim, DimOp};
 use crate::ops::{InferCtx, Known};
 
 /// The symbolic contents of inputs `inputs` (all present, rank ≤ 1, known).
@@ -132,15 +132,46 @@ pub fn castlike(ctx: &InferCtx) -> Option<Vec<Dim>> {
     cast_to(ctx, ctx.input(1).ok()?.dtype)
 }
 
-/// Equal as 0/1: equal expressions are equal; ones differing by a non-zero constant are not.
+/// Equal as 0/1: equal expressions are equal; ones differing by a non-zero constant are not,
+/// nor are ones one of which provably exceeds the other. Symbols stand for sizes, so
+/// `Equal(dims<[1, seq, 16]>, -1)` (TorchScript's `expand`, which replaces -1 entries of
+/// the target shape) is all false, while `Equal(seq, 1)` and `Equal(seq, 0)` are unknown.
 pub fn equal(ctx: &InferCtx) -> Option<Vec<Dim>> {
     int_op(ctx, |r| {
         if r[0] == r[1] {
-            Some(Dim::from(1i64))
+            return Some(Dim::from(1i64));
+        }
+        let one = Dim::from(1i64);
+        let differ = r[0].sub(r[1]).is_const()
+            || at_least_zero(&r[0].sub(r[1]).sub(&one))
+            || at_least_zero(&r[1].sub(r[0]).sub(&one));
+        differ.then(|| Dim::from(0i64))
+    })
+}
+
+/// True when `d` is non-negative for every value of its symbols, each a size (>= 0): a
+/// non-negative constant term plus positive multiples of products of non-negative atoms.
+fn at_least_zero(d: &Dim) -> bool {
+    d.terms().iter().all(|(mono, c)| {
+        if mono.is_empty() {
+            *c >= 0
         } else {
-            r[0].sub(r[1]).as_const().map(|_| Dim::from(0i64))
+            *c > 0 && mono.iter().all(atom_at_least_zero)
         }
     })
+}
+
+/// Whether an atom of a [`Dim`] is non-negative for every value of its symbols.
+fn atom_at_least_zero(a: &Atom) -> bool {
+    let positive_const = |d: &Dim| d.as_const().is_some_and(|k| k > 0);
+    match a {
+        Atom::Sym(_) => true,
+        Atom::Op(DimOp::FloorDiv, x, k) => at_least_zero(x) && positive_const(k),
+        // Python's `%` has the divisor's sign.
+        Atom::Op(DimOp::Mod, _, k) => positive_const(k),
+        Atom::Op(DimOp::Min, x, y) => at_least_zero(x) && at_least_zero(y),
+        Atom::Op(DimOp::Max, x, y) => at_least_zero(x) || at_least_zero(y),
+    }
 }
 
 /// Where with a known condition selecting between known integers.
@@ -316,9 +347,11 @@ mod tests {
         );
         assert_eq!(sym("Cast", &to(DType::F32), vec![v.clone()]), None);
         let none = Attrs::new();
-        let eq = sym("Equal", &none, vec![v.clone(), scalar(-1)]);
-        // seq vs -1 is not decidable; -1 vs -1 is.
-        assert_eq!(eq, None);
+        // seq is a size, so never -1.
+        assert_eq!(
+            sym("Equal", &none, vec![v.clone(), scalar(-1)]),
+            Some(vec![Dim::from(0i64), Dim::from(1i64)])
+        );
         let w = dims(&[seq.clone(), seq.add(&Dim::from(1i64))]);
         assert_eq!(
             sym("Equal", &none, vec![w, dims(&[seq.clone()])]),
@@ -337,6 +370,80 @@ mod tests {
                 vec![cond, scalar(1), dims(&[seq.clone(), Dim::from(8i64)])]
             ),
             Some(vec![Dim::from(1i64), Dim::from(8i64)])
+        );
+    }
+
+    /// Equal of a shape value against a number it can never be, and against ones it can.
+    #[test]
+    fn equal_decides_sizes_against_values_they_cannot_take() {
+        let none = Attrs::new();
+        let seq = Dim::sym("seq");
+        let past = Dim::sym("past");
+        let d = |text: &str| Dim::parse(text).unwrap();
+        let equal = |a: Dim, b: i64| sym("Equal", &none, vec![dims(&[a]), scalar(b)]);
+        let never = Some(vec![Dim::from(0i64)]);
+        for a in [
+            seq.clone(),
+            d("past+seq"),
+            d("seq*4"),
+            d("floordiv(seq+1, 2)"),
+            d("mod(seq, 3)"),
+            d("max(seq, -3)"),
+            d("min(seq, past*2)"),
+            d("past*seq+7"),
+        ] {
+            assert_eq!(equal(a.clone(), -1), never, "{a} vs -1");
+        }
+        // Values a size can take stay unknown.
+        for (a, b) in [
+            (seq.clone(), 0),
+            (seq.clone(), 1),
+            (seq.clone(), 16),
+            (d("seq-1"), -1),
+            (d("-seq"), -1),
+            (d("past-seq"), -1),
+            (d("floordiv(seq, -2)"), -1),
+            (d("mod(seq, -3)"), -1),
+            (d("min(seq, -3)"), -1),
+            (d("seq*4"), 8),
+        ] {
+            assert_eq!(equal(a.clone(), b), None, "{a} vs {b}");
+        }
+        // Between symbolic values: one provably exceeding the other, or not.
+        let equal_dims =
+            |a: &str, b: &Dim| sym("Equal", &none, vec![dims(&[d(a)]), dims(&[b.clone()])]);
+        assert_eq!(equal_dims("seq*2+1", &seq), never);
+        assert_eq!(equal_dims("past+seq+1", &past), never);
+        assert_eq!(equal_dims("past", &d("past+seq+1")), never);
+        assert_eq!(equal_dims("past+seq", &past), None);
+        assert_eq!(equal_dims("seq*2", &seq), None);
+    }
+
+    /// TorchScript's `expand(x, shape)`: `Where(Equal(shape, -1), 1, shape)` is `shape`.
+    #[test]
+    fn torchscript_expand_shape_folds_to_the_shape() {
+        let none = Attrs::new();
+        let shape = dims(&[
+            Dim::from(1i64),
+            Dim::from(-1i64),
+            Dim::from(8i64),
+            Dim::sym("seq"),
+            Dim::from(16i64),
+        ]);
+        let minus_ones = dims(&vec![Dim::from(-1i64); 5]);
+        let ones = dims(&vec![Dim::from(1i64); 5]);
+        let eq = sym("Equal", &none, vec![shape.clone(), minus_ones]).unwrap();
+        assert_eq!(eq, [0, 1, 0, 0, 0].map(Dim::from_i64).to_vec(),);
+        let cond = (ValueType::of(DType::Bool, &[5]), Some(Known::Dims(eq)));
+        assert_eq!(
+            sym("Where", &none, vec![cond, ones, shape]),
+            Some(vec![
+                Dim::from(1i64),
+                Dim::from(1i64),
+                Dim::from(8i64),
+                Dim::sym("seq"),
+                Dim::from(16i64)
+            ])
         );
     }
 }
