@@ -464,6 +464,20 @@ pub unsafe fn sgemm_fused(
     }
 }
 
+thread_local! {
+    /// Set inside [`serial`]: GEMMs on this thread stay on it.
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every GEMM it calls on the calling thread, for callers that already share
+/// their work out among the threads (a nested split would only add hand-offs).
+pub fn serial<R>(f: impl FnOnce() -> R) -> R {
+    let before = SERIAL.replace(true);
+    let r = f();
+    SERIAL.set(before);
+    r
+}
+
 /// Pointers moved into rayon tasks.
 #[derive(Clone, Copy)]
 struct Shared<'e> {
@@ -517,7 +531,11 @@ unsafe fn run(
 ) {
     let blocking = Blocking::new(&kernel, m, k);
     let panels = n.div_ceil(NR);
-    let threads = rayon::current_num_threads();
+    let threads = if SERIAL.get() {
+        1
+    } else {
+        rayon::current_num_threads()
+    };
     // Worth a second thread: enough products, or enough of B to stream (a GEMV is bound by
     // memory bandwidth, which a second core adds to).
     let big = m * n * k >= PARALLEL_MIN_MNK || k * n >= PARALLEL_MIN_KN;
