@@ -48,8 +48,9 @@ const KEEP_BPACK_MAX: usize = 1 << 20;
 const DIRECT_MAX_PANELS: usize = 4;
 /// A GEMM splits over threads from this many multiply-adds (`m*n*k`, ~50 us on one core)...
 const PARALLEL_MIN_MNK: usize = 1 << 22;
-/// ...or from this many elements of B (1 MiB, streamed from L3 or memory).
-const PARALLEL_MIN_KN: usize = 1 << 18;
+/// ...or from this many elements of B (256 KiB streamed from L3 or memory, ~10 us on one
+/// core: a decode step's small projections gain from the second core's bandwidth).
+const PARALLEL_MIN_KN: usize = 1 << 16;
 
 /// A microkernel: `C[rows, cols] (+)= A[rows, kc] · Bpanel[kc][NR]` (rows <= mr,
 /// cols <= NR; `accumulate` adds to C, else C is overwritten). A is a packed panel
