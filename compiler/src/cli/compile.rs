@@ -26,10 +26,17 @@ DIMS:
   one get 0..N, with N the largest power of two up to 4096 for which the arena stays under
   2 GiB (printed after compiling).
 
+  An Ascend target (--target ascend910b2, ascend910b4, ascend910_93) is different: its launch
+  list has static shapes, as CANN's offline compiler wants (tiling, block counts and HBM
+  offsets are fixed per kernel). Give every symbolic dim one size with --dim NAME=N; a range
+  is refused, and compiling without them names every dim the model has. Compile one artifact
+  per shape you serve (say a prefill at seq=512 and a decode step at seq=1).
+
 EXAMPLES:
   kiln compile model.onnx -o model.kiln
   kiln compile model.onnx -o model.kiln --dim seq=1..2048 --dim batch=1..8
-  kiln compile model.onnx -o model.kiln --print-after-all > ir.txt")]
+  kiln compile model.onnx -o model.kiln --print-after-all > ir.txt
+  kiln compile model.onnx -o model.kiln --target ascend910b2 --dtype bf16 --dim seq=1")]
 pub struct CompileArgs {
     /// The model: .onnx, or .kir (with INPUT.weights if present)
     input: PathBuf,
@@ -51,7 +58,8 @@ pub struct CompileArgs {
     #[arg(long, value_name = "LIST", default_value = DEFAULT_PIPELINE)]
     passes: String,
 
-    /// Bounds of a symbolic dim, NAME=MIN..MAX or NAME=N (repeatable)
+    /// Bounds of a symbolic dim, NAME=MIN..MAX or NAME=N (repeatable); Ascend targets need
+    /// NAME=N for every dim (static shapes)
     #[arg(long = "dim", value_name = "NAME=MIN..MAX")]
     dims: Vec<String>,
 

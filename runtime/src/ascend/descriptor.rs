@@ -191,6 +191,10 @@ pub struct KernelDesc {
     #[serde(rename = "opParaSize")]
     pub op_para_size: u32,
     pub tiling: Tiling,
+    /// The operator's attributes as CANN's op definition names them, in words for people
+    /// (`scores: sigmoid`, `routing: group-limited ...`); the kernel reads only the tiling.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attrs: BTreeMap<String, String>,
     /// Inputs in the operator's argument order; `None` for an absent optional input.
     pub inputs: Vec<Option<TensorBinding>>,
     pub outputs: Vec<TensorBinding>,

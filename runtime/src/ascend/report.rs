@@ -81,7 +81,8 @@ fn clip(s: &str, max: usize) -> String {
 }
 
 /// The launch list: profile, dims, inputs and outputs, HBM plan, then one line per kernel
-/// (its name, core type, blockDim, operands, the tiling fields and the IR node).
+/// (its name, core type, blockDim, operands, the tiling fields, the IR node and the
+/// operator's attributes).
 pub fn launch_list(list: &LaunchList) -> String {
     let mut o = String::new();
     let dims: Vec<String> = list.dims.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -144,6 +145,7 @@ pub fn launch_list(list: &LaunchList) -> String {
         "inputs -> outputs".into(),
         "tiling".into(),
         "node".into(),
+        "attributes".into(),
     ]];
     for (i, k) in list.kernels.iter().enumerate() {
         let ins: Vec<String> = k
@@ -153,6 +155,7 @@ pub fn launch_list(list: &LaunchList) -> String {
             .collect();
         let outs: Vec<String> = k.outputs.iter().map(binding).collect();
         let tiling: Vec<String> = k.tiling.0.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let attrs: Vec<String> = k.attrs.iter().map(|(n, v)| format!("{n}: {v}")).collect();
         rows.push(vec![
             i.to_string(),
             k.kernel_name.clone(),
@@ -161,6 +164,7 @@ pub fn launch_list(list: &LaunchList) -> String {
             format!("{} -> {}", ins.join(", "), outs.join(", ")),
             clip(&tiling.join(" "), 60),
             clip(&k.op, 40),
+            attrs.join(", "),
         ]);
     }
     o.push_str(&table(&rows, &[0, 3], "  "));

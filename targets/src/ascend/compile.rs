@@ -97,6 +97,7 @@ pub fn compile(graph: &Graph, options: &AscendOptions) -> Result<AscendArtifact,
             }),
             op_para_size: l.tiling.size(),
             tiling: l.tiling.clone(),
+            attrs: l.attrs.clone(),
             inputs: l.inputs.iter().map(|t| t.as_ref().map(bind)).collect(),
             outputs: l.outputs.iter().map(bind).collect(),
         })

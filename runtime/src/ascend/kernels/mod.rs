@@ -11,8 +11,9 @@
 
 mod activation;
 mod attention;
-mod elementwise;
-mod matmul;
+pub mod elementwise;
+pub mod matmul;
+mod moe;
 mod movement;
 mod norm;
 mod reduce;
@@ -33,6 +34,7 @@ const FAMILIES: &[&[(&str, SimulateFn)]] = &[
     activation::KERNELS,
     rope::KERNELS,
     attention::KERNELS,
+    moe::KERNELS,
     matmul::KERNELS,
     transdata::KERNELS,
     movement::KERNELS,

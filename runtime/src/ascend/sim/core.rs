@@ -434,6 +434,22 @@ impl Core<'_, '_> {
         self.fill(dst, 1, idx.len(), src.dtype, data)
     }
 
+    /// Reads element `i` of `src` with the core's scalar unit (control data such as a
+    /// grouped matmul's group list). None when the run is dry (no values).
+    pub fn scalar_read(&mut self, src: &TensorBinding, i: usize) -> SimResult<Option<f64>> {
+        if i as u64 >= src.storage_numel() {
+            reject!(
+                "reads element {i} of a tensor of {} elements",
+                src.storage_numel()
+            );
+        }
+        self.stats().mte2_bytes += src.dtype.size() as u64;
+        if self.sim.dry {
+            return Ok(None);
+        }
+        self.read_gm(src, i).map(Some)
+    }
+
     fn read_gm(&self, b: &TensorBinding, i: usize) -> SimResult<f64> {
         if i as u64 >= b.storage_numel() {
             reject!(

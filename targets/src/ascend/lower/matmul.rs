@@ -88,7 +88,7 @@ fn gemm(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
 }
 
 /// Launches `out = a·b (+ bias)`.
-fn emit(
+pub(super) fn emit(
     lw: &mut Lowerer,
     a: DevTensor,
     b: DevTensor,

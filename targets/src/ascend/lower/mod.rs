@@ -22,6 +22,9 @@ mod activation;
 mod attention;
 mod elementwise;
 mod matmul;
+mod moe;
+mod moe_experts;
+mod moe_shared;
 mod movement;
 mod norm;
 pub mod precision;
@@ -33,7 +36,7 @@ mod topk;
 mod transdata;
 mod view;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use kiln_ir::dtype::DType;
@@ -62,6 +65,7 @@ const FAMILIES: &[&[(&str, LowerFn)]] = &[
     activation::OPS,
     rope::OPS,
     attention::OPS,
+    moe::OPS,
 ];
 
 /// The lowering of `op`, if some family has one.
@@ -128,6 +132,8 @@ pub struct Launch {
     /// Workspace buffer, if the kernel needs one.
     pub workspace: Option<BufId>,
     pub tiling: Tiling,
+    /// The operator's attributes in words (see [`kiln_runtime::ascend::descriptor::KernelDesc`]).
+    pub attrs: BTreeMap<String, String>,
     pub inputs: Vec<Option<DevTensor>>,
     pub outputs: Vec<DevTensor>,
 }
@@ -491,9 +497,23 @@ impl<'g> Lowerer<'g> {
             block_dim,
             workspace,
             tiling,
+            attrs: BTreeMap::new(),
             inputs,
             outputs,
         });
+    }
+
+    /// Sets the attributes of the last launch.
+    pub fn set_attrs(&mut self, attrs: &[(&str, String)]) {
+        let last = self
+            .program
+            .launches
+            .last_mut()
+            .expect("attributes follow a launch");
+        last.attrs = attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
     }
 
     /// `t` in `format`: itself if it already is, else the output of a TransData kernel.

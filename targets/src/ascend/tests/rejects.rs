@@ -158,3 +158,70 @@ fn overlapping_live_buffers() {
     });
     assert_eq!(e, "launch list: buffers `input \"a\" cast to f16` (131072 B at 262144, kernels 0..3) and `MatMul node#0` (65536 B at 262144, kernels 3..4) overlap while both are live");
 }
+
+/// An op no Ascend kernel implements is an error naming the op and its node: never a
+/// silent fallback.
+#[test]
+fn an_op_without_a_kernel_is_an_error_naming_it() {
+    let g = graph(
+        "graph @t(%x: f32[4, 8]) -> (y: f32[4, 8]) {
+            %a = constant {value = dense<i64[]>[1]} : i64[]
+            %0 = Relu(%x) : f32[4, 8]
+            %1 = CumSum(%0, %a) : f32[4, 8]
+            return %1
+        }",
+    );
+    let err = match build(&g, "ascend910b2", ElemType::F16, &[]) {
+        Ok(_) => "compiled".to_string(),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(err, "CumSum node: op CumSum has no Ascend kernel");
+}
+
+/// A softmax top-2 MoE of 4 experts over 8 tokens (H = 32, I = 64), gate and up fused.
+fn moe() -> AscendArtifact {
+    let w = |shape: &[usize], seed: u64| {
+        let v: Vec<String> = crate::ascend::testing::floats(shape, seed)
+            .to_f64()
+            .iter()
+            .map(|x| format!("{x}"))
+            .collect();
+        let d: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        format!("dense<f32[{}]>[{}]", d.join(", "), v.join(", "))
+    };
+    compiled(&format!(
+        "graph @t(%x: f32[8, 32], %l: f32[8, 4]) -> (y: f32[8, 32]) {{
+            %0 = constant {{value = {}}} : f32[4, 128, 32]
+            %1 = constant {{value = {}}} : f32[4, 32, 64]
+            %2 = moe(%x, %l, %0, _, %1) {{k = 2, swiglu_fusion = 2}} : f32[8, 32]
+            return %2
+        }}",
+        w(&[4, 128, 32], 1),
+        w(&[4, 32, 64], 2)
+    ))
+}
+
+#[test]
+fn moe_kernels_over_their_buffers() {
+    assert_eq!(error(moe(), |_| {}), "no error");
+    let e = error(moe(), |l| {
+        let k = kernel(l, "GroupedMatmul");
+        set(l, k, "baseM", 128);
+        set(l, k, "baseN", 256);
+        set(l, k, "dbL0C", 2);
+    });
+    assert_eq!(e, "kernel 4 (GroupedMatmul, moe node): L0C overflow: tile `c1` of 131072 B at offset 131072 ends at 262144 B, past the 131072 B of L0C");
+    let e = error(moe(), |l| {
+        let k = kernel(l, "GroupedMatmulSwiglu");
+        l.kernels[k].workspace.as_mut().unwrap().bytes = 512;
+    });
+    assert_eq!(e, "kernel 3 (GroupedMatmulSwiglu, moe node): the workspace has 512 B, the blocks need 40960 B");
+    let e = error(moe(), |l| {
+        set(l, kernel(l, "MoeInitRoutingV2"), "tileRows", 2048)
+    });
+    assert_eq!(e, "kernel 2 (MoeInitRoutingV2, moe node): UB overflow: tile `rows.1` of 131072 B at offset 131200 ends at 262272 B, past the 196608 B of UB");
+    let e = error(moe(), |l| set(l, kernel(l, "MoeGatingTopK"), "k", 3));
+    assert_eq!(e, "kernel 1 (MoeGatingTopK, moe node): MoeGatingTopK takes f32 logits [8, 4] and gives f32 weights and i32 experts [8, 3]");
+    let e = error(moe(), |l| set(l, kernel(l, "GroupedMatmul"), "experts", 5));
+    assert_eq!(e, "kernel 4 (GroupedMatmul, moe node): a weight is f16 [4, 64, 32], the tiling says f16 [5, 64, 32]");
+}
