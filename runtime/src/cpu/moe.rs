@@ -12,7 +12,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::attention::{load, load1, load_int, store, Elem};
-use crate::cpu::gemm::{gemm, Kernel, PackedB, PackedBRef};
+use crate::cpu::gemm::{self, gemm, Kernel, PackedB, PackedBRef, NR};
 
 /// How the router's logits become scores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -411,6 +411,15 @@ unsafe fn mlp(
 /// Every address describes memory valid for the shapes in `p` (weights in their layout);
 /// the output overlaps no input.
 pub unsafe fn moe(kernel: Kernel, p: &Moe) -> Result<(), String> {
+    // SAFETY: the caller's contract.
+    unsafe { moe_with(kernel, p, p.tokens <= FEW_TOKENS) }
+}
+
+/// [`moe`], sharing the experts' columns out (`few`) or the experts.
+///
+/// # Safety
+/// As [`moe`].
+unsafe fn moe_with(kernel: Kernel, p: &Moe, few: bool) -> Result<(), String> {
     let (n, hd, e, inter) = (p.tokens, p.hidden, p.experts, p.inter);
     let r1 = rows1(p);
     let (xa, xe) = p.x;
@@ -455,6 +464,101 @@ pub unsafe fn moe(kernel: Kernel, p: &Moe) -> Result<(), String> {
     let bias_row = |b: Option<(usize, Elem)>, ex: usize, len: usize| {
         b.map(|(addr, el)| (addr + ex * len * el.size(), el))
     };
+    if few {
+        let mut units = Vec::new();
+        let mut unit_of = vec![usize::MAX; e];
+        for (ex, pairs) in by_expert.iter().enumerate() {
+            if pairs.is_empty() {
+                continue;
+            }
+            let mut xs = vec![0f32; pairs.len() * hd];
+            for (r, &(t, _)) in pairs.iter().enumerate() {
+                xs[r * hd..(r + 1) * hd].copy_from_slice(&x[t * hd..(t + 1) * hd]);
+            }
+            unit_of[ex] = units.len();
+            units.push(Unit {
+                xs: std::borrow::Cow::Owned(xs),
+                m: pairs.len(),
+                inter,
+                up: p.up,
+                w1: w1.get(ex, hd, r1),
+                b1: bias_row(p.b1, ex, r1),
+                w3: w3.as_ref().map(|w| w.get(ex, hd, inter)),
+                b3: bias_row(p.b3, ex, inter),
+                w2: w2.get(ex, inter, hd),
+                b2: bias_row(p.b2, ex, hd),
+            });
+        }
+        // Each token's (unit, row there, weight) in slot order, the slots [`moe`] sums.
+        let mut row_of = vec![vec![usize::MAX; slots]; n];
+        for pairs in &by_expert {
+            for (r, &(t, j)) in pairs.iter().enumerate() {
+                row_of[t][j] = r;
+            }
+        }
+        let combine: Vec<Vec<(usize, usize, f32)>> = routes
+            .iter()
+            .enumerate()
+            .map(|(t, r)| {
+                r.iter()
+                    .enumerate()
+                    .filter(|&(j, _)| row_of[t][j] != usize::MAX)
+                    .map(|(j, &(ex, w))| (unit_of[ex], row_of[t][j], w))
+                    .collect()
+            })
+            .collect();
+        let shared = match p.shared {
+            Some(sh) => {
+                // SAFETY: shared weights in their layouts (caller).
+                let (s1, s2, s3) = unsafe {
+                    (
+                        expert_panels(sh.w1, 1, sh.inter, hd),
+                        expert_panels(sh.w2, 1, hd, sh.inter),
+                        sh.w3.map(|w| expert_panels(w, 1, sh.inter, hd)),
+                    )
+                };
+                let gates: Vec<f32> = match sh.gate {
+                    Some((addr, el)) => {
+                        let mut g = vec![0f32; hd];
+                        // SAFETY: the gate holds hd values.
+                        unsafe { load(el, addr as *const u8, &mut g) };
+                        x.chunks(hd.max(1))
+                            .map(|xr| {
+                                let z: f64 =
+                                    g.iter().zip(xr).map(|(a, b)| *a as f64 * *b as f64).sum();
+                                sigmoid(z) as f32
+                            })
+                            .collect()
+                    }
+                    None => vec![1.0; n],
+                };
+                Some((s1, s2, s3, sh.inter, gates))
+            }
+            None => None,
+        };
+        if let Some((s1, s2, s3, is, _)) = &shared {
+            units.push(Unit {
+                xs: std::borrow::Cow::Borrowed(&x),
+                m: n,
+                inter: *is,
+                up: if s3.is_some() { Up::W3 } else { Up::None },
+                w1: s1.get(0, hd, *is),
+                b1: None,
+                w3: s3.as_ref().map(|w| w.get(0, hd, *is)),
+                b3: None,
+                w2: s2.get(0, *is, hd),
+                b2: None,
+            });
+        }
+        let shared_unit = shared
+            .as_ref()
+            .map(|(.., g)| (units.len() - 1, g.as_slice()));
+        // SAFETY: the bias rows of every unit exist (caller).
+        let y = unsafe { few_tokens(kernel, p.act, hd, n, &units, &combine, shared_unit) };
+        // SAFETY: out holds n x hd values.
+        unsafe { store(oe, oa as *mut u8, &y) };
+        return Ok(());
+    }
     // Each expert's outputs for its (token, slot) pairs.
     let outs: Vec<Vec<f32>> = (0..e)
         .into_par_iter()
@@ -571,6 +675,218 @@ pub unsafe fn moe(kernel: Kernel, p: &Moe) -> Result<(), String> {
     Ok(())
 }
 
+/// Up to this many tokens, [`moe`] shares every chosen expert's columns out among the threads
+/// (two hand-offs per call, each thread streaming its part of every expert's weights)
+/// instead of giving whole experts to threads: a decode step's token picks a few experts,
+/// too few to keep two threads busy, and they may all fall to one.
+const FEW_TOKENS: usize = 8;
+
+/// A gated MLP over some rows: a routed expert's tokens, or every token for the shared
+/// experts.
+struct Unit<'a> {
+    /// `m x hidden`, row-major.
+    xs: std::borrow::Cow<'a, [f32]>,
+    m: usize,
+    inter: usize,
+    up: Up,
+    w1: PackedBRef<'a>,
+    b1: Option<(usize, Elem)>,
+    w3: Option<PackedBRef<'a>>,
+    b3: Option<(usize, Elem)>,
+    w2: PackedBRef<'a>,
+    b2: Option<(usize, Elem)>,
+}
+
+/// Columns `lo..hi` of a unit's activations: `(unit, lo, hi, m x (hi - lo) values)`.
+type HBlock = (usize, usize, usize, Vec<f32>);
+
+/// `xs · W[:, lo..hi]` (`m` rows of `k`), `m x (hi - lo)` row-major, from the panels
+/// covering those columns: every element as the whole product computes it.
+fn columns(kernel: Kernel, xs: &[f32], m: usize, w: PackedBRef, lo: usize, hi: usize) -> Vec<f32> {
+    let k = w.k;
+    let (p0, p1) = (lo / NR, hi.div_ceil(NR));
+    let width = w.n.min(p1 * NR) - p0 * NR;
+    let start = p0 * k * NR;
+    let sub = PackedBRef {
+        k,
+        n: width,
+        data: &w.data[start..start + PackedB::packed_len(k, width)],
+    };
+    let mut c = vec![0f32; m * width];
+    let _ = gemm(kernel, m, xs, k, sub, &mut c, width, false);
+    if (lo, hi) == (p0 * NR, p0 * NR + width) {
+        return c;
+    }
+    let off = lo - p0 * NR;
+    c.chunks(width)
+        .flat_map(|row| row[off..off + hi - lo].iter().copied())
+        .collect()
+}
+
+/// Adds columns `lo..hi` of a bias row (if any) to every row of `buf` (`hi - lo` wide).
+///
+/// # Safety
+/// The bias row holds at least `hi` values.
+unsafe fn add_bias_columns(buf: &mut [f32], bias: Option<(usize, Elem)>, lo: usize, hi: usize) {
+    if let Some((addr, e)) = bias {
+        let mut bv = vec![0f32; hi - lo];
+        // SAFETY: values lo..hi of the bias row (caller).
+        unsafe { load(e, (addr + lo * e.size()) as *const u8, &mut bv) };
+        for row in buf.chunks_mut(hi - lo) {
+            row.iter_mut().zip(&bv).for_each(|(x, b)| *x += b);
+        }
+    }
+}
+
+/// Columns `lo..hi` of a unit's activations `act(xs·W1 + b1, xs·W3 + b3)`, `m x (hi - lo)`,
+/// with the arithmetic of [`mlp`].
+///
+/// # Safety
+/// The unit's bias rows are readable.
+unsafe fn activations(kernel: Kernel, act: Act, u: &Unit, lo: usize, hi: usize) -> Vec<f32> {
+    let (m, w) = (u.m, hi - lo);
+    let part = |wt: PackedBRef, bias, a: usize, b: usize| {
+        let mut c = columns(kernel, &u.xs, m, wt, a, b);
+        // SAFETY: the bias row spans the weight's columns (caller).
+        unsafe { add_bias_columns(&mut c, bias, a, b) };
+        c
+    };
+    let mut h = vec![0f32; m * w];
+    match (u.up, u.w3) {
+        (Up::Interleaved, _) => {
+            let g = part(u.w1, u.b1, 2 * lo, 2 * hi);
+            for (hr, gr) in h.chunks_mut(w).zip(g.chunks(2 * w)) {
+                for (i, hv) in hr.iter_mut().enumerate() {
+                    *hv = activate(act, gr[2 * i], Some(gr[2 * i + 1]));
+                }
+            }
+        }
+        (Up::Halves, _) => {
+            let g = part(u.w1, u.b1, lo, hi);
+            let up = part(u.w1, u.b1, u.inter + lo, u.inter + hi);
+            for (i, hv) in h.iter_mut().enumerate() {
+                *hv = activate(act, g[i], Some(up[i]));
+            }
+        }
+        (Up::W3, Some(w3)) => {
+            let g = part(u.w1, u.b1, lo, hi);
+            let up = part(w3, u.b3, lo, hi);
+            for (i, hv) in h.iter_mut().enumerate() {
+                *hv = activate(act, g[i], Some(up[i]));
+            }
+        }
+        _ => {
+            let g = part(u.w1, u.b1, lo, hi);
+            for (hv, &gv) in h.iter_mut().zip(&g) {
+                *hv = activate(act, gv, None);
+            }
+        }
+    }
+    h
+}
+
+/// The experts' part of [`moe`] for a few tokens: `units` (routed experts, then the shared
+/// experts if `shared` names that unit with each token's gate), `combine[t]` the (unit, row,
+/// weight) of token `t`'s slots in slot order. Returns `tokens x hidden`, summed as the
+/// many-token path sums (slots in order, then the shared experts), bit for bit.
+///
+/// # Safety
+/// Every unit's bias rows are readable.
+unsafe fn few_tokens(
+    kernel: Kernel,
+    act: Act,
+    hidden: usize,
+    tokens: usize,
+    units: &[Unit],
+    combine: &[Vec<(usize, usize, f32)>],
+    shared: Option<(usize, &[f32])>,
+) -> Vec<f32> {
+    let threads = rayon::current_num_threads().max(1);
+    // Phase 1: the activations, in chunks of NR of their columns, the chunks of all units
+    // dealt out to the threads in contiguous runs.
+    let chunks: Vec<(usize, usize)> = units
+        .iter()
+        .enumerate()
+        .flat_map(|(ui, u)| (0..u.inter.div_ceil(NR)).map(move |c| (ui, c)))
+        .collect();
+    let pieces: Vec<Vec<HBlock>> = (0..threads)
+        .into_par_iter()
+        .map(|t| {
+            let run = &chunks[chunks.len() * t / threads..chunks.len() * (t + 1) / threads];
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < run.len() {
+                let ui = run[i].0;
+                let mut j = i;
+                while j < run.len() && run[j].0 == ui {
+                    j += 1;
+                }
+                let u = &units[ui];
+                let (lo, hi) = (run[i].1 * NR, (run[j - 1].1 * NR + NR).min(u.inter));
+                // SAFETY: the unit's bias rows (caller).
+                let h = gemm::serial(|| unsafe { activations(kernel, act, u, lo, hi) });
+                out.push((ui, lo, hi, h));
+                i = j;
+            }
+            out
+        })
+        .collect();
+    let mut hs: Vec<Vec<f32>> = units.iter().map(|u| vec![0f32; u.m * u.inter]).collect();
+    for (ui, lo, hi, h) in pieces.into_iter().flatten() {
+        let inter = units[ui].inter;
+        for (r, hr) in h.chunks(hi - lo).enumerate() {
+            hs[ui][r * inter + lo..r * inter + hi].copy_from_slice(hr);
+        }
+    }
+    // Phase 2: the output columns dealt out to the threads; each thread projects every
+    // unit onto its columns and combines them there.
+    let panels = hidden.div_ceil(NR);
+    let blocks: Vec<(usize, usize, Vec<f32>)> = (0..threads)
+        .into_par_iter()
+        .map(|t| {
+            let (lo, hi) = (
+                (panels * t / threads * NR).min(hidden),
+                (panels * (t + 1) / threads * NR).min(hidden),
+            );
+            let w = hi - lo;
+            if w == 0 {
+                return (lo, hi, Vec::new());
+            }
+            let ys: Vec<Vec<f32>> = units
+                .iter()
+                .zip(&hs)
+                .map(|(u, h)| {
+                    let mut y = gemm::serial(|| columns(kernel, h, u.m, u.w2, lo, hi));
+                    // SAFETY: the unit's bias rows (caller).
+                    unsafe { add_bias_columns(&mut y, u.b2, lo, hi) };
+                    y
+                })
+                .collect();
+            let mut y = vec![0f32; tokens * w];
+            for (t, yr) in y.chunks_mut(w).enumerate() {
+                for &(ui, r, wt) in &combine[t] {
+                    let src = &ys[ui][r * w..(r + 1) * w];
+                    yr.iter_mut().zip(src).for_each(|(a, b)| *a += wt * b);
+                }
+                if let Some((ui, gates)) = shared {
+                    let src = &ys[ui][t * w..(t + 1) * w];
+                    yr.iter_mut().zip(src).for_each(|(a, b)| *a += gates[t] * b);
+                }
+            }
+            (lo, hi, y)
+        })
+        .collect();
+    let mut y = vec![0f32; tokens * hidden];
+    for (lo, hi, blk) in blocks {
+        if hi > lo {
+            for (t, yr) in blk.chunks(hi - lo).enumerate() {
+                y[t * hidden + lo..t * hidden + hi].copy_from_slice(yr);
+            }
+        }
+    }
+    y
+}
+
 /// Packs an `(E, out, in)` weight given as f32 values into the prepacked layout [`moe`]
 /// reads (`E` consecutive `Wᵀ` panels), for the lowering to store.
 pub fn prepack(w: &[f32], experts: usize, out: usize, inp: usize) -> Vec<f32> {
@@ -596,6 +912,117 @@ mod tests {
             (-2.0, -0.995_322_265_018_952_7),
         ] {
             assert!((erf(x) - want).abs() < 2e-7, "erf({x})");
+        }
+    }
+
+    /// Deterministic values in [-1, 1).
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                let h = (i as u32 ^ seed.wrapping_mul(0x9e37_79b9)).wrapping_mul(2_654_435_761);
+                (h >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn few_tokens_match_the_many_token_path_bit_for_bit() {
+        // Odd sizes: inter and hidden not multiples of the panel width, so column ranges
+        // start inside panels (the second half of a `Halves` w1 in particular).
+        let (hd, e, inter, k, is) = (40, 6, 20, 3, 36);
+        for (up, act, gated, tokens) in [
+            (
+                Up::Interleaved,
+                Act::Swiglu {
+                    alpha: 1.702,
+                    beta: 1.0,
+                    limit: Some(0.9),
+                },
+                false,
+                1,
+            ),
+            (Up::Halves, Act::Silu, true, 5),
+            (Up::W3, Act::Gelu, true, 3),
+            (Up::None, Act::Relu, false, 8),
+        ] {
+            let r1 = if matches!(up, Up::Interleaved | Up::Halves) {
+                2 * inter
+            } else {
+                inter
+            };
+            let w1 = prepack(&values(e * r1 * hd, 1), e, r1, hd);
+            let w2 = prepack(&values(e * hd * inter, 2), e, hd, inter);
+            let w3 = prepack(&values(e * inter * hd, 3), e, inter, hd);
+            let (b1, b2, b3) = (values(e * r1, 4), values(e * hd, 5), values(e * inter, 6));
+            let s1 = prepack(&values(is * hd, 7), 1, is, hd);
+            let s2 = prepack(&values(hd * is, 8), 1, hd, is);
+            let s3 = prepack(&values(is * hd, 9), 1, is, hd);
+            let gate = values(hd, 10);
+            let x = values(tokens * hd, 11);
+            let logits = values(tokens * e, 12);
+            let f32p = |v: &Vec<f32>| (v.as_ptr() as usize, Elem::F32);
+            let packed = |v: &Vec<f32>| Weight {
+                addr: v.as_ptr() as usize,
+                packed: true,
+            };
+            let run = |few: bool, threads: usize| {
+                let mut out = vec![0f32; tokens * hd];
+                let p = Moe {
+                    tokens,
+                    hidden: hd,
+                    experts: e,
+                    inter,
+                    k,
+                    x: f32p(&x),
+                    logits: f32p(&logits),
+                    out: (out.as_mut_ptr() as usize, Elem::F32),
+                    score: Score::Softmax,
+                    selection_bias: None,
+                    n_group: 1,
+                    topk_group: 1,
+                    hash: None,
+                    normalize: Normalize::Sum,
+                    scaling: 1.5,
+                    ties_high: false,
+                    skip_nonpositive: false,
+                    act,
+                    up,
+                    w1: packed(&w1),
+                    b1: Some(f32p(&b1)),
+                    w2: packed(&w2),
+                    b2: Some(f32p(&b2)),
+                    w3: (up == Up::W3).then(|| packed(&w3)),
+                    b3: (up == Up::W3).then(|| f32p(&b3)),
+                    shared: Some(Shared {
+                        inter: is,
+                        w1: packed(&s1),
+                        w2: packed(&s2),
+                        w3: gated.then(|| packed(&s3)),
+                        gate: gated.then(|| f32p(&gate)),
+                    }),
+                };
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                // SAFETY: every address is one of the vectors above, at its size.
+                pool.install(|| unsafe { moe_with(Kernel::detect(), &p, few) })
+                    .unwrap();
+                out
+            };
+            let want = run(false, 1);
+            assert!(want.iter().any(|&v| v != 0.0) && want.iter().all(|v| v.is_finite()));
+            for threads in [1, 2, 3] {
+                let got = run(true, threads);
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "{up:?} {tokens} tokens, {threads} threads: {got:?} vs {want:?}"
+                );
+            }
         }
     }
 
@@ -675,6 +1102,81 @@ mod bench {
             let ms = start.elapsed().as_secs_f64() * 1e3 / runs as f64;
             let flops = 2.0 * (n * k * 3 * i * hd) as f64;
             println!("moe n={n}: {ms:.2} ms, {:.1} GFLOP/s", flops / ms / 1e6);
+        }
+    }
+    /// A decode step's MoE (deepseek_v3_bench's sizes: 32 experts, 4 chosen, one shared),
+    /// whole experts per thread against columns shared out, interleaved; best and median:
+    /// `cargo test --release -p kiln-runtime moe_decode_timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn moe_decode_timing() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let (hd, e, i, k) = (512, 32, 256, 4);
+        let w1 = prepack(&vec![0.01f32; e * 2 * i * hd], e, 2 * i, hd);
+        let w2 = prepack(&vec![0.01f32; e * hd * i], e, hd, i);
+        let s1 = prepack(&vec![0.01f32; i * hd], 1, i, hd);
+        let s2 = prepack(&vec![0.01f32; hd * i], 1, hd, i);
+        let s3 = prepack(&vec![0.01f32; i * hd], 1, i, hd);
+        let x = vec![0.1f32; hd];
+        let logits: Vec<f32> = (0..e).map(|v| ((v * 7) % 11) as f32 * 0.1).collect();
+        let mut out = vec![0f32; hd];
+        let packed = |v: &Vec<f32>| Weight {
+            addr: v.as_ptr() as usize,
+            packed: true,
+        };
+        let p = Moe {
+            tokens: 1,
+            hidden: hd,
+            experts: e,
+            inter: i,
+            k,
+            x: (x.as_ptr() as usize, Elem::F32),
+            logits: (logits.as_ptr() as usize, Elem::F32),
+            out: (out.as_mut_ptr() as usize, Elem::F32),
+            score: Score::Sigmoid,
+            selection_bias: None,
+            n_group: 4,
+            topk_group: 2,
+            hash: None,
+            normalize: Normalize::Sum,
+            scaling: 2.5,
+            ties_high: false,
+            skip_nonpositive: false,
+            act: Act::Silu,
+            up: Up::Halves,
+            w1: packed(&w1),
+            b1: None,
+            w2: packed(&w2),
+            b2: None,
+            w3: None,
+            b3: None,
+            shared: Some(Shared {
+                inter: i,
+                w1: packed(&s1),
+                w2: packed(&s2),
+                w3: Some(packed(&s3)),
+                gate: None,
+            }),
+        };
+        let mut times = [Vec::new(), Vec::new()];
+        for r in 0..600 {
+            let few = r % 2 == 1;
+            let start = std::time::Instant::now();
+            // SAFETY: the pointers describe the vectors above.
+            pool.install(|| unsafe { moe_with(Kernel::detect(), &p, few) })
+                .unwrap();
+            times[few as usize].push(start.elapsed().as_secs_f64() * 1e6);
+        }
+        for (name, t) in ["whole experts", "columns"].iter().zip(&mut times) {
+            t.sort_by(f64::total_cmp);
+            println!(
+                "{name}: best {:.1} us, median {:.1} us",
+                t[0],
+                t[t.len() / 2]
+            );
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Loading a CPU artifact and running it.
 
+mod awake;
 pub mod dim_expr;
 pub mod frame;
 pub mod manifest;

@@ -315,11 +315,19 @@ impl Model {
         }
         let entry = self.entry;
         let start = std::time::Instant::now();
-        // SAFETY: the frame is laid out as `model::frame` documents for this manifest; the
-        // inputs were checked against their specs, the outputs allocated at their evaluated
-        // shapes, and the arena is as large as the plan (whose buffer sizes were checked for
-        // these symbols above). The code was checksummed and compiled for this CPU's features.
-        self.pool.install(|| unsafe { entry(frame.as_ptr()) });
+        // The frame's address crosses into the pool's worker as an integer (a pointer is not
+        // Send); the frame outlives the call.
+        let frame_addr = frame.as_ptr() as usize;
+        self.pool.install(|| {
+            super::awake::with_workers_awake(|| {
+                // SAFETY: the frame is laid out as `model::frame` documents for this manifest;
+                // the inputs were checked against their specs, the outputs allocated at their
+                // evaluated shapes, and the arena is as large as the plan (whose buffer sizes
+                // were checked for these symbols above). The code was checksummed and compiled
+                // for this CPU's features.
+                unsafe { entry(frame_addr as *const u64) }
+            })
+        });
         if let Ok(mut pool) = self.arenas.lock() {
             pool.push(arena);
         }

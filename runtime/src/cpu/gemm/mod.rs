@@ -48,8 +48,9 @@ const KEEP_BPACK_MAX: usize = 1 << 20;
 const DIRECT_MAX_PANELS: usize = 4;
 /// A GEMM splits over threads from this many multiply-adds (`m*n*k`, ~50 us on one core)...
 const PARALLEL_MIN_MNK: usize = 1 << 22;
-/// ...or from this many elements of B (1 MiB, streamed from L3 or memory).
-const PARALLEL_MIN_KN: usize = 1 << 18;
+/// ...or from this many elements of B (256 KiB streamed from L3 or memory, ~10 us on one
+/// core: a decode step's small projections gain from the second core's bandwidth).
+const PARALLEL_MIN_KN: usize = 1 << 16;
 
 /// A microkernel: `C[rows, cols] (+)= A[rows, kc] · Bpanel[kc][NR]` (rows <= mr,
 /// cols <= NR; `accumulate` adds to C, else C is overwritten). A is a packed panel
@@ -464,6 +465,20 @@ pub unsafe fn sgemm_fused(
     }
 }
 
+thread_local! {
+    /// Set inside [`serial`]: GEMMs on this thread stay on it.
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every GEMM it calls on the calling thread, for callers that already share
+/// their work out among the threads (a nested split would only add hand-offs).
+pub fn serial<R>(f: impl FnOnce() -> R) -> R {
+    let before = SERIAL.replace(true);
+    let r = f();
+    SERIAL.set(before);
+    r
+}
+
 /// Pointers moved into rayon tasks.
 #[derive(Clone, Copy)]
 struct Shared<'e> {
@@ -517,7 +532,11 @@ unsafe fn run(
 ) {
     let blocking = Blocking::new(&kernel, m, k);
     let panels = n.div_ceil(NR);
-    let threads = rayon::current_num_threads();
+    let threads = if SERIAL.get() {
+        1
+    } else {
+        rayon::current_num_threads()
+    };
     // Worth a second thread: enough products, or enough of B to stream (a GEMV is bound by
     // memory bandwidth, which a second core adds to).
     let big = m * n * k >= PARALLEL_MIN_MNK || k * n >= PARALLEL_MIN_KN;

@@ -693,3 +693,86 @@ fn gemm_minilm_min() {
         }
     }
 }
+
+/// One-row products (decode) on 1 and 2 threads, with B cold in L2 (a rotation of copies
+/// bigger than L2, as a model's weights are), the fastest of many runs, in GB/s of B read:
+/// `cargo test --release -p kiln-runtime gemv_bandwidth_min -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn gemv_bandwidth_min() {
+    let kernel = Kernel::detect();
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for &(n, k) in &[
+            (4096, 512),
+            (1024, 512),
+            (512, 1024),
+            (256, 512),
+            (512, 256),
+            (128, 512),
+        ] {
+            let a = data(k, 1);
+            let copies = (48 << 20) / (4 * k * n);
+            let bs: Vec<PackedB> = (0..copies)
+                .map(|i| PackedB::pack(&data(k * n, 10 + i as u32), k, n, n))
+                .collect();
+            let mut c = vec![0f32; n];
+            let mut best = f64::INFINITY;
+            for r in 0..400 {
+                let t = std::time::Instant::now();
+                pool.install(|| {
+                    gemm(kernel, 1, &a, k, bs[r % copies].view(), &mut c, n, false).unwrap();
+                });
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            // The ceiling: the same bytes summed, split the same way.
+            let mut floor = f64::INFINITY;
+            let mut sink = 0f32;
+            for r in 0..400 {
+                let d = bs[r % copies].view().data;
+                let t = std::time::Instant::now();
+                let s: f32 = pool.install(|| {
+                    use rayon::prelude::*;
+                    d.par_chunks(d.len().div_ceil(threads))
+                        // SAFETY: avx512f is what Kernel::detect picked on this machine.
+                        .map(|ch| unsafe { sum_avx512(ch) })
+                        .sum()
+                });
+                sink += s;
+                floor = floor.min(t.elapsed().as_secs_f64());
+            }
+            println!(
+                "1 x {n:4} x {k:4}, {threads} thr: {:7.1} us, {:5.1} GB/s; summing B {:7.1} us, {:5.1} GB/s {}",
+                best * 1e6,
+                (4 * k * n) as f64 / best / 1e9,
+                floor * 1e6,
+                (4 * k * n) as f64 / floor / 1e9,
+                if sink.is_nan() { "nan" } else { "" }
+            );
+        }
+    }
+}
+
+/// Sums `v` with four vector accumulators (a bandwidth ceiling).
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn sum_avx512(v: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_setzero_ps(); 4];
+    for c in v.chunks_exact(64) {
+        for (q, x) in acc.iter_mut().enumerate() {
+            // SAFETY: 16 floats of the chunk.
+            *x = _mm512_add_ps(*x, unsafe { _mm512_loadu_ps(c.as_ptr().add(16 * q)) });
+        }
+    }
+    _mm512_reduce_add_ps(_mm512_add_ps(
+        _mm512_add_ps(acc[0], acc[1]),
+        _mm512_add_ps(acc[2], acc[3]),
+    ))
+}
