@@ -8,7 +8,7 @@ use kiln_ir::graph::NodeId;
 use kiln_runtime::ascend::descriptor::{CoreType, Format, Tiling};
 use kiln_runtime::ElemType;
 
-use super::{DevTensor, LowerFn, Lowerer};
+use super::{norm, DevTensor, LowerFn, Lowerer};
 use crate::ascend::tiling::vector;
 use crate::error::TargetError;
 
@@ -88,6 +88,9 @@ fn kernel_name(op: &str) -> Option<(&'static str, bool)> {
 fn arith(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     let op = lw.graph.node(id).op.clone();
     let (name, float_only) = kernel_name(&op).ok_or_else(|| lw.unsupported(&op))?;
+    if op == "Add" && norm::add_rms_norm(lw, id)? {
+        return Ok(());
+    }
     let out = lw.output(id, 0)?;
     if float_only && !is_float(out.dtype) {
         return Err(lw.unsupported(format!("{op} of {}", out.dtype)));

@@ -1,8 +1,10 @@
 //! Normalisations on the vector cores, rows of the normalised axes in UB: `rms_norm` ->
-//! RmsNorm (y and the per-row rstd, as CANN's RmsNorm gives); `layer_norm` and ONNX
+//! RmsNorm (y and the per-row rstd, as CANN's RmsNorm gives); an `Add` (no broadcasting)
+//! read by an `rms_norm` -> one AddRmsNorm with it (y, rstd and the sum, which other ops
+//! may read too), saving a launch and the sum's trip through HBM; `layer_norm` and ONNX
 //! LayerNormalization -> LayerNormV4 (y, and the per-row mean and rstd in f32).
 
-use kiln_ir::graph::NodeId;
+use kiln_ir::graph::{NodeId, Value};
 use kiln_ir::AttrsExt;
 use kiln_runtime::ascend::descriptor::{CoreType, Format};
 use kiln_runtime::ElemType;
@@ -17,7 +19,134 @@ pub const OPS: &[(&str, LowerFn)] = &[
     ("LayerNormalization", layer_norm),
 ];
 
+/// The rms_norm that Add `add` lowers with as one AddRmsNorm, if there is one: it reads the
+/// sum as its x, the Add does not broadcast, its scale is one value per normalised element
+/// and already on the device (or a constant), and the two inputs, the sum and the norm's
+/// output share one float device dtype ([`super::precision`] may keep some f32: those
+/// cases stay two launches). Returns the rms_norm node.
+fn add_rms_norm_partner(lw: &Lowerer, add: NodeId) -> Result<Option<NodeId>, TargetError> {
+    let g = lw.graph;
+    let node = g.node(add);
+    let (Some(a), Some(b)) = (node.input(0), node.input(1)) else {
+        return Ok(None);
+    };
+    let sum = Value {
+        node: add,
+        output: 0,
+    };
+    let shape = lw.shape_of(sum)?;
+    if node.inputs().len() != 2 || lw.shape_of(a)? != shape || lw.shape_of(b)? != shape {
+        return Ok(None);
+    }
+    let dtype = lw.value_dtype(sum)?;
+    if !matches!(dtype, ElemType::F16 | ElemType::BF16 | ElemType::F32)
+        || lw.value_dtype(a)? != dtype
+        || lw.value_dtype(b)? != dtype
+    {
+        return Ok(None);
+    }
+    for (user, slot) in g.users(sum) {
+        let norm = g.node(user);
+        if norm.op != "rms_norm" || slot != 0 || norm.input(0) != Some(sum) {
+            continue;
+        }
+        let Some(scale) = norm.input(1) else {
+            continue;
+        };
+        let ready = g.const_of(scale).is_some() || lw.values.contains_key(&scale);
+        let Some((_, cols)) = norm_rows(lw, user, &shape) else {
+            continue;
+        };
+        let out = Value {
+            node: user,
+            output: 0,
+        };
+        if ready
+            && lw.shape_of(scale)?.iter().product::<i64>() == cols
+            && lw.value_dtype(out)? == dtype
+        {
+            return Ok(Some(user));
+        }
+    }
+    Ok(None)
+}
+
+/// Rows and cols of an rms_norm over `shape` (None if its axis is out of range).
+fn norm_rows(lw: &Lowerer, id: NodeId, shape: &[i64]) -> Option<(i64, i64)> {
+    let rank = shape.len() as i64;
+    let a = lw.graph.node(id).attrs.int_or("axis", -1).unwrap_or(-1);
+    let a = if a < 0 { a + rank } else { a };
+    if a < 0 || a >= rank {
+        return None;
+    }
+    let cols: i64 = shape[a as usize..].iter().product();
+    Some((shape.iter().product::<i64>() / cols.max(1), cols))
+}
+
+/// Lowers Add `add` with the rms_norm reading it as one AddRmsNorm, if
+/// [`add_rms_norm_partner`] finds one; false if the Add is left to lower alone.
+pub fn add_rms_norm(lw: &mut Lowerer, add: NodeId) -> Result<bool, TargetError> {
+    let Some(norm) = add_rms_norm_partner(lw, add)? else {
+        return Ok(false);
+    };
+    let label = lw.current.clone();
+    lw.current = format!("{label} + {}", lw.graph.node(norm).label());
+    let mut xs = Vec::new();
+    for i in 0..2 {
+        let x = lw.input(add, i)?;
+        xs.push(lw.to_format(&x, Format::Nd)?);
+    }
+    let g = lw.input(norm, 1)?;
+    let g = lw.to_format(&g, Format::Nd)?;
+    let sum = lw.output(add, 0)?;
+    let g = lw.cast(&g, sum.dtype)?;
+    let y = lw.output(norm, 0)?;
+    let (rows, cols) = norm_rows(lw, norm, &sum.shape).expect("checked by the partner search");
+    let eps = lw
+        .graph
+        .node(norm)
+        .attrs
+        .float_or("eps", 1e-5)
+        .unwrap_or(1e-5);
+    let view = |t: &DevTensor, shape: Vec<i64>| DevTensor { shape, ..t.clone() };
+    let m = vec![rows, cols];
+    let rstd = lw.scratch("rstd", ElemType::F32, Format::Nd, vec![rows]);
+    let size = sum.dtype.size() as i64;
+    // x1, x2, x and y per buffer, an f32 row temporary; gamma and rstd once.
+    let t = vector::rows(
+        lw.profile,
+        rows,
+        cols,
+        |b| b * 4 * row_bytes(cols, size) + row_bytes(cols, 4) + 4,
+        row_bytes(cols, size) + 32,
+    )
+    .map_err(|e| lw.error(e))?;
+    let mut tiling = t.data();
+    tiling.push("epsilonBits", eps.to_bits() as i64);
+    lw.launch(
+        "AddRmsNorm",
+        CoreType::Aiv,
+        t.block_dim,
+        tiling,
+        vec![
+            Some(view(&xs[0], m.clone())),
+            Some(view(&xs[1], m.clone())),
+            Some(view(&g, vec![cols])),
+        ],
+        vec![view(&y, m.clone()), rstd, view(&sum, m)],
+    );
+    lw.current = label;
+    Ok(true)
+}
+
 fn rms_norm(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
+    let done = Value {
+        node: id,
+        output: 0,
+    };
+    if lw.values.contains_key(&done) {
+        return Ok(()); // lowered with the Add it reads, as AddRmsNorm
+    }
     let x = lw.input(id, 0)?;
     let x = lw.to_format(&x, Format::Nd)?;
     let g = lw.input(id, 1)?;
@@ -178,6 +307,36 @@ mod tests {
             let tol = if dtype == ElemType::F16 { 2e-3 } else { 1.6e-2 };
             let k = check(text, &inputs, &[("seq", 5)], dtype, tol);
             assert_eq!(k.iter().filter(|k| *k == "RmsNorm").count(), 2);
+        }
+    }
+
+    #[test]
+    fn an_add_read_by_an_rms_norm_becomes_one_add_rms_norm() {
+        // %0 feeds a norm and another Mul (the sum is AddRmsNorm's third output); %3
+        // broadcasts its bias over the rows, so it stays an Add and an RmsNorm.
+        let text = "graph @t(%x: f32[2, seq, 64], %r: f32[2, seq, 64], %g: f32[64], %b: f32[64]) -> (a: f32[2, seq, 64], b: f32[2, seq, 64], c: f32[2, seq, 64]) {
+            %0 = Add(%x, %r) : f32[2, seq, 64]
+            %1 = rms_norm(%0, %g) {eps = 1e-6} : f32[2, seq, 64]
+            %2 = Mul(%0, %1) : f32[2, seq, 64]
+            %3 = Add(%2, %b) : f32[2, seq, 64]
+            %4 = rms_norm(%3, %g) : f32[2, seq, 64]
+            return %1, %2, %4
+        }";
+        let inputs = [
+            floats(&[2, 5, 64], 7),
+            floats(&[2, 5, 64], 8),
+            floats(&[64], 9),
+            floats(&[64], 10),
+        ];
+        for dtype in [ElemType::F16, ElemType::BF16] {
+            let tol = if dtype == ElemType::F16 { 2e-3 } else { 1.6e-2 };
+            let k = check(text, &inputs, &[("seq", 5)], dtype, tol);
+            let count = |name: &str| k.iter().filter(|k| *k == name).count();
+            assert_eq!(
+                (count("AddRmsNorm"), count("Add"), count("RmsNorm")),
+                (1, 1, 1),
+                "{k:?}"
+            );
         }
     }
 
