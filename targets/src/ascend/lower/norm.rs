@@ -23,7 +23,7 @@ pub const OPS: &[(&str, LowerFn)] = &[
 /// sum as its x, the Add does not broadcast, its scale is one value per normalised element
 /// and already on the device (or a constant), and the two inputs, the sum and the norm's
 /// output share one float device dtype ([`super::precision`] may keep some f32: those
-/// cases stay two launches). Returns the rms_norm node.
+/// cases stay two launches), and a row fits the fused kernel's UB. Returns the rms_norm node.
 fn add_rms_norm_partner(lw: &Lowerer, add: NodeId) -> Result<Option<NodeId>, TargetError> {
     let g = lw.graph;
     let node = g.node(add);
@@ -54,9 +54,14 @@ fn add_rms_norm_partner(lw: &Lowerer, add: NodeId) -> Result<Option<NodeId>, Tar
             continue;
         };
         let ready = g.const_of(scale).is_some() || lw.values.contains_key(&scale);
-        let Some((_, cols)) = norm_rows(lw, user, &shape) else {
+        let Some((rows, cols)) = norm_rows(lw, user, &shape) else {
             continue;
         };
+        // A row too wide for the fused kernel's UB still fits RmsNorm's, which has half
+        // the row buffers.
+        if add_rms_norm_tiling(lw, rows, cols, dtype).is_err() {
+            continue;
+        }
         let out = Value {
             node: user,
             output: 0,
@@ -69,6 +74,24 @@ fn add_rms_norm_partner(lw: &Lowerer, add: NodeId) -> Result<Option<NodeId>, Tar
         }
     }
     Ok(None)
+}
+
+/// AddRmsNorm's row tiling: x1, x2, x and y per buffer and an f32 row temporary per row
+/// of a tile; gamma and rstd once.
+fn add_rms_norm_tiling(
+    lw: &Lowerer,
+    rows: i64,
+    cols: i64,
+    dtype: ElemType,
+) -> Result<vector::RowTiling, String> {
+    let size = dtype.size() as i64;
+    vector::rows(
+        lw.profile,
+        rows,
+        cols,
+        |b| b * 4 * row_bytes(cols, size) + row_bytes(cols, 4) + 4,
+        row_bytes(cols, size) + 32,
+    )
 }
 
 /// Rows and cols of an rms_norm over `shape` (None if its axis is out of range).
@@ -111,16 +134,7 @@ pub fn add_rms_norm(lw: &mut Lowerer, add: NodeId) -> Result<bool, TargetError> 
     let view = |t: &DevTensor, shape: Vec<i64>| DevTensor { shape, ..t.clone() };
     let m = vec![rows, cols];
     let rstd = lw.scratch("rstd", ElemType::F32, Format::Nd, vec![rows]);
-    let size = sum.dtype.size() as i64;
-    // x1, x2, x and y per buffer, an f32 row temporary; gamma and rstd once.
-    let t = vector::rows(
-        lw.profile,
-        rows,
-        cols,
-        |b| b * 4 * row_bytes(cols, size) + row_bytes(cols, 4) + 4,
-        row_bytes(cols, size) + 32,
-    )
-    .map_err(|e| lw.error(e))?;
+    let t = add_rms_norm_tiling(lw, rows, cols, sum.dtype).map_err(|e| lw.error(e))?;
     let mut tiling = t.data();
     tiling.push("epsilonBits", eps.to_bits() as i64);
     lw.launch(
@@ -338,6 +352,50 @@ mod tests {
                 "{k:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_row_too_wide_for_add_rms_norm_stays_an_add_and_an_rms_norm() {
+        // One f16 row of 16384 is 32 KiB: x1, x2, x and y, an f32 row, gamma do not fit
+        // the 192 KiB of UB; RmsNorm's x and y do.
+        let text =
+            "graph @t(%x: f32[2, 16384], %r: f32[2, 16384], %g: f32[16384]) -> (a: f32[2, 16384]) {
+            %0 = Add(%x, %r) : f32[2, 16384]
+            %1 = rms_norm(%0, %g) : f32[2, 16384]
+            return %1
+        }";
+        let inputs = [
+            floats(&[2, 16384], 11),
+            floats(&[2, 16384], 12),
+            floats(&[16384], 13),
+        ];
+        let k = check(text, &inputs, &[], ElemType::F16, 2e-3);
+        assert!(
+            k.contains(&"Add".to_string()) && k.contains(&"RmsNorm".to_string()),
+            "{k:?}"
+        );
+        assert!(!k.contains(&"AddRmsNorm".to_string()), "{k:?}");
+    }
+
+    #[test]
+    fn a_sum_kept_f32_for_a_selection_is_not_fused_with_a_bf16_norm() {
+        // The TopK keeps %0 in f32 (precision.rs); the norm's output is bf16, a dtype
+        // AddRmsNorm's y and x cannot differ in.
+        let text = "graph @t(%x: f32[4, 32], %r: f32[4, 32], %g: f32[32]) -> (a: f32[4, 32], v: f32[4, 2], i: i64[4, 2]) {
+            %0 = Add(%x, %r) : f32[4, 32]
+            %1 = rms_norm(%0, %g) : f32[4, 32]
+            %2 = constant {value = dense<i64[1]>[2]} : i64[1]
+            %3, %4 = TopK(%0, %2) {axis = -1} : f32[4, 2], i64[4, 2]
+            return %1, %3, %4
+        }";
+        let inputs = [
+            floats(&[4, 32], 14),
+            floats(&[4, 32], 15),
+            floats(&[32], 16),
+        ];
+        let k = check(text, &inputs, &[], ElemType::BF16, 1.6e-2);
+        assert!(!k.contains(&"AddRmsNorm".to_string()), "{k:?}");
+        assert!(k.contains(&"RmsNorm".to_string()), "{k:?}");
     }
 
     #[test]

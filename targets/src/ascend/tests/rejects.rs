@@ -225,3 +225,20 @@ fn moe_kernels_over_their_buffers() {
     let e = error(moe(), |l| set(l, kernel(l, "GroupedMatmul"), "experts", 5));
     assert_eq!(e, "kernel 4 (GroupedMatmul, moe node): a weight is f16 [4, 64, 32], the tiling says f16 [5, 64, 32]");
 }
+
+#[test]
+fn add_rms_norm_tiles_over_the_unified_buffer() {
+    let text =
+        "graph @t(%a: f32[64, 1024], %b: f32[64, 1024], %g: f32[1024]) -> (y: f32[64, 1024]) {
+        %0 = Add(%a, %b) : f32[64, 1024]
+        %1 = rms_norm(%0, %g) : f32[64, 1024]
+        return %1
+    }";
+    assert_eq!(error(compiled(text), |_| {}), "no error");
+    let e = error(compiled(text), |l| {
+        let k = kernel(l, "AddRmsNorm");
+        set(l, k, "rowsPerCore", 64);
+        set(l, k, "tileRows", 64);
+    });
+    assert_eq!(e, "kernel 3 (AddRmsNorm, Add node + rms_norm node): UB overflow: tile `x1.1` of 131072 B at offset 131072 ends at 262144 B, past the 196608 B of UB");
+}
