@@ -34,6 +34,12 @@ fn a_large_square_matmul_runs_near_the_cube_peak() {
     let c = matmul_cost("ascend910b2", n, n, n);
     let flops = 2.0 * (n as f64).powi(3);
     let efficiency = flops / c.time_s / p.cube_peak_flops();
+    eprintln!(
+        "4096^3 fp16 MatMulV3 on ascend910b2: {:.1} us, {:.1} TFLOPS, {:.1}% of the cube peak",
+        c.time_s * 1e6,
+        flops / c.time_s / 1e12,
+        100.0 * efficiency
+    );
     assert!(
         (0.70..=0.95).contains(&efficiency),
         "4096^3 at {:.1}% of peak: {c:?}",
@@ -57,6 +63,12 @@ fn a_decode_gemv_is_hbm_bound() {
         let hbm_s = c.hbm_bytes as f64 / p.hbm_bytes_per_s;
         assert!(c.hbm_bytes as f64 >= weights);
         assert_eq!(c.time_s, p.launch_s + hbm_s);
+        eprintln!(
+            "1x4096x4096 fp16 GEMV on {profile}: {:.2} us, bound by {:?} ({:.1} MB over HBM)",
+            c.time_s * 1e6,
+            c.bound,
+            c.hbm_bytes as f64 / 1e6
+        );
     }
 }
 
