@@ -21,6 +21,11 @@ pub fn out0(id: NodeId) -> Value {
     }
 }
 
+/// Output `output` of node `id`.
+pub fn out(id: NodeId, output: usize) -> Value {
+    Value { node: id, output }
+}
+
 /// Walks a candidate region, collecting its nodes.
 pub struct Matcher<'g> {
     pub g: &'g Graph,

@@ -20,7 +20,8 @@
 use kiln_ir::attr::AttrsExt;
 use kiln_ir::{Attr, Attrs, Dim, Graph, NodeId, Tensor, Value};
 
-use super::pattern::{add, constant, out0, Matcher};
+use super::pattern::{add, constant, out, out0, Matcher};
+use super::skip_layer_norm::skip_sum;
 use super::{Match, Rule};
 
 pub struct FuseRmsNorm;
@@ -293,23 +294,14 @@ fn skip_simplified(g: &Graph, root: NodeId) -> Option<Match> {
         form: "com.microsoft.SkipSimplifiedLayerNormalization",
         nodes: vec![root],
         rewrite: Box::new(move |g: &mut Graph| {
-            let mut s = add(g, "Add", Attrs::new(), vec![Some(x), Some(skip)], &origin)?;
-            if let Some(b) = bias {
-                s = add(g, "Add", Attrs::new(), vec![Some(s), Some(b)], &origin)?;
-            }
+            let s = skip_sum(g, x, skip, bias, &origin)?;
             let mut attrs = Attrs::new();
             attrs.insert("axis".into(), Attr::Int(-1));
             attrs.insert("eps".into(), Attr::Float(eps as f32));
             let y = add(g, "rms_norm", attrs, vec![Some(s), Some(gamma)], &origin)?;
             let mut pairs = vec![(out0(root), y)];
             if sum_read {
-                pairs.push((
-                    Value {
-                        node: root,
-                        output: 3,
-                    },
-                    s,
-                ));
+                pairs.push((out(root, 3), s));
             }
             Ok(pairs)
         }),

@@ -14,8 +14,24 @@ use kiln_ir::attr::AttrsExt;
 use kiln_ir::types::broadcast_shapes;
 use kiln_ir::{Attr, Attrs, Dim, Graph, NodeId, Value};
 
-use super::pattern::{add, out0};
+use super::pattern::{add, out, out0};
 use super::Match;
+use crate::error::CompileError;
+
+/// The residual sum of the Skip*Normalization ops: `x + skip`, plus `bias` when given.
+pub fn skip_sum(
+    g: &mut Graph,
+    x: Value,
+    skip: Value,
+    bias: Option<Value>,
+    origin: &str,
+) -> Result<Value, CompileError> {
+    let s = add(g, "Add", Attrs::new(), vec![Some(x), Some(skip)], origin)?;
+    match bias {
+        Some(b) => add(g, "Add", Attrs::new(), vec![Some(s), Some(b)], origin),
+        None => Ok(s),
+    }
+}
 
 /// The region rooted at `root`, if it is a SkipLayerNormalization this rewrite handles.
 pub fn find(g: &Graph, root: NodeId) -> Option<Match> {
@@ -24,10 +40,7 @@ pub fn find(g: &Graph, root: NodeId) -> Option<Match> {
         return None;
     }
     let read = |o: usize| {
-        let v = Value {
-            node: root,
-            output: o,
-        };
+        let v = out(root, o);
         o < n.outputs.len() && (!g.users(v).is_empty() || g.is_output(v))
     };
     if read(1) || read(2) {
@@ -71,10 +84,7 @@ pub fn find(g: &Graph, root: NodeId) -> Option<Match> {
         form: "com.microsoft.SkipLayerNormalization",
         nodes: vec![root],
         rewrite: Box::new(move |g: &mut Graph| {
-            let mut s = add(g, "Add", Attrs::new(), vec![Some(x), Some(skip)], &origin)?;
-            if let Some(b) = bias {
-                s = add(g, "Add", Attrs::new(), vec![Some(s), Some(b)], &origin)?;
-            }
+            let s = skip_sum(g, x, skip, bias, &origin)?;
             let mut attrs = Attrs::new();
             attrs.insert("axis".into(), Attr::Int(-1));
             attrs.insert("eps".into(), Attr::Float(eps));
@@ -85,13 +95,7 @@ pub fn find(g: &Graph, root: NodeId) -> Option<Match> {
             let y = add(g, "layer_norm", attrs, inputs, &origin)?;
             let mut pairs = vec![(out0(root), y)];
             if sum_read {
-                pairs.push((
-                    Value {
-                        node: root,
-                        output: 3,
-                    },
-                    s,
-                ));
+                pairs.push((out(root, 3), s));
             }
             Ok(pairs)
         }),

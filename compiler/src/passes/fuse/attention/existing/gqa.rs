@@ -35,7 +35,7 @@ use kiln_ir::{Attr, DType, Graph, NodeId, Tensor, Value};
 
 use super::common::{arange, bin, from_heads, int, read_outputs, to_heads, unsqueeze, used, Sdpa};
 use crate::error::CompileError;
-use crate::passes::fuse::pattern::{is_bound, out0, Builder};
+use crate::passes::fuse::pattern::{is_bound, out, out0, Builder};
 use crate::passes::fuse::Match;
 
 type R<T> = Result<T, CompileError>;
@@ -196,17 +196,11 @@ pub fn find(g: &Graph, root: NodeId) -> Option<Match> {
         nodes: vec![root],
         rewrite: Box::new(move |g: &mut Graph| {
             let mut bld = Builder::new(g, &origin);
-            let (out, caches) = rewrite(&mut bld, &plan, q, key, value, !presents.is_empty())?;
-            let mut pairs = vec![(out0(root), out)];
+            let (attended, caches) = rewrite(&mut bld, &plan, q, key, value, !presents.is_empty())?;
+            let mut pairs = vec![(out0(root), attended)];
             for (&o, ty) in presents.iter().zip(&present_types) {
                 let new = present(&mut bld, &plan, &caches, o - 1, ty.shape[2].clone())?;
-                pairs.push((
-                    Value {
-                        node: root,
-                        output: o,
-                    },
-                    new,
-                ));
+                pairs.push((out(root, o), new));
             }
             Ok(pairs)
         }),

@@ -19,7 +19,7 @@ use kiln_ir::{Attr, DType, Dim, Graph, NodeId, Value};
 
 use super::common::{arange, bin, bsnh_to_heads, read_outputs, to_heads, unsqueeze, used, Sdpa};
 use crate::error::CompileError;
-use crate::passes::fuse::pattern::{out0, Builder};
+use crate::passes::fuse::pattern::{out, out0, Builder};
 use crate::passes::fuse::Match;
 
 type R<T> = Result<T, CompileError>;
@@ -210,17 +210,10 @@ pub fn find(g: &Graph, root: NodeId) -> Option<Match> {
         rewrite: Box::new(move |g: &mut Graph| {
             let mut bld = Builder::new(g, &origin);
             let outs = rewrite(&mut bld, &plan, q, key, value, !presents.is_empty())?;
-            let mut pairs = vec![(out0(root), outs[0])];
-            for o in presents {
-                pairs.push((
-                    Value {
-                        node: root,
-                        output: o,
-                    },
-                    outs[o],
-                ));
-            }
-            Ok(pairs)
+            let presents = presents.into_iter().map(|o| (out(root, o), outs[o]));
+            Ok(std::iter::once((out0(root), outs[0]))
+                .chain(presents)
+                .collect())
         }),
     })
 }

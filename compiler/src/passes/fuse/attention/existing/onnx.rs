@@ -24,7 +24,7 @@ use super::common::{
     arange, bin, from_heads, read_outputs, restrict, to_heads, unsqueeze, used, Sdpa,
 };
 use crate::error::CompileError;
-use crate::passes::fuse::pattern::{out0, Builder};
+use crate::passes::fuse::pattern::{out, out0, Builder};
 use crate::passes::fuse::Match;
 
 struct Plan {
@@ -157,17 +157,10 @@ pub fn find(g: &Graph, root: NodeId) -> Option<Match> {
         rewrite: Box::new(move |g: &mut Graph| {
             let mut bld = Builder::new(g, &origin);
             let outs = rewrite(&mut bld, &plan, q, k, v, !presents.is_empty())?;
-            let mut pairs = vec![(out0(root), outs[0])];
-            for o in presents {
-                pairs.push((
-                    Value {
-                        node: root,
-                        output: o,
-                    },
-                    outs[o],
-                ));
-            }
-            Ok(pairs)
+            let presents = presents.into_iter().map(|o| (out(root, o), outs[o]));
+            Ok(std::iter::once((out0(root), outs[0]))
+                .chain(presents)
+                .collect())
         }),
     })
 }
