@@ -33,6 +33,28 @@ fn epsilon(sim: &KernelSim) -> SimResult<f32> {
     Ok(f32::from_bits(bits))
 }
 
+/// The RmsNorm of `n` rows of `cols` values in f32, as the vector core computes it: each
+/// row times its rstd times gamma, and the rstds.
+fn rms_norm_rows(
+    data: &[f64],
+    gamma: &[f64],
+    (n, cols): (usize, usize),
+    eps: f32,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut vals = vec![0f64; n * cols];
+    let mut rstds = vec![0f64; n];
+    for i in 0..n {
+        let row = &data[i * cols..(i + 1) * cols];
+        let ms = row.iter().map(|&v| (v as f32) * (v as f32)).sum::<f32>() / cols as f32;
+        let inv = 1.0 / (ms + eps).sqrt();
+        rstds[i] = inv as f64;
+        for j in 0..cols {
+            vals[i * cols + j] = ((row[j] as f32) * inv * gamma[j] as f32) as f64;
+        }
+    }
+    (vals, rstds)
+}
+
 fn add_rms_norm(sim: &mut KernelSim) -> SimResult<()> {
     let (x1, x2, gamma) = (sim.input(0)?, sim.input(1)?, sim.input(2)?);
     let (y, rstd, x) = (sim.output(0)?, sim.output(1)?, sim.output(2)?);
@@ -64,7 +86,7 @@ fn add_rms_norm(sim: &mut KernelSim) -> SimResult<()> {
     let size = x1.dtype.size();
     let gamma_row = RowSplit {
         tile_rows: 1,
-        ..split_copy(&split)
+        ..split
     };
     for b in 0..sim.block_dim() {
         let mut core = sim.core(b);
@@ -100,22 +122,11 @@ fn add_rms_norm(sim: &mut KernelSim) -> SimResult<()> {
             // an RmsNorm would.
             core.vector(sum[slot], x.dtype, (n, cols), sums, 1)?;
             core.store(x, sum[slot], r, 0)?;
-            let mut vals = vec![0f64; n * cols];
-            let mut rstds = vec![0f64; n];
-            if !dry {
-                let data = core.data(sum[slot]).0;
-                let gv = core.data(g).0;
-                for i in 0..n {
-                    let row = &data[i * cols..(i + 1) * cols];
-                    let ms =
-                        row.iter().map(|&v| (v as f32) * (v as f32)).sum::<f32>() / cols as f32;
-                    let inv = 1.0 / (ms + eps).sqrt();
-                    rstds[i] = inv as f64;
-                    for j in 0..cols {
-                        vals[i * cols + j] = ((row[j] as f32) * inv * gv[j] as f32) as f64;
-                    }
-                }
-            }
+            let (vals, rstds) = if dry {
+                (vec![0f64; n * cols], vec![0f64; n])
+            } else {
+                rms_norm_rows(core.data(sum[slot]).0, core.data(g).0, (n, cols), eps)
+            };
             // square, sum, rsqrt; scale, gamma.
             core.vector(rs, ElemType::F32, (1, n), rstds, 3)?;
             core.store_flat(rstd, rs, r)?;
@@ -144,15 +155,12 @@ fn run(sim: &mut KernelSim) -> SimResult<()> {
     {
         reject!("RmsNorm takes gamma [{cols}] and gives rstd f32[{rows}]");
     }
-    let bits = sim.tiling("epsilonBits")?;
-    let eps = f32::from_bits(u32::try_from(bits).map_err(|_| {
-        crate::ascend::sim::core::Reject(format!("tiling epsilonBits {bits} is not an f32"))
-    })?);
+    let eps = epsilon(sim)?;
     let split = RowSplit::read(sim, rows, cols)?;
     let size = x.dtype.size();
     let gamma_row = RowSplit {
         tile_rows: 1,
-        ..split_copy(&split)
+        ..split
     };
     for b in 0..sim.block_dim() {
         let mut core = sim.core(b);
@@ -174,22 +182,11 @@ fn run(sim: &mut KernelSim) -> SimResult<()> {
             }
             let slot = t % split.buffers;
             core.load(xin[slot], x, (r, n), (0, cols))?;
-            let mut vals = vec![0f64; n * cols];
-            let mut rstds = vec![0f64; n];
-            if !dry {
-                let data = core.data(xin[slot]).0;
-                let gv = core.data(g).0;
-                for i in 0..n {
-                    let row = &data[i * cols..(i + 1) * cols];
-                    let ms =
-                        row.iter().map(|&v| (v as f32) * (v as f32)).sum::<f32>() / cols as f32;
-                    let inv = 1.0 / (ms + eps).sqrt();
-                    rstds[i] = inv as f64;
-                    for j in 0..cols {
-                        vals[i * cols + j] = ((row[j] as f32) * inv * gv[j] as f32) as f64;
-                    }
-                }
-            }
+            let (vals, rstds) = if dry {
+                (vec![0f64; n * cols], vec![0f64; n])
+            } else {
+                rms_norm_rows(core.data(xin[slot]).0, core.data(g).0, (n, cols), eps)
+            };
             // square, sum, rsqrt; scale, gamma.
             core.vector(rs, ElemType::F32, (1, n), rstds, 3)?;
             core.store_flat(rstd, rs, r)?;
@@ -198,16 +195,6 @@ fn run(sim: &mut KernelSim) -> SimResult<()> {
         }
     }
     Ok(())
-}
-
-fn split_copy(s: &RowSplit) -> RowSplit {
-    RowSplit {
-        rows: s.rows,
-        cols: s.cols,
-        per_core: s.per_core,
-        tile_rows: s.tile_rows,
-        buffers: s.buffers,
-    }
 }
 
 fn layer_norm(sim: &mut KernelSim) -> SimResult<()> {
@@ -233,16 +220,12 @@ fn layer_norm(sim: &mut KernelSim) -> SimResult<()> {
     {
         reject!("LayerNormV4 takes gamma and beta [{cols}] and gives mean and rstd f32[{rows}]");
     }
-    let bits = sim.tiling("epsilonBits")?;
-    let Ok(bits) = u32::try_from(bits) else {
-        reject!("tiling epsilonBits {bits} is not an f32");
-    };
-    let eps = f32::from_bits(bits);
+    let eps = epsilon(sim)?;
     let split = RowSplit::read(sim, rows, cols)?;
     let size = x.dtype.size();
     let one_row = RowSplit {
         tile_rows: 1,
-        ..split_copy(&split)
+        ..split
     };
     for b in 0..sim.block_dim() {
         let mut core = sim.core(b);

@@ -86,6 +86,7 @@ pub fn dims(shape: &[i64]) -> Vec<usize> {
 /// The row split of row-wise kernels (Softmax, norms; tiling `rows`, `cols`,
 /// `rowsPerCore`, `tileRows`, `bufferNum`): block b covers rows b·rowsPerCore.., in tiles
 /// of `tileRows` whole rows; a UB buffer holds a tile with each row padded to 32 bytes.
+#[derive(Clone, Copy)]
 pub struct RowSplit {
     pub rows: usize,
     pub cols: usize,
