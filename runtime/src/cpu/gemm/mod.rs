@@ -15,7 +15,8 @@
 //!
 //! Threads: a GEMM with enough products, or enough of B to stream, splits its rows or its
 //! panels over `rayon::current_num_threads()` tasks (whichever balances better; panels when
-//! A has few rows).
+//! A has few rows). Tasks that split the panels of one M block first pack a share of A's
+//! row panels each into one buffer that all of them read, rather than each packing all of A.
 //!
 //! Results do not depend on the thread count: work is split over M blocks and B panels only,
 //! never over K, and each kernel computes every element of C the same way wherever it lies
@@ -546,7 +547,8 @@ unsafe fn run(
         split(&kernel, m, panels, threads)
     };
     let rsc = layout.rsc;
-    let task = |sh: Shared, ti: usize, tj: usize| {
+    // `packed`: A already packed by pack_shared (one M block, the task's rows all of them).
+    let task = |sh: Shared, ti: usize, tj: usize, packed: Option<SharedA>| {
         // Rows: whole mr panels per task; panels: a contiguous run per task.
         let row_tiles = m.div_ceil(kernel.mr);
         let (r0, r1) = (row_tiles * ti / tm, row_tiles * (ti + 1) / tm);
@@ -573,23 +575,111 @@ unsafe fn run(
                 layout,
                 sh.ep,
                 accumulate,
+                packed,
             )
         }
     };
     let sh = Shared { a, b, c, ep };
     if tm * tn == 1 {
-        task(sh, 0, 0);
+        task(sh, 0, 0, None);
+        return;
+    }
+    use rayon::prelude::*;
+    // Tasks that split only B's panels would each pack all of A: with one M block, the
+    // tasks pack a share of A's row panels each into one buffer first, and all read it.
+    let row_kernel = m == 1 && kernel.row.is_some();
+    let direct = csa == 1 && rsa != 0 && panels.div_ceil(tn) <= DIRECT_MAX_PANELS;
+    if tm == 1 && !row_kernel && !direct && m <= blocking.mc {
+        SHARED_APACK.with(|cell| {
+            let mut fresh = Vec::new();
+            let mut borrowed = cell.try_borrow_mut();
+            let buf = match borrowed.as_deref_mut() {
+                Ok(v) => v,
+                Err(_) => &mut fresh,
+            };
+            let len = m.next_multiple_of(kernel.mr) * k;
+            if buf.len() * 16 < len {
+                *buf = aligned_buffer(len);
+            }
+            let apack = SharedA(buf.as_mut_ptr().cast::<f32>());
+            let row_tiles = m.div_ceil(kernel.mr);
+            (0..tn).into_par_iter().for_each(|t| {
+                let (q0, q1) = (row_tiles * t / tn, row_tiles * (t + 1) / tn);
+                let sh = sh; // the whole struct, which is Sync (not its raw-pointer field)
+                             // SAFETY: task t writes only row panels q0..q1 of every K block of the
+                             // buffer (len floats, see pack_shared) and reads rows of A inside 0..m.
+                unsafe { pack_shared(&kernel, blocking, (q0, q1), m, k, sh.a, rsa, csa, apack) };
+            });
+            (0..tn)
+                .into_par_iter()
+                .for_each(|t| task(sh, 0, t, Some(apack)));
+        });
     } else {
-        use rayon::prelude::*;
         (0..tm * tn)
             .into_par_iter()
-            .for_each(|t| task(sh, t / tn, t % tn));
+            .for_each(|t| task(sh, t / tn, t % tn, None));
+    }
+}
+
+thread_local! {
+    /// The buffer a calling thread's split GEMMs pack A into for all their tasks.
+    static SHARED_APACK: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A packed A that every task of one GEMM reads.
+#[derive(Clone, Copy)]
+struct SharedA(*mut f32);
+// SAFETY: while tasks pack, each writes its own row panels; afterwards all only read.
+unsafe impl Send for SharedA {}
+unsafe impl Sync for SharedA {}
+
+/// Packs row panels `q0..q1` of A (`m x k`, one M block) for every K block into `apack`:
+/// K block `pc..pc+kc` starts at float `pc * m.next_multiple_of(mr)`, laid out as
+/// [`pack::pack_a`] lays out one block.
+///
+/// # Safety
+/// A's rows `< m`, columns `< k` are readable; `apack` holds
+/// `m.next_multiple_of(mr) * k` floats, of which this call writes only its row panels.
+#[allow(clippy::too_many_arguments)]
+unsafe fn pack_shared(
+    kernel: &Kernel,
+    blocking: Blocking,
+    (q0, q1): (usize, usize),
+    m: usize,
+    k: usize,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    apack: SharedA,
+) {
+    let mr = kernel.mr;
+    let (i0, i1) = (q0 * mr, (q1 * mr).min(m));
+    if i0 >= i1 {
+        return;
+    }
+    let mut pc = 0;
+    while pc < k {
+        let kc = blocking.kc.min(k - pc);
+        // SAFETY: rows i0..i1, columns pc..pc+kc of A; row panels q0..q1 of this K block
+        // of the buffer (the caller's contract).
+        unsafe {
+            pack::pack_a(
+                i1 - i0,
+                kc,
+                mr,
+                a.offset(i0 as isize * rsa + pc as isize * csa),
+                rsa,
+                csa,
+                apack.0.add(pc * m.next_multiple_of(mr) + i0 * kc),
+            )
+        };
+        pc += kc;
     }
 }
 
 /// How to split `m` rows and `panels` B panels into a grid of `tm x tn` tasks for `threads`.
-/// Splitting rows shares no work; splitting panels makes every task pack all of A but read
-/// only its share of B, and balances better when there are few row panels.
+/// Splitting rows shares no work; splitting panels makes every task read all of packed A
+/// but only its share of B, and balances better when there are few row panels.
 fn split(kernel: &Kernel, m: usize, panels: usize, threads: usize) -> (usize, usize) {
     let row_tiles = m.div_ceil(kernel.mr);
     let balance = |units: usize| units as f64 / (threads * units.div_ceil(threads)) as f64;
@@ -604,9 +694,11 @@ fn split(kernel: &Kernel, m: usize, panels: usize, threads: usize) -> (usize, us
 }
 
 /// One task's share: rows `i0..i1` (A and C already offset to row `i0`), panels `p0..p1`.
+/// `packed`: all of A (`i0 == 0`, one M block) packed by [`pack_shared`].
 ///
 /// # Safety
-/// As [`run`], restricted to the given rows and panels.
+/// As [`run`], restricted to the given rows and panels; `packed` as [`pack_shared`] wrote it
+/// for these rows, `k` and blocking.
 #[allow(clippy::too_many_arguments)]
 unsafe fn block(
     kernel: &Kernel,
@@ -623,6 +715,7 @@ unsafe fn block(
     layout: CLayout,
     ep: &Epilogue,
     accumulate: bool,
+    packed: Option<SharedA>,
 ) {
     thread_local! {
         static APACK: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
@@ -689,9 +782,14 @@ unsafe fn block(
                 let mcb = mc.min(m - ic);
                 // A row-major block feeding few panels is read in place: packing it would cost
                 // about as much as the products.
-                let direct = csa == 1 && rsa != 0 && p1 - p0 <= DIRECT_MAX_PANELS;
+                let direct =
+                    packed.is_none() && csa == 1 && rsa != 0 && p1 - p0 <= DIRECT_MAX_PANELS;
                 let a_block = a.wrapping_offset(ic as isize * rsa + pc as isize * csa);
-                if !direct {
+                let apack = match packed {
+                    Some(pa) => pa.0.wrapping_add(pc * m.next_multiple_of(mr) + ic * kc),
+                    None => apack,
+                };
+                if !direct && packed.is_none() {
                     // SAFETY: rows ic..ic+mcb, columns pc..pc+kc of A are readable; apack holds
                     // mcb.next_multiple_of(mr) * kc floats.
                     unsafe { pack::pack_a(mcb, kc, mr, a_block, rsa, csa, apack) };

@@ -304,10 +304,14 @@ fn thread_count_does_not_change_results() {
             (1, 2000, 700),
             (5, 1000, 600),
             (128, 384, 384),
+            (128, 384, 1536),
+            (100, 640, 1100),
             (200, 70, 300),
             (300, 300, 300),
         ] {
             let a = data(m * k, 1);
+            // A transposed (element (i, p) at p*m + i), for the strided packing path.
+            let at: Vec<f32> = (0..m * k).map(|x| a[(x % m) * k + x / m]).collect();
             let b = data(k * n, 2);
             let packed = PackedB::pack(&b, k, n, n);
             let c0 = data(m * n, 3);
@@ -333,7 +337,7 @@ fn thread_count_does_not_change_results() {
                             rs: n as isize,
                             cs: 1,
                         };
-                        run_sgemm(kernel, m, n, k, &a, (k, 1), sb, &mut d, false);
+                        run_sgemm(kernel, m, n, k, &at, (1, m), sb, &mut d, false);
                         (c, d)
                     })
                 })
