@@ -785,28 +785,20 @@ mod x512 {
         _mm512_maskz_scalef_ps(keep, y, n)
     }
 
-    /// `2^t` of sixteen lanes for `t <= 0`: `2^n` times a degree-6 fit of `2^f` on
-    /// `[-1/2, 1/2]` (`n` the nearest integer, `f` the rest), about 2 ulp; 0 for `t` below
-    /// -125 (no subnormals; `-inf` included), NaN stays NaN.
-    #[target_feature(enable = "avx512f")]
+    /// `2^t` of sixteen lanes for `t <= 0`: `2^floor(t)` (the scale step) times a degree-5
+    /// fit of `2^f` on `[0, 1)`, `f = t - floor(t)` (one reduce step), about 2 ulp; 0 for `t`
+    /// below -125 (no subnormals; `-inf` included), NaN stays NaN.
+    #[target_feature(enable = "avx512f,avx512dq")]
     #[inline]
     fn exp2_16(t: __m512) -> __m512 {
-        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(t);
-        let f = _mm512_sub_ps(t, n);
-        let mut p = _mm512_set1_ps(1.535_336_2e-4);
-        for k in [
-            1.339_887_5e-3,
-            9.618_437e-3,
-            5.550_332_4e-2,
-            0.240_226_48,
-            std::f32::consts::LN_2,
-            1.0,
-        ] {
+        let f = _mm512_reduce_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(t);
+        let mut p = _mm512_set1_ps(1.867_130_4e-3);
+        for k in [9.017_03e-3, 5.579_991_3e-2, 0.240_164_44, 0.693_151_3, 1.0] {
             p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(k));
         }
         // Kept: not below -125 (NaN compares unordered, so it is kept and propagates).
         let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(t, _mm512_set1_ps(-125.0));
-        _mm512_maskz_scalef_ps(keep, p, n)
+        _mm512_maskz_scalef_ps(keep, p, t)
     }
 
     /// One row of a key tile of at most [`super::KT`] scores, in one pass held in registers:
@@ -820,10 +812,10 @@ mod x512 {
     /// sink)`, `c = exp(m - m')`, `l' = l c + exp(sink - m')`; no sink: `c = 1`, `l' = l`).
     ///
     /// # Safety
-    /// The CPU has AVX-512F; `x.len() <= 128`; `mask` (if not null) holds
+    /// The CPU has AVX-512F and DQ; `x.len() <= 128`; `mask` (if not null) holds
     /// `inside.min(x.len())` floats.
     #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512dq")]
     #[inline]
     pub unsafe fn softmax_row(
         x: &mut [f32],
@@ -850,7 +842,7 @@ mod x512 {
     /// # Safety
     /// As [`softmax_row`].
     #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512dq")]
     #[inline]
     unsafe fn softmax_row_n<const VECS: usize>(
         x: &mut [f32],
@@ -888,15 +880,21 @@ mod x512 {
         // SAFETY: loads masked to live keys (inside x and the mask's `inside` values),
         // stores masked to lanes inside x.
         unsafe {
+            // With a positive scale, lanes loaded as -inf stay -inf (the mask adds 0 there).
+            let positive = scale > 0.0;
             for (k, vk) in v.iter_mut().enumerate() {
                 let lm = (live >> (16 * k)) as __mmask16;
-                let s = _mm512_maskz_loadu_ps(lm, x.as_ptr().add(16 * k));
+                let s = _mm512_mask_loadu_ps(ninf, lm, x.as_ptr().add(16 * k));
                 let t = if mask.is_null() {
                     _mm512_mul_ps(s, sv)
                 } else {
                     _mm512_fmadd_ps(s, sv, _mm512_maskz_loadu_ps(lm, mask.add(16 * k)))
                 };
-                *vk = _mm512_mask_blend_ps(lm, ninf, t);
+                *vk = if positive {
+                    t
+                } else {
+                    _mm512_mask_blend_ps(lm, ninf, t)
+                };
             }
             // A NaN lane in max's first operand yields the second, so `max(q, -inf)` turns
             // NaNs into -inf and `max(p, that)` skips NaNs on both sides.
@@ -990,11 +988,12 @@ mod x512 {
     }
 }
 
-/// The AVX-512 row operations can run here.
+/// The AVX-512 row operations (F and DQ) can run here.
 fn simd512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
@@ -1069,9 +1068,9 @@ struct Work {
 }
 
 /// # Safety
-/// As [`attention`]; the CPU has AVX-512F, AVX2 and FMA.
+/// As [`attention`]; the CPU has AVX-512F and DQ, AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
 unsafe fn item_avx512(p: &Attention, w: &Work) {
     // SAFETY: forwarded.
     unsafe { item::<true>(p, w) }
@@ -1209,7 +1208,7 @@ unsafe fn tile(
 }
 
 /// # Safety
-/// As [`attention`]; `X512` only where the CPU has AVX-512F.
+/// As [`attention`]; `X512` only where the CPU has AVX-512F and DQ.
 #[inline(always)]
 unsafe fn item<const X512: bool>(p: &Attention, w: &Work) {
     // The buffers are taken out of their cell while in use: a nested call on this thread
