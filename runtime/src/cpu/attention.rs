@@ -807,10 +807,6 @@ mod x512 {
     /// `x[j] = exp(logit - m)` (zero outside the range). Returns `m` and the sum `l` of
     /// those exponentials; with `m = -inf` (nothing live), `x` is all zeros and `l` 0.
     ///
-    /// With `normalise` (the row's only key tile), `x` gets the probabilities instead: the
-    /// exponentials times `c / l'`, where a sink logit joins the denominator (`m' = max(m,
-    /// sink)`, `c = exp(m - m')`, `l' = l c + exp(sink - m')`; no sink: `c = 1`, `l' = l`).
-    ///
     /// # Safety
     /// The CPU has AVX-512F and DQ; `x.len() <= 128`; `mask` (if not null) holds
     /// `inside.min(x.len())` floats.
@@ -825,26 +821,31 @@ mod x512 {
         a: usize,
         z: usize,
         m_old: f32,
-        normalise: Option<Option<f32>>,
     ) -> (f32, f32) {
+        let n = x.len();
         // SAFETY: forwarded; each size holds x.
         unsafe {
-            match x.len() {
-                0..=32 => softmax_row_n::<2>(x, scale, mask, inside, a, z, m_old, normalise),
-                33..=64 => softmax_row_n::<4>(x, scale, mask, inside, a, z, m_old, normalise),
-                _ => softmax_row_n::<8>(x, scale, mask, inside, a, z, m_old, normalise),
+            if n == 128 && a == 0 && z.min(inside) >= n {
+                // Every key live: no lane masks.
+                return softmax_row_n::<8, true>(x, scale, mask, inside, a, z, m_old);
+            }
+            match n {
+                0..=32 => softmax_row_n::<2, false>(x, scale, mask, inside, a, z, m_old),
+                33..=64 => softmax_row_n::<4, false>(x, scale, mask, inside, a, z, m_old),
+                _ => softmax_row_n::<8, false>(x, scale, mask, inside, a, z, m_old),
             }
         }
     }
 
-    /// [`softmax_row`] over `VECS` vectors (`x.len() <= 16 * VECS <= 128`).
+    /// [`softmax_row`] over `VECS` vectors (`x.len() <= 16 * VECS <= 128`); `FULL`: all
+    /// `16 * VECS` keys are in `x` and live.
     ///
     /// # Safety
     /// As [`softmax_row`].
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512dq")]
     #[inline]
-    unsafe fn softmax_row_n<const VECS: usize>(
+    unsafe fn softmax_row_n<const VECS: usize, const FULL: bool>(
         x: &mut [f32],
         scale: f32,
         mask: *const f32,
@@ -852,7 +853,6 @@ mod x512 {
         a: usize,
         z: usize,
         m_old: f32,
-        normalise: Option<Option<f32>>,
     ) -> (f32, f32) {
         let n = x.len();
         debug_assert!(n <= VECS * 16 && VECS <= 8);
@@ -883,6 +883,15 @@ mod x512 {
             // With a positive scale, lanes loaded as -inf stay -inf (the mask adds 0 there).
             let positive = scale > 0.0;
             for (k, vk) in v.iter_mut().enumerate() {
+                if FULL {
+                    let s = _mm512_loadu_ps(x.as_ptr().add(16 * k));
+                    *vk = if mask.is_null() {
+                        _mm512_mul_ps(s, sv)
+                    } else {
+                        _mm512_fmadd_ps(s, sv, _mm512_loadu_ps(mask.add(16 * k)))
+                    };
+                    continue;
+                }
                 let lm = (live >> (16 * k)) as __mmask16;
                 let s = _mm512_mask_loadu_ps(ninf, lm, x.as_ptr().add(16 * k));
                 let t = if mask.is_null() {
@@ -919,20 +928,12 @@ mod x512 {
             }
             let add = |p, q| _mm512_add_ps(p, q);
             let l = _mm512_reduce_add_ps(tree(v, add, add));
-            if let Some(sink) = normalise {
-                let (mut c, mut l2) = (1.0f32, l);
-                if let Some(sv) = sink {
-                    let m2 = m.max(sv);
-                    c = (m - m2).exp();
-                    l2 = l * c + (sv - m2).exp();
-                }
-                let fv = _mm512_set1_ps(c / l2);
-                for vk in v.iter_mut() {
-                    *vk = _mm512_mul_ps(*vk, fv);
-                }
-            }
             for (k, vk) in v.iter().enumerate() {
-                _mm512_mask_storeu_ps(x.as_mut_ptr().add(16 * k), inx(k), *vk);
+                if FULL {
+                    _mm512_storeu_ps(x.as_mut_ptr().add(16 * k), *vk);
+                } else {
+                    _mm512_mask_storeu_ps(x.as_mut_ptr().add(16 * k), inx(k), *vk);
+                }
             }
             (m, l)
         }
@@ -1328,7 +1329,7 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
         None => None,
     };
     // One key tile in the fused case: each row's maximum and sum are final after its pass,
-    // so the probabilities are normalised there and P·V goes straight to f32 output rows.
+    // so P·V goes straight to f32 output rows, which are then scaled by the row's factor.
     let direct =
         fused && jlo < jhi && jhi - jlo <= KT && p.out.elem == Elem::F32 && p.out.strides[2] > 0;
     // Conversion buffers (kbuf, vbuf) are sized when a tile cannot be read in place; the
@@ -1421,11 +1422,23 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
                     _ => (std::ptr::null(), kt),
                 };
                 let (a, z) = (rlo.saturating_sub(j0), rhi.saturating_sub(j0));
-                let normalise = direct.then(|| sink_of(h));
                 // SAFETY: fused implies X512 (the caller's promise); kt <= KT = 128.
                 let (m_new, sum) =
-                    unsafe { x512::softmax_row(sr, p.scale, ptr, inside, a, z, m_old, normalise) };
-                if direct || m_new == f32::NEG_INFINITY {
+                    unsafe { x512::softmax_row(sr, p.scale, ptr, inside, a, z, m_old) };
+                if m_new == f32::NEG_INFINITY {
+                    continue;
+                }
+                if direct {
+                    // The row's output factor, kept in l: c / l' with the sink in the
+                    // denominator (m' = max(m, sink), c = exp(m - m'), l' = l c +
+                    // exp(sink - m')), as in the finish below. Rows left at 0 are dead.
+                    let (mut c, mut lr) = (1.0f32, sum);
+                    if let Some(sv) = sink_of(h) {
+                        let m2 = m_new.max(sv);
+                        c = (m_new - m2).exp();
+                        lr = sum * c + (sv - m2).exp();
+                    }
+                    l[row] = if lr == 0.0 { 0.0 } else { c / lr };
                     continue;
                 }
                 if m_old == f32::NEG_INFINITY {
@@ -1495,7 +1508,7 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
         // SAFETY: values j0..j1 exist; the buffers hold a tile.
         let vt = unsafe { tile(p, true, b, hk, j0, j1, dv, vbuf) };
         if direct {
-            // out = P V per query head of the group, P already normalised.
+            // out = P V per query head of the group, then scaled by each row's factor.
             for g in 0..group {
                 // SAFETY: s holds nrows x kt probabilities, the value tile kt rows of dv;
                 // rows i0..i1 of output head (b, hk*group + g) hold dv floats each,
@@ -1550,6 +1563,22 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
         j0 = j1;
     }
     if direct {
+        for (row, &(h, i)) in at.iter().enumerate() {
+            let f = l[row];
+            let o = p.out.row(b, h, i) as *mut f32;
+            for d in 0..dv {
+                // SAFETY: (b, h, i) is inside out's extent: dv floats, maybe unaligned,
+                // written by this item only.
+                unsafe {
+                    let x = o.add(d);
+                    x.write_unaligned(if f == 0.0 {
+                        0.0
+                    } else {
+                        x.read_unaligned() * f
+                    });
+                }
+            }
+        }
         return;
     }
     // Finish: the sinks join the denominator; write the rows.
