@@ -8,6 +8,12 @@
 //! additive masks; attention sinks, softcap, a two-segment key source (cache + new keys),
 //! different q/k and v head sizes and an optional score/probability output are supported.
 //!
+//! With AVX-512 and GEMM-sized work items, the common case (no softcap or score output, at
+//! most one f32 mask with contiguous keys) turns each row of a score tile into exponentials
+//! in one pass held in registers (scale, mask, range, maximum, `2^t`, sum); when a row's keys
+//! fit in one tile there is no online correction at all, and P·V goes straight into f32
+//! output rows, scaled once by each row's factor.
+//!
 //! Tensors are described by [`View`]s: an address, an element type and element strides for
 //! (batch, head, sequence); the last axis (the head dimension) is contiguous. Arithmetic is
 //! f32 whatever the storage type (f32, f16, bf16).
