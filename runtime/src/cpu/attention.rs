@@ -1249,8 +1249,10 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
     // Otherwise, without a softcap or a score output, the scale goes into q once instead of
     // into every score.
     let prescale = plain && !fused;
-    // f32 query rows are read in place by the GEMM when nothing needs to change in them.
-    let q_in_place = fused && p.q.elem == Elem::F32 && p.q.strides[2] > 0;
+    // f32 query rows are read in place by the GEMM when nothing needs to change in them and
+    // the item is one query head (with several, one GEMM per head would pack each key tile
+    // that many times).
+    let q_in_place = fused && group == 1 && p.q.elem == Elem::F32 && p.q.strides[2] > 0;
     let Scratch {
         q,
         lo,
@@ -1336,8 +1338,14 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
     };
     // One key tile in the fused case: each row's maximum and sum are final after its pass,
     // so P·V goes straight to f32 output rows, which are then scaled by the row's factor.
-    let direct =
-        fused && jlo < jhi && jhi - jlo <= KT && p.out.elem == Elem::F32 && p.out.strides[2] > 0;
+    // Items of several query heads keep the accumulator: one GEMM per head would pack the
+    // value tile that many times.
+    let direct = fused
+        && group == 1
+        && jlo < jhi
+        && jhi - jlo <= KT
+        && p.out.elem == Elem::F32
+        && p.out.strides[2] > 0;
     // Conversion buffers (kbuf, vbuf) are sized when a tile cannot be read in place; the
     // score tile is written before it is read.
     if s.len() < nrows * KT {
@@ -2110,13 +2118,19 @@ mod tests {
         }
     }
 
-    /// One key tile (the probabilities normalised in the row pass, P·V written straight to
-    /// the output) against the general path and an f64 reference: GQA, a sink per head, a
-    /// per-batch key count, a mask per (batch, key) with `-inf` and `-1e9`, a query head
-    /// whose output rows interleave with the others'; and the same with a bf16 output.
+    /// One key tile (no online correction; with one query head per item, P·V written
+    /// straight to the output and scaled there) against the general path and an f64
+    /// reference: a sink per head, a per-batch key count, a mask per (batch, key) with `-inf`
+    /// and `-1e9`, output rows of the heads interleaved; MHA and GQA; and the same with a
+    /// bf16 output.
     #[test]
     fn single_key_tile_matches_the_general_path() {
-        let (bn, hq, hk, s, t, d) = (2, 4, 2, 20, 100, 16);
+        single_key_tile(4, 4);
+        single_key_tile(4, 2);
+    }
+
+    fn single_key_tile(hq: usize, hk: usize) {
+        let (bn, s, t, d) = (2, 20, 100, 16);
         let f = |n: usize, m: f32| {
             (0..n)
                 .map(|i| ((i as f32 + 1.0) * m).sin())
