@@ -8,6 +8,12 @@
 //! additive masks; attention sinks, softcap, a two-segment key source (cache + new keys),
 //! different q/k and v head sizes and an optional score/probability output are supported.
 //!
+//! With AVX-512 and GEMM-sized work items, the common case (no softcap or score output, at
+//! most one f32 mask with contiguous keys) turns each row of a score tile into exponentials
+//! in one pass held in registers (scale, mask, range, maximum, `2^t`, sum); when a row's keys
+//! fit in one tile there is no online correction at all, and P·V goes straight into f32
+//! output rows, scaled once by each row's factor.
+//!
 //! Tensors are described by [`View`]s: an address, an element type and element strides for
 //! (batch, head, sequence); the last axis (the head dimension) is contiguous. Arithmetic is
 //! f32 whatever the storage type (f32, f16, bf16).
@@ -785,6 +791,181 @@ mod x512 {
         _mm512_maskz_scalef_ps(keep, y, n)
     }
 
+    /// `2^t` of sixteen lanes for `t <= 0`: `2^floor(t)` (the scale step) times a degree-5
+    /// fit of `2^f` on `[0, 1)`, `f = t - floor(t)` (one reduce step), about 2 ulp; 0 for `t`
+    /// below -125 (no subnormals; `-inf` included), NaN stays NaN.
+    #[target_feature(enable = "avx512f,avx512dq")]
+    #[inline]
+    fn exp2_16(t: __m512) -> __m512 {
+        let f = _mm512_reduce_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(t);
+        let mut p = _mm512_set1_ps(1.867_130_4e-3);
+        for k in [9.017_03e-3, 5.579_991_3e-2, 0.240_164_44, 0.693_151_3, 1.0] {
+            p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(k));
+        }
+        // Kept: not below -125 (NaN compares unordered, so it is kept and propagates).
+        let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(t, _mm512_set1_ps(-125.0));
+        _mm512_maskz_scalef_ps(keep, p, t)
+    }
+
+    /// One row of a key tile of at most [`super::KT`] scores, in one pass held in registers:
+    /// the logits `x[j] * scale + mask[j]` for `j` in `[a, z)` below `inside` (no mask: no
+    /// addition), `-inf` elsewhere; `m`, the larger of `m_old` and their largest; then
+    /// `x[j] = exp(logit - m)` (zero outside the range). Returns `m` and the sum `l` of
+    /// those exponentials; with `m = -inf` (nothing live), `x` is all zeros and `l` 0.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F and DQ; `x.len() <= 128`; `mask` (if not null) holds
+    /// `inside.min(x.len())` floats.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    #[inline]
+    pub unsafe fn softmax_row(
+        x: &mut [f32],
+        scale: f32,
+        mask: *const f32,
+        inside: usize,
+        a: usize,
+        z: usize,
+        m_old: f32,
+    ) -> (f32, f32) {
+        let n = x.len();
+        // SAFETY: forwarded; each size holds x.
+        unsafe {
+            if n == 128 && a == 0 && z.min(inside) >= n {
+                // Every key live: no lane masks.
+                return softmax_row_n::<8, true>(x, scale, mask, inside, a, z, m_old);
+            }
+            match n {
+                0..=32 => softmax_row_n::<2, false>(x, scale, mask, inside, a, z, m_old),
+                33..=64 => softmax_row_n::<4, false>(x, scale, mask, inside, a, z, m_old),
+                _ => softmax_row_n::<8, false>(x, scale, mask, inside, a, z, m_old),
+            }
+        }
+    }
+
+    /// [`softmax_row`] over `VECS` vectors (`x.len() <= 16 * VECS <= 128`); `FULL`: all
+    /// `16 * VECS` keys are in `x` and live.
+    ///
+    /// # Safety
+    /// As [`softmax_row`].
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    #[inline]
+    unsafe fn softmax_row_n<const VECS: usize, const FULL: bool>(
+        x: &mut [f32],
+        scale: f32,
+        mask: *const f32,
+        inside: usize,
+        a: usize,
+        z: usize,
+        m_old: f32,
+    ) -> (f32, f32) {
+        let n = x.len();
+        debug_assert!(n <= VECS * 16 && VECS <= 8);
+        let z = z.min(n).min(inside);
+        let a = a.min(z);
+        // Live keys [a, z) as bits.
+        let live: u128 = if a < z {
+            (!0u128 >> (128 - (z - a))) << a
+        } else {
+            0
+        };
+        // Lanes inside x, per vector.
+        let inx = |k: usize| -> __mmask16 {
+            if n >= 16 * (k + 1) {
+                0xffff
+            } else if n > 16 * k {
+                lanes(n - 16 * k)
+            } else {
+                0
+            }
+        };
+        let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+        let sv = _mm512_set1_ps(scale);
+        let mut v = [ninf; VECS];
+        // SAFETY: loads masked to live keys (inside x and the mask's `inside` values),
+        // stores masked to lanes inside x.
+        unsafe {
+            // With a positive scale, lanes loaded as -inf stay -inf (the mask adds 0 there).
+            let positive = scale > 0.0;
+            for (k, vk) in v.iter_mut().enumerate() {
+                if FULL {
+                    let s = _mm512_loadu_ps(x.as_ptr().add(16 * k));
+                    *vk = if mask.is_null() {
+                        _mm512_mul_ps(s, sv)
+                    } else {
+                        _mm512_fmadd_ps(s, sv, _mm512_loadu_ps(mask.add(16 * k)))
+                    };
+                    continue;
+                }
+                let lm = (live >> (16 * k)) as __mmask16;
+                let s = _mm512_mask_loadu_ps(ninf, lm, x.as_ptr().add(16 * k));
+                let t = if mask.is_null() {
+                    _mm512_mul_ps(s, sv)
+                } else {
+                    _mm512_fmadd_ps(s, sv, _mm512_maskz_loadu_ps(lm, mask.add(16 * k)))
+                };
+                *vk = if positive {
+                    t
+                } else {
+                    _mm512_mask_blend_ps(lm, ninf, t)
+                };
+            }
+            // A NaN lane in max's first operand yields the second, so `max(q, -inf)` turns
+            // NaNs into -inf and `max(p, that)` skips NaNs on both sides.
+            let m = _mm512_reduce_max_ps(tree(
+                v,
+                |p, q| _mm512_max_ps(p, _mm512_max_ps(q, ninf)),
+                |p, q| _mm512_max_ps(p, q),
+            ))
+            .max(m_old);
+            if m == f32::NEG_INFINITY {
+                for k in 0..VECS {
+                    _mm512_mask_storeu_ps(x.as_mut_ptr().add(16 * k), inx(k), _mm512_setzero_ps());
+                }
+                return (m, 0.0);
+            }
+            // exp(v - m) = 2^(v log2(e) - m log2(e)): the rounding of the second product
+            // is the same for the whole row, so it cancels in the normalisation.
+            let l2e = _mm512_set1_ps(std::f32::consts::LOG2_E);
+            let off = _mm512_set1_ps(-m * std::f32::consts::LOG2_E);
+            for vk in v.iter_mut() {
+                *vk = exp2_16(_mm512_fmadd_ps(*vk, l2e, off));
+            }
+            let add = |p, q| _mm512_add_ps(p, q);
+            let l = _mm512_reduce_add_ps(tree(v, add, add));
+            for (k, vk) in v.iter().enumerate() {
+                if FULL {
+                    _mm512_storeu_ps(x.as_mut_ptr().add(16 * k), *vk);
+                } else {
+                    _mm512_mask_storeu_ps(x.as_mut_ptr().add(16 * k), inx(k), *vk);
+                }
+            }
+            (m, l)
+        }
+    }
+
+    /// `VECS` (a power of two, at least 2) vectors combined as a balanced tree, for a short
+    /// dependency chain: `first` on the leaves' pairs, `op` above.
+    #[inline(always)]
+    fn tree<const VECS: usize>(
+        mut v: [__m512; VECS],
+        first: impl Fn(__m512, __m512) -> __m512,
+        op: impl Fn(__m512, __m512) -> __m512,
+    ) -> __m512 {
+        let mut w = VECS / 2;
+        for k in 0..w {
+            v[k] = first(v[k], v[k + w]);
+        }
+        while w > 1 {
+            w /= 2;
+            for k in 0..w {
+                v[k] = op(v[k], v[k + w]);
+            }
+        }
+        v[0]
+    }
+
     /// `x[i] = exp(x[i] - m)`; returns the sum.
     ///
     /// # Safety
@@ -814,11 +995,12 @@ mod x512 {
     }
 }
 
-/// The AVX-512 row operations can run here.
+/// The AVX-512 row operations (F and DQ) can run here.
 fn simd512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
@@ -893,9 +1075,9 @@ struct Work {
 }
 
 /// # Safety
-/// As [`attention`]; the CPU has AVX-512F, AVX2 and FMA.
+/// As [`attention`]; the CPU has AVX-512F and DQ, AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
 unsafe fn item_avx512(p: &Attention, w: &Work) {
     // SAFETY: forwarded.
     unsafe { item::<true>(p, w) }
@@ -1033,7 +1215,7 @@ unsafe fn tile(
 }
 
 /// # Safety
-/// As [`attention`]; `X512` only where the CPU has AVX-512F.
+/// As [`attention`]; `X512` only where the CPU has AVX-512F and DQ.
 #[inline(always)]
 unsafe fn item<const X512: bool>(p: &Attention, w: &Work) {
     // The buffers are taken out of their cell while in use: a nested call on this thread
@@ -1053,9 +1235,24 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
     let qn = w.i1 - w.i0;
     let nrows = group * qn;
     let total = p.total();
-    // Without a softcap or a score output, the scale goes into q once instead of into every
-    // score.
-    let prescale = p.softcap == 0.0 && p.qk.is_none();
+    // The common case takes one pass for the logits and their maximum: no softcap or score
+    // output, at most one f32 mask with contiguous keys.
+    let plain = p.softcap == 0.0 && p.qk.is_none();
+    let fast_mask: Option<Option<&Mask>> = match &p.masks {
+        [None, None] if plain => Some(None),
+        [Some(mk), None] if plain && mk.elem == Elem::F32 && mk.strides[3] == 1 => Some(Some(mk)),
+        _ => None,
+    };
+    // With AVX-512 and GEMM-sized items, one register pass per row turns scores into
+    // exponentials ([`x512::softmax_row`]), applying the scale on the way.
+    let fused = X512 && nrows > SMALL_ROWS && fast_mask.is_some();
+    // Otherwise, without a softcap or a score output, the scale goes into q once instead of
+    // into every score.
+    let prescale = plain && !fused;
+    // f32 query rows are read in place by the GEMM when nothing needs to change in them and
+    // the item is one query head (with several, one GEMM per head would pack each key tile
+    // that many times).
+    let q_in_place = fused && group == 1 && p.q.elem == Elem::F32 && p.q.strides[2] > 0;
     let Scratch {
         q,
         lo,
@@ -1071,7 +1268,9 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
         tmp,
         orow,
     } = sc;
-    reset(q, nrows * dk, 0f32);
+    if !q_in_place {
+        reset(q, nrows * dk, 0f32);
+    }
     reset(lo, nrows, 0usize);
     reset(hi, nrows, 0usize);
     at.clear();
@@ -1080,6 +1279,10 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
         for i in w.i0..w.i1 {
             let row = at.len();
             at.push((h, i));
+            (lo[row], hi[row]) = p.range(b, i);
+            if q_in_place {
+                continue;
+            }
             let qr = &mut q[row * dk..(row + 1) * dk];
             let src = p.q.row(b, h, i);
             if prescale && p.q.elem == Elem::F32 {
@@ -1096,12 +1299,17 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
                     }
                 }
             }
-            (lo[row], hi[row]) = p.range(b, i);
         }
     }
     reset(m, nrows, f32::NEG_INFINITY);
     reset(l, nrows, 0f32);
-    reset(acc, nrows * dv, 0f32);
+    // The first key tile's P·V GEMM overwrites the accumulator (rows without live keys get
+    // zero probabilities there); the few-row loops only add to it.
+    if nrows <= SMALL_ROWS {
+        reset(acc, nrows * dv, 0f32);
+    } else if acc.len() < nrows * dv {
+        acc.resize(nrows * dv, 0f32);
+    }
     let all_keys = p.qk.is_some_and(|q| q.all_keys);
     let probs = p.qk.filter(|q| q.mode == QkMode::Probs);
     // Biased scores of every row, kept for the probabilities.
@@ -1118,19 +1326,34 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
         let z = (0..nrows).filter(|&x| live(x)).map(|x| hi[x]).max();
         (a.unwrap_or(0), z.unwrap_or(0))
     };
+    if jlo >= jhi && nrows > SMALL_ROWS {
+        // No key tile: no GEMM writes the accumulator.
+        reset(acc, nrows * dv, 0f32);
+    }
+    let sink_of = |h: usize| match p.sinks {
+        // SAFETY: the sink vector holds q_heads elements.
+        Some((addr, e)) => Some(unsafe { load1(e, (addr + h * e.size()) as *const u8) }),
+        None if p.smooth => Some(0.0),
+        None => None,
+    };
+    // One key tile in the fused case: each row's maximum and sum are final after its pass,
+    // so P·V goes straight to f32 output rows, which are then scaled by the row's factor.
+    // Items of several query heads keep the accumulator: one GEMM per head would pack the
+    // value tile that many times.
+    let direct = fused
+        && group == 1
+        && jlo < jhi
+        && jhi - jlo <= KT
+        && p.out.elem == Elem::F32
+        && p.out.strides[2] > 0;
     // Conversion buffers (kbuf, vbuf) are sized when a tile cannot be read in place; the
     // score tile is written before it is read.
     if s.len() < nrows * KT {
         s.resize(nrows * KT, 0f32);
     }
-    reset(tmp, KT, 0f32);
-    // The common case takes one pass for the logits and their maximum: scale already in q,
-    // no softcap or score output, at most one f32 mask with contiguous keys.
-    let fast_mask: Option<Option<&Mask>> = match (&p.masks, prescale) {
-        ([None, None], true) => Some(None),
-        ([Some(mk), None], true) if mk.elem == Elem::F32 && mk.strides[3] == 1 => Some(Some(mk)),
-        _ => None,
-    };
+    if !fused && tmp.len() < KT {
+        tmp.resize(KT, 0f32);
+    }
     let mut j0 = jlo;
     while j0 < jhi {
         let j1 = (j0 + KT).min(jhi);
@@ -1141,6 +1364,31 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
             // Few rows (decode): dot products straight from the key rows.
             // SAFETY: the tile holds kt rows of dk floats; q and s are sized for nrows.
             unsafe { small_qk(w.wide, q, dk, nrows, kt_src.ptr, kt_src.stride, kt, s, KT) };
+        } else if q_in_place {
+            // S = Q Kᵀ per query head of the group, reading its rows i0..i1 in place.
+            for g in 0..group {
+                // SAFETY: rows i0..i1 of head (b, hk*group + g) hold dk floats each,
+                // q.strides[2] apart; the key tile kt rows of dk; s nrows x KT.
+                unsafe {
+                    sgemm(
+                        w.kernel,
+                        qn,
+                        kt,
+                        dk,
+                        p.q.row(b, hk * group + g, w.i0) as *const f32,
+                        p.q.strides[2],
+                        1,
+                        BMatrix::Strided {
+                            ptr: kt_src.ptr,
+                            rs: 1,
+                            cs: kt_src.stride,
+                        },
+                        s.as_mut_ptr().add(g * qn * KT),
+                        KT as isize,
+                        false,
+                    )
+                };
+            }
         } else {
             // S = Q Kᵀ: B[d, j] = K[j, d].
             // SAFETY: q holds nrows x dk, the key tile kt rows of dk, s nrows x KT.
@@ -1172,6 +1420,55 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
                 continue;
             }
             let (h, i) = at[row];
+            let m_old = m[row];
+            #[cfg(target_arch = "x86_64")]
+            if fused {
+                let (ptr, inside) = match fast_mask {
+                    Some(Some(mk)) => {
+                        let off = b as isize * mk.strides[0]
+                            + h as isize * mk.strides[1]
+                            + i as isize * mk.strides[2]
+                            + j0 as isize;
+                        // SAFETY: the mask row holds keys j0..cols (only those are read).
+                        let ptr = unsafe { (mk.addr as *const f32).offset(off) };
+                        (ptr, mk.cols.saturating_sub(j0))
+                    }
+                    _ => (std::ptr::null(), kt),
+                };
+                let (a, z) = (rlo.saturating_sub(j0), rhi.saturating_sub(j0));
+                // SAFETY: fused implies X512 (the caller's promise); kt <= KT = 128.
+                let (m_new, sum) =
+                    unsafe { x512::softmax_row(sr, p.scale, ptr, inside, a, z, m_old) };
+                if m_new == f32::NEG_INFINITY {
+                    continue;
+                }
+                if direct {
+                    // The row's output factor, kept in l: c / l' with the sink in the
+                    // denominator (m' = max(m, sink), c = exp(m - m'), l' = l c +
+                    // exp(sink - m')), as in the finish below. Rows left at 0 are dead.
+                    let (mut c, mut lr) = (1.0f32, sum);
+                    if let Some(sv) = sink_of(h) {
+                        let m2 = m_new.max(sv);
+                        c = (m_new - m2).exp();
+                        lr = sum * c + (sv - m2).exp();
+                    }
+                    l[row] = if lr == 0.0 { 0.0 } else { c / lr };
+                    continue;
+                }
+                if m_old == f32::NEG_INFINITY {
+                    l[row] = sum;
+                } else {
+                    let corr = fast_exp(m_old - m_new);
+                    if corr != 1.0 {
+                        for x in acc[row * dv..(row + 1) * dv].iter_mut() {
+                            *x *= corr;
+                        }
+                    }
+                    l[row] = l[row] * corr + sum;
+                }
+                m[row] = m_new;
+                continue;
+            }
             let tmax = match fast_mask {
                 // SAFETY: X512 (the caller's promise); the mask row holds its keys j0..inside.
                 #[cfg(target_arch = "x86_64")]
@@ -1205,7 +1502,6 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
                     unsafe { row_max::<X512>(sr) }
                 }
             };
-            let m_old = m[row];
             let m_new = m_old.max(tmax);
             if m_new == f32::NEG_INFINITY {
                 sr.fill(0.0);
@@ -1225,7 +1521,33 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
         }
         // SAFETY: values j0..j1 exist; the buffers hold a tile.
         let vt = unsafe { tile(p, true, b, hk, j0, j1, dv, vbuf) };
-        if nrows <= SMALL_ROWS {
+        if direct {
+            // out = P V per query head of the group, then scaled by each row's factor.
+            for g in 0..group {
+                // SAFETY: s holds nrows x kt probabilities, the value tile kt rows of dv;
+                // rows i0..i1 of output head (b, hk*group + g) hold dv floats each,
+                // out.strides[2] apart, written by this item only.
+                unsafe {
+                    sgemm(
+                        w.kernel,
+                        qn,
+                        dv,
+                        kt,
+                        s.as_ptr().add(g * qn * KT),
+                        KT as isize,
+                        1,
+                        BMatrix::Strided {
+                            ptr: vt.ptr,
+                            rs: vt.stride,
+                            cs: 1,
+                        },
+                        p.out.row(b, hk * group + g, w.i0) as *mut f32,
+                        p.out.strides[2],
+                        false,
+                    )
+                };
+            }
+        } else if nrows <= SMALL_ROWS {
             // SAFETY: the tile holds kt rows of dv floats; s and acc are sized for nrows.
             unsafe { small_pv(w.wide, s, KT, nrows, vt.ptr, vt.stride, kt, dv, acc) };
         } else {
@@ -1248,22 +1570,39 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
                     },
                     acc.as_mut_ptr(),
                     dv as isize,
-                    true,
+                    j0 > jlo,
                 )
             };
         }
         j0 = j1;
     }
+    if direct {
+        for (row, &(h, i)) in at.iter().enumerate() {
+            let f = l[row];
+            let o = p.out.row(b, h, i) as *mut f32;
+            for d in 0..dv {
+                // SAFETY: (b, h, i) is inside out's extent: dv floats, maybe unaligned,
+                // written by this item only.
+                unsafe {
+                    let x = o.add(d);
+                    x.write_unaligned(if f == 0.0 {
+                        0.0
+                    } else {
+                        x.read_unaligned() * f
+                    });
+                }
+            }
+        }
+        return;
+    }
     // Finish: the sinks join the denominator; write the rows.
-    reset(orow, dv, 0f32);
+    if orow.len() < dv {
+        orow.resize(dv, 0f32);
+    }
+    let orow = &mut orow[..dv];
     for row in 0..nrows {
         let (h, i) = at[row];
-        let sink = match p.sinks {
-            // SAFETY: the sink vector holds q_heads elements.
-            Some((addr, e)) => Some(unsafe { load1(e, (addr + h * e.size()) as *const u8) }),
-            None if p.smooth => Some(0.0),
-            None => None,
-        };
+        let sink = sink_of(h);
         let (mut mr, mut lr) = (m[row], l[row]);
         let ar = &acc[row * dv..(row + 1) * dv];
         let mut scale_acc = 1.0f32;
@@ -1281,16 +1620,22 @@ unsafe fn item_with<const X512: bool>(p: &Attention, w: &Work, sc: &mut Scratch)
             }
         }
         let dead = mr == f32::NEG_INFINITY || lr == 0.0;
-        if dead {
-            orow.fill(0.0);
-        } else {
-            let f = scale_acc / lr;
-            for (o, a) in orow.iter_mut().zip(ar) {
-                *o = a * f;
+        let f = if dead { 0.0 } else { scale_acc / lr };
+        let dst = p.out.row(b, h, i);
+        if p.out.elem == Elem::F32 {
+            let dst = dst as *mut f32;
+            for (d, a) in ar.iter().enumerate() {
+                let o = if dead { 0.0 } else { a * f };
+                // SAFETY: (b, h, i) is inside out's extent: dv floats, maybe unaligned.
+                unsafe { dst.add(d).write_unaligned(o) };
             }
+        } else {
+            for (o, a) in orow.iter_mut().zip(ar) {
+                *o = if dead { 0.0 } else { a * f };
+            }
+            // SAFETY: (b, h, i) is inside out's extent.
+            unsafe { store(p.out.elem, dst, orow) };
         }
-        // SAFETY: (b, h, i) is inside out's extent.
-        unsafe { store(p.out.elem, p.out.row(b, h, i), orow) };
         if let Some(qo) = probs {
             let fr = &mut full[row * total..(row + 1) * total];
             for x in fr.iter_mut() {
@@ -1768,6 +2113,156 @@ mod tests {
                 }
                 if i == 5 {
                     assert!(fast[row..row + d].iter().all(|&x| x == 0.0), "masked row");
+                }
+            }
+        }
+    }
+
+    /// One key tile (no online correction; with one query head per item, P·V written
+    /// straight to the output and scaled there) against the general path and an f64
+    /// reference: a sink per head, a per-batch key count, a mask per (batch, key) with `-inf`
+    /// and `-1e9`, output rows of the heads interleaved; MHA and GQA; and the same with a
+    /// bf16 output.
+    #[test]
+    fn single_key_tile_matches_the_general_path() {
+        single_key_tile(4, 4);
+        single_key_tile(4, 2);
+    }
+
+    fn single_key_tile(hq: usize, hk: usize) {
+        let (bn, s, t, d) = (2, 20, 100, 16);
+        let f = |n: usize, m: f32| {
+            (0..n)
+                .map(|i| ((i as f32 + 1.0) * m).sin())
+                .collect::<Vec<f32>>()
+        };
+        // q and out as [b, s, h, d], k and v as [b, h, t, d].
+        let (q, k, v) = (
+            f(bn * s * hq * d, 0.37),
+            f(bn * hk * t * d, 0.91),
+            f(bn * hk * t * d, 1.3),
+        );
+        let mut mask = f(bn * t, 0.05);
+        for j in 0..t {
+            if j % 13 == 0 {
+                mask[j] = f32::NEG_INFINITY;
+            }
+            if j > 90 {
+                mask[t + j] = -1e9;
+            }
+        }
+        let sinks = [0.5f32, -1.0, 2.0, f32::NEG_INFINITY];
+        let kv_len = vec![t, 70];
+        let tok = |p: *const f32| View {
+            addr: p as usize,
+            elem: Elem::F32,
+            strides: [(s * hq * d) as isize, d as isize, (hq * d) as isize],
+        };
+        let kv = |p: *const f32| Segment {
+            view: View {
+                addr: p as usize,
+                elem: Elem::F32,
+                strides: [(hk * t * d) as isize, (t * d) as isize, d as isize],
+            },
+            len: t,
+        };
+        let empty = Segment {
+            view: kv(k.as_ptr()).view,
+            len: 0,
+        };
+        let mut out = vec![0f32; bn * s * hq * d];
+        let mut p = Attention {
+            batch: bn,
+            q_heads: hq,
+            kv_heads: hk,
+            q_len: s,
+            dk: d,
+            dv: d,
+            q: tok(q.as_ptr()),
+            k: [empty, kv(k.as_ptr())],
+            v: [empty, kv(v.as_ptr())],
+            out: tok(out.as_mut_ptr()),
+            scale: 0.4,
+            softcap: 0.0,
+            causal: false,
+            left: None,
+            right: None,
+            window_from_end: false,
+            kv_len: kv_len.clone(),
+            q_pos: vec![],
+            masks: [
+                Some(Mask {
+                    addr: mask.as_ptr() as usize,
+                    elem: Elem::F32,
+                    strides: [t as isize, 0, 0, 1],
+                    cols: t,
+                }),
+                None,
+            ],
+            sinks: Some((sinks.as_ptr() as usize, Elem::F32)),
+            smooth: false,
+            qk: None,
+        };
+        // SAFETY: all views describe the vectors above.
+        unsafe { attention(Kernel::detect(), &p) };
+        let fast = out.clone();
+        let mut half = vec![0u16; bn * s * hq * d];
+        p.out = View {
+            addr: half.as_mut_ptr() as usize,
+            elem: Elem::BF16,
+            ..p.out
+        };
+        // SAFETY: as above, with the bf16 output.
+        unsafe { attention(Kernel::detect(), &p) };
+        let mut scores = vec![0f32; bn * hq * s * t];
+        p.out = tok(out.as_mut_ptr());
+        p.qk = Some(QkOut {
+            view: View {
+                addr: scores.as_mut_ptr() as usize,
+                elem: Elem::F32,
+                strides: [(hq * s * t) as isize, (s * t) as isize, t as isize],
+            },
+            cols: t,
+            mode: QkMode::Raw,
+            all_keys: false,
+        });
+        // SAFETY: as above, the score output too.
+        unsafe { attention(Kernel::detect(), &p) };
+        for b in 0..bn {
+            for (h, &sink) in sinks.iter().enumerate() {
+                for i in 0..s {
+                    let row = ((b * s + i) * hq + h) * d;
+                    let kvh = (b * hk + h / (hq / hk)) * t;
+                    let l: Vec<f64> = (0..kv_len[b])
+                        .map(|j| {
+                            let dot: f64 = (0..d)
+                                .map(|x| q[row + x] as f64 * k[(kvh + j) * d + x] as f64)
+                                .sum();
+                            0.4 * dot + mask[b * t + j] as f64
+                        })
+                        .chain([sink as f64])
+                        .collect();
+                    let mx = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let den: f64 = l.iter().map(|&z| (z - mx).exp()).sum();
+                    for x in 0..d {
+                        let want: f64 = (0..kv_len[b])
+                            .map(|j| (l[j] - mx).exp() / den * v[(kvh + j) * d + x] as f64)
+                            .sum();
+                        let (a, g) = (fast[row + x], out[row + x]);
+                        let hb = bf16_to_f32(half[row + x]);
+                        assert!(
+                            (a as f64 - want).abs() < 2e-5,
+                            "b{b} h{h} i{i} x{x}: {a} vs {want}"
+                        );
+                        assert!(
+                            (a - g).abs() < 2e-6,
+                            "b{b} h{h} i{i} x{x}: one tile {a}, general {g}"
+                        );
+                        assert!(
+                            (hb - a).abs() <= a.abs() / 128.0,
+                            "b{b} h{h} i{i} x{x}: bf16 {hb} vs {a}"
+                        );
+                    }
                 }
             }
         }
