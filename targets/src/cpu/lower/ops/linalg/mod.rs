@@ -9,6 +9,7 @@ mod epilogue;
 mod matmul;
 mod pool;
 mod quant;
+mod siblings;
 
 pub use epilogue::absorbed;
 
