@@ -4,6 +4,10 @@
 //! at compile time and stored only in that form; batch dims become up to a few strided
 //! loops inside one helper call (or fold into M when B has none). Every other dtype, and
 //! the integer / quantized products, go to the generic `contract` helper.
+//!
+//! A MatMul by a constant 2-D B takes the nodes after it into its GEMM's epilogue
+//! ([`epilogue::plan`]); sibling MatMuls of that kind reading the same A share one GEMM
+//! step ([`siblings`]).
 
 use kiln_ir::attr::{Attr, AttrsExt};
 use kiln_ir::dim::Dim;

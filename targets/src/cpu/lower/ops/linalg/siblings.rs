@@ -290,7 +290,7 @@ mod tests {
     /// One projection of `%{x}` (`[{lead}, k]`) named `p`: MatMul by a constant `[k, n]`, a
     /// bias Add, an activation, and a head split into heads of `d`, each when asked for.
     /// Returns the text and the type of its last value, `%{p}`.
-    struct Proj<'a> {
+    pub(super) struct Proj<'a> {
         p: &'a str,
         x: &'a str,
         lead: &'a str,
@@ -417,7 +417,7 @@ mod tests {
     }
 
     /// A graph of `projs` with inputs `params` and body `tail` after the projections.
-    fn graph_text(params: &str, outs: &str, projs: &[Proj], tail: &str) -> String {
+    pub(super) fn graph_text(params: &str, outs: &str, projs: &[Proj], tail: &str) -> String {
         let body: String = projs
             .iter()
             .enumerate()
@@ -426,7 +426,13 @@ mod tests {
         format!("graph @t({params}) -> ({outs}) {{\n{body}{tail}\n}}")
     }
 
-    fn qkv<'a>(x: &'a str, lead: &'a str, k: usize, n: [usize; 3], d: usize) -> [Proj<'a>; 3] {
+    pub(super) fn qkv<'a>(
+        x: &'a str,
+        lead: &'a str,
+        k: usize,
+        n: [usize; 3],
+        d: usize,
+    ) -> [Proj<'a>; 3] {
         let proj = |p, n| Proj {
             p,
             x,
@@ -576,5 +582,93 @@ mod tests {
             "%s = Add(%a, %b) : f32[seq, 48]\n%y = Mul(%s, %c) : f32[seq, 48]\nreturn %y",
         );
         assert_eq!(check_gemms(&text, &[floats(&[7, 16], 5)], &[]), 3);
+    }
+}
+
+/// Timing of MiniLM's Q/K/V projections (and the attention reading them) with the
+/// projections as one step against three, alternating in the same run
+/// (`cargo test --release -p kiln-targets qkv_projection_timing -- --ignored --nocapture`).
+#[cfg(test)]
+mod bench {
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    use kiln_runtime::{ElemType, Model, ModelOptions, Tensor as RtTensor};
+
+    use super::tests::{graph_text, qkv};
+    use crate::cpu::codegen::isa::CpuFeatures;
+    use crate::cpu::testing::{floats, graph};
+    use crate::cpu::{compile, CpuOptions};
+
+    fn load(text: &str, bounds: &[(&str, i64, i64)], threads: usize) -> Model {
+        let bounds = bounds
+            .iter()
+            .map(|&(s, lo, hi)| (s.to_string(), (lo, hi)))
+            .collect::<HashMap<_, _>>();
+        let art = compile(
+            &graph(text),
+            &CpuOptions {
+                features: CpuFeatures::host(),
+                bounds,
+            },
+        )
+        .unwrap();
+        let path = std::env::temp_dir().join(format!("kiln-qkv-bench-{}.kiln", std::process::id()));
+        art.write(&path).unwrap();
+        let m = Model::load_with(
+            &path,
+            &ModelOptions {
+                threads,
+                features: None,
+            },
+        )
+        .unwrap();
+        let _ = std::fs::remove_file(&path);
+        m
+    }
+
+    #[test]
+    #[ignore]
+    fn qkv_projection_timing() {
+        let projs = qkv("x", "batch, seq", 384, [384, 384, 384], 32);
+        let text = graph_text(
+            "%x: f32[batch, seq, 384]",
+            "y: f32[batch, 12, seq, 32]",
+            &projs,
+            "%y = attention(%q, %k, %v) : f32[batch, 12, seq, 32]\nreturn %y",
+        );
+        let x = floats(&[1, 128, 384], 1);
+        let x = [RtTensor::from_bytes(ElemType::F32, &[1, 128, 384], &x.to_le_bytes()).unwrap()];
+        for threads in [1, 2] {
+            // Unbounded, the batch may exceed one: three steps. Bounded to one: one step.
+            let models = [
+                ("three steps", load(&text, &[], threads)),
+                ("one step", load(&text, &[("batch", 1, 1)], threads)),
+            ];
+            let mut times: Vec<Vec<f64>> = vec![Vec::new(); 2];
+            for _ in 0..3 {
+                for (_, m) in &models {
+                    m.run(&x).unwrap();
+                }
+            }
+            for _ in 0..200 {
+                for (i, (_, m)) in models.iter().enumerate() {
+                    let t = Instant::now();
+                    m.run(&x).unwrap();
+                    times[i].push(t.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let (a, b) = (median(&mut times[0]), median(&mut times[1]));
+            for ((name, _), us) in models.iter().zip([a, b]) {
+                println!(
+                    "Q/K/V [128 x 384] x 3 x [384 x 384] + attention, {name:11} {threads} thr: {us:8.1} us"
+                );
+            }
+            println!("one step / three steps: {:.2}", b / a);
+        }
     }
 }
