@@ -126,3 +126,68 @@ fn bundled_example_compiled_matches_onnx_runtime() {
     check(&case, &mut failures);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Row `b` of `t`'s first axis, as a batch of one.
+fn row(t: &kiln_ir::Tensor, b: usize) -> kiln_ir::Tensor {
+    let mut shape = t.shape().to_vec();
+    let n = t.to_le_bytes().len() / shape[0].max(1);
+    shape[0] = 1;
+    let bytes = &t.to_le_bytes()[b * n..(b + 1) * n];
+    kiln_ir::Tensor::from_le_bytes(t.dtype(), shape, bytes).expect("a row fits")
+}
+
+/// MiniLM compiled for a batch of one (`--dim batch=1..1`, as it is benchmarked), where each
+/// layer's Q, K and V projections are one GEMM step, matches its reference row by row.
+#[test]
+fn minilm_batch_of_one_merges_qkv_and_matches_each_row() {
+    let Some(case) = model_cases().into_iter().find(|c| c.name == "minilm") else {
+        eprintln!("SKIPPED: no minilm case among the shared models");
+        return;
+    };
+    let inputs = case.inputs();
+    let mut g = kiln_compiler::driver::load_model(&case.model()).unwrap();
+    let names: Vec<String> = g
+        .inputs()
+        .iter()
+        .map(|&v| g.input_name(v).unwrap_or_default().to_string())
+        .collect();
+    let seq = inputs["input_ids"].shape()[1] as i64;
+    let bounds = [("batch".to_string(), (1, 1)), ("seq".to_string(), (1, seq))];
+    let pm = kiln_compiler::passes::PassManager::parse(backend::DEFAULT_PIPELINE).unwrap();
+    let art = backend::compile_cpu(
+        &mut g,
+        &pm,
+        &mut kiln_compiler::passes::PassContext::new(),
+        bounds.into_iter().collect(),
+        kiln_targets::cpu::codegen::isa::CpuFeatures::host(),
+    )
+    .unwrap();
+    let path = std::env::temp_dir().join(format!("kiln-minilm-b1-{}.kiln", std::process::id()));
+    art.write(&path).unwrap();
+    let model = Model::load_with(
+        &path,
+        &ModelOptions {
+            threads: 2,
+            features: None,
+        },
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(&path);
+    // Per layer: Q/K/V as one step, the output projection, the two FFN products.
+    let steps = &model.manifest().steps;
+    let count = |k: &str| steps.iter().filter(|s| s.kernel.contains(k)).count();
+    let layers = count("helper attention");
+    assert!(layers > 0);
+    assert_eq!(count("helper gemm_f32"), 4 * layers);
+    let (name, want) = &case.outputs()[0];
+    for b in 0..inputs["input_ids"].shape()[0] {
+        let ordered: Vec<_> = names
+            .iter()
+            .map(|n| backend::to_runtime(&row(&inputs[n], b)))
+            .collect();
+        let outs = model.run(&ordered).unwrap();
+        let got = backend::from_runtime(&outs[0]).unwrap();
+        compare(&row(want, b), &got, case.rtol, case.atol)
+            .unwrap_or_else(|e| panic!("{name} row {b}: {e}"));
+    }
+}

@@ -16,7 +16,7 @@ use crate::cpu::codegen::blob::CodeBlob;
 use crate::cpu::codegen::dims::SymbolTable;
 use crate::cpu::codegen::entry::build_entry;
 use crate::cpu::codegen::isa::{x86_64_isa, CpuFeatures};
-use crate::cpu::lower::{lower, BufKind, Callee, Port, Program};
+use crate::cpu::lower::{lower_bounded, BufKind, Callee, Port, Program};
 use crate::cpu::memory::{plan, MemoryPlan};
 use crate::error::TargetError;
 
@@ -80,7 +80,7 @@ fn input_symbols(program: &Program) -> SymbolTable {
 /// Compiles `graph` (canonicalized; every value typed) for the CPU.
 pub fn compile(graph: &Graph, options: &CpuOptions) -> Result<CpuArtifact, TargetError> {
     let isa = x86_64_isa(options.features)?;
-    let program = lower(graph, &isa)?;
+    let program = lower_bounded(graph, &isa, &options.bounds)?;
     let symbols = input_symbols(&program);
     for name in options.bounds.keys() {
         if symbols.index(name).is_none() {

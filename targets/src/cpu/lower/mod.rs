@@ -158,6 +158,9 @@ pub struct Lowerer<'g> {
     fused: HashSet<NodeId>,
     /// Nodes computed by an earlier node's step (a GEMM's epilogue): no step of their own.
     absorbed: HashSet<NodeId>,
+    /// The user's bounds on dim symbols (`--dim batch=1..1`); the runtime rejects inputs
+    /// outside them.
+    bounds: HashMap<String, (i64, i64)>,
 }
 
 impl<'g> Lowerer<'g> {
@@ -178,6 +181,30 @@ impl<'g> Lowerer<'g> {
     /// kernel of the group's last node.
     pub fn is_fused(&self, id: NodeId) -> bool {
         self.fused.contains(&id)
+    }
+
+    /// The value `d` has on every run: a constant, or an expression whose symbols the user's
+    /// bounds pin to one value each.
+    pub fn fixed_dim(&self, d: &Dim) -> Option<i64> {
+        if let Some(c) = d.as_const() {
+            return Some(c);
+        }
+        let mut syms = Vec::new();
+        d.symbols(&mut syms);
+        let mut values = HashMap::new();
+        for s in syms {
+            match self.bounds.get(&*s) {
+                Some(&(lo, hi)) if lo == hi => values.insert(s.to_string(), lo),
+                _ => return None,
+            };
+        }
+        d.eval(&values).ok()
+    }
+
+    /// Marks node `id` as computed by a step already emitted (one GEMM for several
+    /// MatMuls): the lowering gives it no step when it comes to it.
+    pub fn absorb(&mut self, id: NodeId) {
+        self.absorbed.insert(id);
     }
 
     /// The operand of node input `i` (an error if the input is absent).
@@ -449,6 +476,16 @@ fn has_sym(d: &Dim, s: &str) -> bool {
 
 /// Lowers `graph` (canonicalized, with every value's type inferred).
 pub fn lower(graph: &Graph, isa: &OwnedTargetIsa) -> Result<Program, TargetError> {
+    lower_bounded(graph, isa, &HashMap::new())
+}
+
+/// [`lower`], knowing the user's bounds on dim symbols: a symbol bounded to one value
+/// (`--dim batch=1..1`) may shape the code like a constant.
+pub fn lower_bounded(
+    graph: &Graph,
+    isa: &OwnedTargetIsa,
+    bounds: &HashMap<String, (i64, i64)>,
+) -> Result<Program, TargetError> {
     let order = graph
         .topo_order()
         .ok_or_else(|| TargetError::Lower("the graph has a cycle".into()))?;
@@ -471,6 +508,7 @@ pub fn lower(graph: &Graph, isa: &OwnedTargetIsa) -> Result<Program, TargetError
         current: String::new(),
         fused: HashSet::new(),
         absorbed: ops::absorbed(graph),
+        bounds: bounds.clone(),
     };
     lw.fused = ops::elementwise_fusion(graph, &lw.absorbed);
     for (i, &v) in graph.inputs().iter().enumerate() {

@@ -2,7 +2,8 @@
 //! it: a bias Add of a constant vector, an activation (Gelu, Relu), a residual Add, or the
 //! head split `Reshape [.., S, H, D] -> Transpose` that attention inputs go through (the
 //! GEMM then writes `[.., H, S, D]` directly). Decided once per graph before lowering
-//! ([`absorbed`]), and again by the MatMul lowering ([`plan`]), the same way.
+//! ([`absorbed`]), and again by the MatMul lowering ([`plan`]), the same way. MatMuls with
+//! such a plan that read the same A may then share one step (`siblings.rs`).
 
 use std::collections::HashSet;
 

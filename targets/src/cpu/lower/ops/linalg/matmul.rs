@@ -4,6 +4,10 @@
 //! at compile time and stored only in that form; batch dims become up to a few strided
 //! loops inside one helper call (or fold into M when B has none). Every other dtype, and
 //! the integer / quantized products, go to the generic `contract` helper.
+//!
+//! A MatMul by a constant 2-D B takes the nodes after it into its GEMM's epilogue
+//! ([`epilogue::plan`]); sibling MatMuls of that kind reading the same A share one GEMM
+//! step ([`siblings`]).
 
 use kiln_ir::attr::{Attr, AttrsExt};
 use kiln_ir::dim::Dim;
@@ -14,6 +18,7 @@ use kiln_runtime::cpu::gemm::PackedB;
 use kiln_runtime::cpu::helpers::gemm::MAX_LOOPS;
 
 use super::epilogue::{self, GemmFusion};
+use super::siblings;
 use super::{
     bcast_strides, contiguous, dtype_code, emit_contract, has_input, input_type, prod, Mode, Term,
 };
@@ -183,7 +188,7 @@ fn batch_loops(counts: &[Dim], a: &[Dim], b: &[Dim], c: &[Dim]) -> Vec<[Dim; 4]>
 }
 
 /// A constant's name in the weights section.
-fn const_name(lw: &Lowerer, id: NodeId, i: usize) -> String {
+pub(super) fn const_name(lw: &Lowerer, id: NodeId, i: usize) -> String {
     let Some(v) = lw.graph.node(id).input(i) else {
         return String::from("const");
     };
@@ -195,7 +200,7 @@ fn const_name(lw: &Lowerer, id: NodeId, i: usize) -> String {
 
 /// Packs `count` row-major `k x n` matrices (each `b(i)`) into GEMM panels, stored as one
 /// weight; returns the operand and the packed length of one matrix.
-fn pack_weights(
+pub(super) fn pack_weights(
     lw: &mut Lowerer,
     name: &str,
     count: usize,
@@ -224,7 +229,7 @@ fn pack_weights(
 }
 
 /// The f32 values of a constant tensor.
-fn f32s(t: &Tensor) -> Vec<f32> {
+pub(super) fn f32s(t: &Tensor) -> Vec<f32> {
     match t.as_f32() {
         Some(v) => v.to_vec(),
         None => t.to_f64().iter().map(|&x| x as f32).collect(),
@@ -232,34 +237,34 @@ fn f32s(t: &Tensor) -> Vec<f32> {
 }
 
 /// One GEMM helper call.
-struct GemmCall {
-    m: Dim,
-    n: Dim,
-    k: Dim,
-    a: (Arg, Dim, Dim),
+pub(super) struct GemmCall {
+    pub m: Dim,
+    pub n: Dim,
+    pub k: Dim,
+    pub a: (Arg, Dim, Dim),
     /// B pointer and strides (ignored when packed).
-    b: (Arg, Dim, Dim),
-    packed: bool,
-    c: (Arg, Dim),
-    accumulate: bool,
-    alpha: f64,
-    loops: Vec<[Dim; 4]>,
+    pub b: (Arg, Dim, Dim),
+    pub packed: bool,
+    pub c: (Arg, Dim),
+    pub accumulate: bool,
+    pub alpha: f64,
+    pub loops: Vec<[Dim; 4]>,
 }
 
 /// The fused form's slots: epilogue and C layout (see `gemm_f32_packed_fused`).
-struct FusedSlots {
-    bias: Option<Arg>,
-    act: u64,
-    residual: Option<(Arg, Dim)>,
+pub(super) struct FusedSlots {
+    pub bias: Option<Arg>,
+    pub act: u64,
+    pub residual: Option<(Arg, Dim)>,
     /// Column block and block stride (heads of `D` columns, `S*D` apart).
-    block: (Dim, Dim),
+    pub block: (Dim, Dim),
 }
 
 fn emit_gemm(lw: &mut Lowerer, g: GemmCall) -> Result<(), TargetError> {
     emit_gemm_with(lw, g, None)
 }
 
-fn emit_gemm_with(
+pub(super) fn emit_gemm_with(
     lw: &mut Lowerer,
     g: GemmCall,
     fused: Option<FusedSlots>,
@@ -454,6 +459,9 @@ fn matmul_fused(lw: &mut Lowerer, id: NodeId, f: &GemmFusion) -> Result<(), Targ
 /// MatMul: numpy semantics (batch broadcasting, 1-D operands).
 pub fn matmul(lw: &mut Lowerer, id: NodeId) -> Result<(), TargetError> {
     if let Some(f) = epilogue::plan(lw.graph, id) {
+        if let Some(group) = siblings::group(lw, id) {
+            return siblings::lower(lw, &group);
+        }
         return matmul_fused(lw, id, &f);
     }
     let (ta, tb) = (input_type(lw, id, 0)?, input_type(lw, id, 1)?);

@@ -1,6 +1,8 @@
 //! Linear algebra: MatMul and Gemm (f32 through the GEMM helpers with prepacked weights,
 //! other dtypes through the generic `contract` helper), Einsum, the integer and quantized
-//! products, quantization, Conv and ConvTranspose, pooling.
+//! products, quantization, Conv and ConvTranspose, pooling. A GEMM computes the bias,
+//! activation, residual and head split after it (`epilogue`); projections that share their
+//! input (Q, K, V) share one GEMM (`siblings`).
 //!
 //! Strides here are in elements and symbolic (`Dim`): one artifact serves every `seq`.
 
@@ -9,6 +11,7 @@ mod epilogue;
 mod matmul;
 mod pool;
 mod quant;
+mod siblings;
 
 pub use epilogue::absorbed;
 
