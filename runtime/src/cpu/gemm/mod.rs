@@ -605,10 +605,9 @@ unsafe fn run(
             let row_tiles = m.div_ceil(kernel.mr);
             (0..tn).into_par_iter().for_each(|t| {
                 let (q0, q1) = (row_tiles * t / tn, row_tiles * (t + 1) / tn);
-                let sh = sh; // the whole struct, which is Sync (not its raw-pointer field)
-                             // SAFETY: task t writes only row panels q0..q1 of every K block of the
-                             // buffer (len floats, see pack_shared) and reads rows of A inside 0..m.
-                unsafe { pack_shared(&kernel, blocking, (q0, q1), m, k, sh.a, rsa, csa, apack) };
+                // SAFETY: task t writes only row panels q0..q1 of every K block of the
+                // buffer (len floats, see pack_shared) and reads rows of A inside 0..m.
+                unsafe { pack_shared(&kernel, blocking, (q0, q1), m, k, sh, rsa, csa, apack) };
             });
             (0..tn)
                 .into_par_iter()
@@ -633,8 +632,8 @@ struct SharedA(*mut f32);
 unsafe impl Send for SharedA {}
 unsafe impl Sync for SharedA {}
 
-/// Packs row panels `q0..q1` of A (`m x k`, one M block) for every K block into `apack`:
-/// K block `pc..pc+kc` starts at float `pc * m.next_multiple_of(mr)`, laid out as
+/// Packs row panels `q0..q1` of A (`m x k` at `sh.a`, one M block) for every K block into
+/// `apack`: K block `pc..pc+kc` starts at float `pc * m.next_multiple_of(mr)`, laid out as
 /// [`pack::pack_a`] lays out one block.
 ///
 /// # Safety
@@ -647,12 +646,12 @@ unsafe fn pack_shared(
     (q0, q1): (usize, usize),
     m: usize,
     k: usize,
-    a: *const f32,
+    sh: Shared,
     rsa: isize,
     csa: isize,
     apack: SharedA,
 ) {
-    let mr = kernel.mr;
+    let (a, mr) = (sh.a, kernel.mr);
     let (i0, i1) = (q0 * mr, (q1 * mr).min(m));
     if i0 >= i1 {
         return;
