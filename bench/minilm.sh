@@ -63,14 +63,14 @@ echo "== $rounds rounds of $runs runs each (after $warmup warm-up runs): batch $
 : > "$work/rounds.txt"
 for r in $(seq "$rounds"); do
     "$kiln" bench "$work/minilm.kiln" --dim "batch=$batch" --dim "seq=$seq" \
-        --threads "$threads" --runs "$runs" --warmup "$warmup" $profile > "$work/kiln.txt" 2>&1
-    [ -n "$profile" ] && sed -n '/^op /,$p' "$work/kiln.txt"
+        --threads "$threads" --runs "$runs" --warmup "$warmup" $profile > "$work/kiln.txt" 2>&1 \
+        || { cat "$work/kiln.txt" >&2; exit 1; }
+    if [ -n "$profile" ]; then sed -n '/^op /,$p' "$work/kiln.txt"; fi
     profile=
     "$venv/bin/python" bench/ort_bench.py "$model" --dim "batch=$batch" --dim "seq=$seq" \
-        --threads "$threads" --runs "$runs" --warmup "$warmup" > "$work/ort.txt" 2>&1
+        --threads "$threads" --runs "$runs" --warmup "$warmup" > "$work/ort.txt" 2>&1 \
+        || { cat "$work/ort.txt" >&2; exit 1; }
     k=$(median "$work/kiln.txt") o=$(median "$work/ort.txt")
-    [ -n "$k" ] || { cat "$work/kiln.txt" >&2; exit 1; }
-    [ -n "$o" ] || { cat "$work/ort.txt" >&2; exit 1; }
     echo "$k $o" >> "$work/rounds.txt"
     awk -v r="$r" -v k="$k" -v o="$o" \
         'BEGIN { printf "round %d: kiln median %.2f ms, ORT median %.2f ms, kiln/ORT %.2f\n", r, k, o, k / o }'
