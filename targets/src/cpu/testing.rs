@@ -35,13 +35,16 @@ fn from_runtime(t: &RtTensor) -> Tensor {
 
 /// Compiles `g` for this CPU and loads it (one worker thread).
 pub fn load(g: &Graph, features: CpuFeatures) -> Result<Model, TargetError> {
-    let art = compile(
-        g,
-        &CpuOptions {
-            features,
-            bounds: HashMap::new(),
-        },
-    )?;
+    let options = CpuOptions {
+        features,
+        bounds: HashMap::new(),
+    };
+    load_with(g, &options, 1)
+}
+
+/// Compiles `g` with `options` and loads it with `threads` worker threads.
+pub fn load_with(g: &Graph, options: &CpuOptions, threads: usize) -> Result<Model, TargetError> {
+    let art = compile(g, options)?;
     let dir = std::env::temp_dir().join(format!("kiln-targets-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join(format!("{}.kiln", COUNTER.fetch_add(1, Ordering::SeqCst)));
@@ -49,7 +52,7 @@ pub fn load(g: &Graph, features: CpuFeatures) -> Result<Model, TargetError> {
     let model = Model::load_with(
         &path,
         &ModelOptions {
-            threads: 1,
+            threads,
             features: None,
         },
     )

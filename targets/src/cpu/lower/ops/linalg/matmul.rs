@@ -1463,34 +1463,18 @@ mod bench {
     use std::collections::HashMap;
     use std::time::Instant;
 
-    use kiln_runtime::{ElemType, Model, ModelOptions, Tensor as RtTensor};
+    use kiln_runtime::{ElemType, Model, Tensor as RtTensor};
 
     use crate::cpu::codegen::isa::CpuFeatures;
-    use crate::cpu::testing::{floats, graph};
-    use crate::cpu::{compile, CpuOptions};
+    use crate::cpu::testing::{floats, graph, load_with};
+    use crate::cpu::CpuOptions;
 
     fn load(text: &str, threads: usize) -> Model {
-        let g = graph(text);
-        let art = compile(
-            &g,
-            &CpuOptions {
-                features: CpuFeatures::host(),
-                bounds: HashMap::new(),
-            },
-        )
-        .unwrap();
-        let path = std::env::temp_dir().join(format!("kiln-bench-{}.kiln", std::process::id()));
-        art.write(&path).unwrap();
-        let m = Model::load_with(
-            &path,
-            &ModelOptions {
-                threads,
-                features: None,
-            },
-        )
-        .unwrap();
-        let _ = std::fs::remove_file(&path);
-        m
+        let options = CpuOptions {
+            features: CpuFeatures::host(),
+            bounds: HashMap::new(),
+        };
+        load_with(&graph(text), &options, threads).unwrap()
     }
 
     fn input(shape: &[usize]) -> RtTensor {

@@ -270,12 +270,11 @@ mod tests {
     use std::collections::HashMap;
 
     use kiln_ir::Tensor;
-    use kiln_runtime::{Model, ModelOptions};
 
     use crate::cpu::codegen::isa::{x86_64_isa, CpuFeatures};
     use crate::cpu::lower::{lower_bounded, Callee};
-    use crate::cpu::testing::{floats, graph, run};
-    use crate::cpu::{compile, CpuOptions};
+    use crate::cpu::testing::{floats, graph, load_with, run};
+    use crate::cpu::CpuOptions;
 
     fn dense(shape: &[usize], seed: u64) -> String {
         let v: Vec<String> = floats(shape, seed)
@@ -377,22 +376,7 @@ mod tests {
             features: CpuFeatures::host(),
             bounds: bounds.clone(),
         };
-        let art = compile(&g, &options).unwrap_or_else(|e| panic!("compile: {e}\n{text}"));
-        let path = std::env::temp_dir().join(format!(
-            "kiln-siblings-{}-{:?}.kiln",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        art.write(&path).unwrap();
-        let model = Model::load_with(
-            &path,
-            &ModelOptions {
-                threads: 2,
-                features: None,
-            },
-        )
-        .unwrap();
-        let _ = std::fs::remove_file(&path);
+        let model = load_with(&g, &options, 2).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let got = run(&model, inputs);
         assert_eq!(got.len(), want.len());
         for ((name, w), g) in want.iter().zip(&got) {
@@ -593,38 +577,23 @@ mod bench {
     use std::collections::HashMap;
     use std::time::Instant;
 
-    use kiln_runtime::{ElemType, Model, ModelOptions, Tensor as RtTensor};
+    use kiln_runtime::{ElemType, Model, Tensor as RtTensor};
 
     use super::tests::{graph_text, qkv};
     use crate::cpu::codegen::isa::CpuFeatures;
-    use crate::cpu::testing::{floats, graph};
-    use crate::cpu::{compile, CpuOptions};
+    use crate::cpu::testing::{floats, graph, load_with};
+    use crate::cpu::CpuOptions;
 
     fn load(text: &str, bounds: &[(&str, i64, i64)], threads: usize) -> Model {
         let bounds = bounds
             .iter()
             .map(|&(s, lo, hi)| (s.to_string(), (lo, hi)))
             .collect::<HashMap<_, _>>();
-        let art = compile(
-            &graph(text),
-            &CpuOptions {
-                features: CpuFeatures::host(),
-                bounds,
-            },
-        )
-        .unwrap();
-        let path = std::env::temp_dir().join(format!("kiln-qkv-bench-{}.kiln", std::process::id()));
-        art.write(&path).unwrap();
-        let m = Model::load_with(
-            &path,
-            &ModelOptions {
-                threads,
-                features: None,
-            },
-        )
-        .unwrap();
-        let _ = std::fs::remove_file(&path);
-        m
+        let options = CpuOptions {
+            features: CpuFeatures::host(),
+            bounds,
+        };
+        load_with(&graph(text), &options, threads).unwrap()
     }
 
     #[test]
