@@ -124,7 +124,8 @@ pub fn add_rms_norm(lw: &mut Lowerer, add: NodeId) -> Result<bool, TargetError> 
     let sum = lw.output(add, 0)?;
     let g = lw.cast(&g, sum.dtype)?;
     let y = lw.output(norm, 0)?;
-    let (rows, cols) = norm_rows(lw, norm, &sum.shape).expect("checked by the partner search");
+    let (rows, cols) = norm_rows(lw, norm, &sum.shape)
+        .ok_or_else(|| lw.error("rms_norm axis out of range for the sum's rank"))?;
     let eps = lw
         .graph
         .node(norm)
