@@ -1,7 +1,7 @@
 //! The AVX2+FMA microkernel: a 3 x 32 tile in 12 ymm accumulators (four loads of B and three
 //! broadcasts of A per k), keeping the shared 32-wide B panel layout.
 
-use super::{Kernel, NR};
+use super::{Kernel, Prefetch, NR};
 
 const MR: usize = 3;
 
@@ -30,16 +30,18 @@ unsafe fn kernel(
     rows: usize,
     cols: usize,
     accumulate: bool,
+    prefetch: Prefetch,
 ) {
     // SAFETY: KERNEL is only chosen when avx2 and fma are detected; pointers per the contract.
     unsafe {
+        let pf = prefetch;
         match (rows, rsa == 0) {
-            (3, true) => tile::<3, true>(kc, a, rsa, b, c, rsc, cols, accumulate),
-            (2, true) => tile::<2, true>(kc, a, rsa, b, c, rsc, cols, accumulate),
-            (1, true) => tile::<1, true>(kc, a, rsa, b, c, rsc, cols, accumulate),
-            (3, false) => tile::<3, false>(kc, a, rsa, b, c, rsc, cols, accumulate),
-            (2, false) => tile::<2, false>(kc, a, rsa, b, c, rsc, cols, accumulate),
-            (1, false) => tile::<1, false>(kc, a, rsa, b, c, rsc, cols, accumulate),
+            (3, true) => tile::<3, true>(kc, a, rsa, b, c, rsc, cols, accumulate, pf),
+            (2, true) => tile::<2, true>(kc, a, rsa, b, c, rsc, cols, accumulate, pf),
+            (1, true) => tile::<1, true>(kc, a, rsa, b, c, rsc, cols, accumulate, pf),
+            (3, false) => tile::<3, false>(kc, a, rsa, b, c, rsc, cols, accumulate, pf),
+            (2, false) => tile::<2, false>(kc, a, rsa, b, c, rsc, cols, accumulate, pf),
+            (1, false) => tile::<1, false>(kc, a, rsa, b, c, rsc, cols, accumulate, pf),
             _ => {}
         }
     }
@@ -58,6 +60,7 @@ unsafe fn tile<const R: usize, const PACKED: bool>(
     rsc: isize,
     cols: usize,
     accumulate: bool,
+    prefetch: Prefetch,
 ) {
     use std::arch::x86_64::*;
     // SAFETY (whole body): a has kc*MR floats (packed) or R rows of kc (row-major), b kc*NR, c an R x cols tile with row stride
@@ -65,7 +68,11 @@ unsafe fn tile<const R: usize, const PACKED: bool>(
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); 4]; R];
         let (mut ap, mut bp) = (a, b);
-        for _ in 0..kc {
+        let fetch = prefetch.lines.min(kc);
+        for p in 0..kc {
+            if p < fetch {
+                _mm_prefetch::<_MM_HINT_T1>(prefetch.line(p));
+            }
             let bv = [
                 _mm256_loadu_ps(bp),
                 _mm256_loadu_ps(bp.add(8)),

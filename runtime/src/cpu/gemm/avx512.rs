@@ -2,7 +2,7 @@
 //! twelve broadcasts of A feed 24 FMAs. Shorter tiles (the last rows of A) run the same code
 //! with fewer rows; narrower ones (the last panel of B) store through masks.
 
-use super::{Kernel, NR, ROW_PANELS};
+use super::{Kernel, Prefetch, NR, ROW_PANELS};
 
 const MR: usize = 12;
 
@@ -31,14 +31,15 @@ unsafe fn kernel(
     rows: usize,
     cols: usize,
     accumulate: bool,
+    prefetch: Prefetch,
 ) {
     // SAFETY: KERNEL is only chosen when avx512f is detected; pointers per the contract.
     unsafe {
         macro_rules! rows {
             ($($r:literal)*) => {
                 match (rows, rsa == 0) {
-                    $(($r, true) => tile::<$r, true>(kc, a, rsa, b, c, rsc, cols, accumulate),
-                      ($r, false) => tile::<$r, false>(kc, a, rsa, b, c, rsc, cols, accumulate),)*
+                    $(($r, true) => tile::<$r, true>(kc, a, rsa, b, c, rsc, cols, accumulate, prefetch),
+                      ($r, false) => tile::<$r, false>(kc, a, rsa, b, c, rsc, cols, accumulate, prefetch),)*
                     _ => {}
                 }
             };
@@ -60,6 +61,7 @@ unsafe fn tile<const R: usize, const PACKED: bool>(
     rsc: isize,
     cols: usize,
     accumulate: bool,
+    prefetch: Prefetch,
 ) {
     use std::arch::x86_64::*;
     // SAFETY (whole body): a has kc*MR floats (packed) or R rows of kc (row-major), b kc*NR, c an R x cols tile with row stride
@@ -73,7 +75,11 @@ unsafe fn tile<const R: usize, const PACKED: bool>(
         }
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
         let (mut ap, mut bp) = (a, b);
-        for _ in 0..kc {
+        let fetch = prefetch.lines.min(kc);
+        for p in 0..kc {
+            if p < fetch {
+                _mm_prefetch::<_MM_HINT_T1>(prefetch.line(p));
+            }
             // B streams from L2: fetch 8 rows (1 KiB) ahead.
             _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(8 * NR) as *const i8);
             _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(8 * NR + 16) as *const i8);

@@ -1,6 +1,6 @@
 //! The portable microkernel: plain Rust, for CPUs without AVX2 and as a cross-check.
 
-use super::{Kernel, NR};
+use super::{Kernel, Prefetch, NR};
 
 const MR: usize = 4;
 
@@ -12,7 +12,7 @@ pub const KERNEL: Kernel = Kernel {
 };
 
 /// # Safety
-/// See [`super::Microkernel`].
+/// See [`super::Microkernel`]. Plain Rust has no prefetch: `_prefetch` is not used.
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel(
     kc: usize,
@@ -24,6 +24,7 @@ unsafe fn kernel(
     rows: usize,
     cols: usize,
     accumulate: bool,
+    _prefetch: Prefetch,
 ) {
     let mut acc = [[0.0f32; NR]; MR];
     // SAFETY: the caller guarantees kc*NR floats at b.

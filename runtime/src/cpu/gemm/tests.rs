@@ -610,6 +610,39 @@ fn one_panel_row_major_b_is_read_in_place() {
     }
 }
 
+#[test]
+fn the_next_block_is_handed_out_line_by_line_within_its_calls() {
+    // B of k = 96 rows: the next block is panels 3..5, rows 32..96 (a later K block).
+    let k = 96;
+    let b = 0x1000 as *const f32;
+    let (q0, q1, row0, rows) = (3, 5, 32, 64);
+    let panel_lines = rows * NR / 16;
+    let want: Vec<usize> = (q0..q1)
+        .flat_map(|q| (0..panel_lines).map(move |l| 0x1000 + 4 * ((q * k + row0) * NR + 16 * l)))
+        .collect();
+    for calls in [2, 3, 7, 11, 64, 500] {
+        let mut next = NextBlock::new(b, k, (q0, q1), (row0, rows), calls);
+        let mut got = Vec::new();
+        for _ in 0..calls {
+            let slice = next.take();
+            got.extend((0..slice.lines).map(|i| slice.line(i) as usize));
+        }
+        assert_eq!(got, want, "{calls} calls");
+        assert_eq!(
+            next.take().lines,
+            0,
+            "{calls} calls: nothing after the block"
+        );
+    }
+    // Fewer calls than panels: what fits, in order, and never past the block.
+    let mut next = NextBlock::new(b, k, (q0, q1), (row0, rows), 1);
+    let slice = next.take();
+    let got: Vec<usize> = (0..slice.lines).map(|i| slice.line(i) as usize).collect();
+    assert_eq!(got, want[..panel_lines]);
+    let mut empty = NextBlock::EMPTY;
+    assert_eq!(empty.take().lines, 0);
+}
+
 /// MiniLM's products on 1 and 2 threads, the fastest of many runs (the least disturbed on a
 /// busy machine), beside the microkernel alone on L1/L2-resident panels (the ceiling):
 /// `cargo test --release -p kiln-runtime gemm_minilm_min -- --ignored --nocapture`.
@@ -639,6 +672,7 @@ fn gemm_minilm_min() {
                         kernel.mr,
                         NR,
                         false,
+                        Prefetch::NONE,
                     )
                 };
             }
