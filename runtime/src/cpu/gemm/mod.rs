@@ -18,8 +18,11 @@
 //! panels over `rayon::current_num_threads()` tasks (whichever balances better; panels when
 //! A has few rows). Tasks that split the panels of one M block first pack a share of A's
 //! row panels each into one buffer that all of them read, rather than each packing all of A.
+//! Such threads take their panels a block at a time, and one done early takes blocks from
+//! the back of another's share ([`PanelShares`]).
 //!
-//! Results do not depend on the thread count: work is split over M blocks and B panels only,
+//! Results do not depend on the thread count, nor on which thread computes what: work is
+//! split over M blocks and B panels only,
 //! never over K, and each kernel computes every element of C the same way wherever it lies
 //! (a sum over one K block in order, from zero, then added to C; the K blocks depend on the
 //! shape only), so one thread and many give bit-identical C.
@@ -31,6 +34,7 @@ mod pack;
 mod portable;
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use epilogue::{Activation, CLayout, Epilogue};
 
@@ -572,13 +576,16 @@ unsafe fn run(
         split(&kernel, m, panels, threads)
     };
     let rsc = layout.rsc;
-    // `packed`: A already packed by pack_shared (one M block, the task's rows all of them).
-    let task = |sh: Shared, ti: usize, tj: usize, packed: Option<SharedA>| {
-        // Rows: whole mr panels per task; panels: a contiguous run per task.
-        let row_tiles = m.div_ceil(kernel.mr);
-        let (r0, r1) = (row_tiles * ti / tm, row_tiles * (ti + 1) / tm);
+    let row_tiles = m.div_ceil(kernel.mr);
+    // Row tiles r0..r1 and panels p0..p1 of C. `packed`: A already packed by pack_shared
+    // (one M block, the task's rows all of them); `then`: the panels the thread will
+    // probably do next.
+    let task = |sh: Shared,
+                (r0, r1): (usize, usize),
+                (p0, p1): (usize, usize),
+                packed: Option<SharedA>,
+                then: Option<(usize, usize)>| {
         let (i0, i1) = (r0 * kernel.mr, (r1 * kernel.mr).min(m));
-        let (p0, p1) = (panels * tj / tn, panels * (tj + 1) / tn);
         if i0 >= i1 || p0 >= p1 {
             return;
         }
@@ -601,20 +608,40 @@ unsafe fn run(
                 sh.ep,
                 accumulate,
                 packed,
+                then,
             )
         }
     };
     let sh = Shared { a, b, c, ep };
     if tm * tn == 1 {
-        task(sh, 0, 0, None);
+        task(sh, (0, row_tiles), (0, panels), None, None);
         return;
     }
     use rayon::prelude::*;
-    // Tasks that split only B's panels would each pack all of A: with one M block, the
-    // tasks pack a share of A's row panels each into one buffer first, and all read it.
+    // Threads that split only B's panels take them a block at a time (PanelShares), where
+    // no block packs A anew: A read in place (one row, or few panels), or packed once for
+    // them all.
+    let share_panels = |packed: Option<SharedA>, claim: usize| {
+        let shares = PanelShares::new(panels, tn, claim);
+        (0..tn).into_par_iter().for_each(|t| {
+            while let Some(own) = shares.take_own(t) {
+                task(sh, (0, row_tiles), own, packed, shares.peek_own(t));
+            }
+            while let Some(stolen) = shares.steal() {
+                let before = (stolen.0.saturating_sub(claim), stolen.0);
+                task(sh, (0, row_tiles), stolen, packed, Some(before));
+            }
+        });
+    };
     let row_kernel = m == 1 && kernel.row.is_some();
     let direct = csa == 1 && rsa != 0 && panels.div_ceil(tn) <= DIRECT_MAX_PANELS;
-    if tm == 1 && !row_kernel && !direct && m <= blocking.mc {
+    if tm == 1 && row_kernel {
+        share_panels(None, ROW_PANELS);
+    } else if tm == 1 && direct {
+        share_panels(None, blocking.nb);
+    } else if tm == 1 && m <= blocking.mc {
+        // Each thread would pack all of A: they pack a share of its row panels each into one
+        // buffer first, and all read it.
         SHARED_APACK.with(|cell| {
             let mut fresh = Vec::new();
             let mut borrowed = cell.try_borrow_mut();
@@ -627,21 +654,21 @@ unsafe fn run(
                 *buf = aligned_buffer(len);
             }
             let apack = SharedA(buf.as_mut_ptr().cast::<f32>());
-            let row_tiles = m.div_ceil(kernel.mr);
             (0..tn).into_par_iter().for_each(|t| {
                 let (q0, q1) = (row_tiles * t / tn, row_tiles * (t + 1) / tn);
                 // SAFETY: task t writes only row panels q0..q1 of every K block of the
                 // buffer (len floats, see pack_shared) and reads rows of A inside 0..m.
                 unsafe { pack_shared(&kernel, blocking, (q0, q1), m, k, sh, rsa, csa, apack) };
             });
-            (0..tn)
-                .into_par_iter()
-                .for_each(|t| task(sh, 0, t, Some(apack)));
+            share_panels(Some(apack), blocking.nb);
         });
     } else {
-        (0..tm * tn)
-            .into_par_iter()
-            .for_each(|t| task(sh, t / tn, t % tn, None));
+        (0..tm * tn).into_par_iter().for_each(|t| {
+            let (ti, tj) = (t / tn, t % tn);
+            let rows = (row_tiles * ti / tm, row_tiles * (ti + 1) / tm);
+            let cols = (panels * tj / tn, panels * (tj + 1) / tn);
+            task(sh, rows, cols, None, None)
+        });
     }
 }
 
@@ -722,7 +749,8 @@ fn split(kernel: &Kernel, m: usize, panels: usize, threads: usize) -> (usize, us
 ///
 /// # Safety
 /// As [`run`], restricted to the given rows and panels; `packed` as [`pack_shared`] wrote it
-/// for these rows, `k` and blocking.
+/// for these rows, `k` and blocking. `then`: the panels this thread will probably work on
+/// next, fetched during the last block (only a hint).
 #[allow(clippy::too_many_arguments)]
 unsafe fn block(
     kernel: &Kernel,
@@ -740,6 +768,7 @@ unsafe fn block(
     ep: &Epilogue,
     accumulate: bool,
     packed: Option<SharedA>,
+    then: Option<(usize, usize)>,
 ) {
     thread_local! {
         static APACK: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
@@ -822,21 +851,20 @@ unsafe fn block(
                 while jb < p1 {
                     let je = (jb + nb).min(p1);
                     // What this task reads after this block: its next N block, else its first
-                    // one for the next M block or K block.
+                    // one for the next M block or K block, else what the thread does next.
                     let next = if je < p1 {
-                        Some((je, pc, kc))
+                        Some(((je, (je + nb).min(p1)), pc, kc))
                     } else if ic + mcb < m {
-                        Some((p0, pc, kc))
+                        Some(((p0, (p0 + nb).min(p1)), pc, kc))
                     } else if pc + kc < k {
-                        Some((p0, pc + kc, kc_max.min(k - pc - kc)))
+                        Some(((p0, (p0 + nb).min(p1)), pc + kc, kc_max.min(k - pc - kc)))
                     } else {
-                        None
+                        then.filter(|&(q0, q1)| q0 < q1)
+                            .map(|q| (q, 0, kc_max.min(k)))
                     };
                     let calls = mcb.div_ceil(mr) * (je - jb);
                     let mut fetch = match next {
-                        Some((q0, row0, rows)) => {
-                            NextBlock::new(b, k, (q0, (q0 + nb).min(p1)), (row0, rows), calls)
-                        }
+                        Some((q, row0, rows)) => NextBlock::new(b, k, q, (row0, rows), calls),
                         None => NextBlock::EMPTY,
                     };
                     let mut ir = 0;
@@ -890,6 +918,94 @@ unsafe fn block(
             pc += kc;
         }
     });
+}
+
+/// The B panels of a GEMM, split among threads: each owns a contiguous share that it works
+/// through from the front, a block of panels at a time, and a thread done with its own
+/// takes blocks from the back of the share with the most left. A core slowed by another
+/// process then does less of the work instead of holding the others up at the join (on a
+/// shared machine, MiniLM's two halves often differ by 10-15%), and each thread still
+/// walks consecutive blocks, so [`NextBlock`] knows what to prefetch.
+struct PanelShares {
+    /// Per share, its panels left `lo..hi` as `hi << 32 | lo`.
+    left: Vec<AtomicU64>,
+    block: usize,
+}
+
+impl PanelShares {
+    fn new(panels: usize, threads: usize, block: usize) -> PanelShares {
+        assert!(panels < 1 << 32, "sgemm: {panels} panels");
+        let left = (0..threads)
+            .map(|t| AtomicU64::new(Self::word(panels * t / threads, panels * (t + 1) / threads)))
+            .collect();
+        PanelShares { left, block }
+    }
+
+    fn word(lo: usize, hi: usize) -> u64 {
+        (hi as u64) << 32 | lo as u64
+    }
+
+    fn range(word: u64) -> (usize, usize) {
+        ((word & 0xffff_ffff) as usize, (word >> 32) as usize)
+    }
+
+    /// The next block from the front of share `t`.
+    fn take_own(&self, t: usize) -> Option<(usize, usize)> {
+        let mut w = self.left[t].load(Ordering::Relaxed);
+        loop {
+            let (lo, hi) = Self::range(w);
+            if lo >= hi {
+                return None;
+            }
+            let end = (lo + self.block).min(hi);
+            match self.left[t].compare_exchange_weak(
+                w,
+                Self::word(end, hi),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some((lo, end)),
+                Err(now) => w = now,
+            }
+        }
+    }
+
+    /// The block share `t` would hand out next (nothing taken).
+    fn peek_own(&self, t: usize) -> Option<(usize, usize)> {
+        let (lo, hi) = Self::range(self.left[t].load(Ordering::Relaxed));
+        (lo < hi).then(|| (lo, (lo + self.block).min(hi)))
+    }
+
+    /// A block from the back of the share with the most panels left.
+    fn steal(&self) -> Option<(usize, usize)> {
+        loop {
+            let (share, w) = self
+                .left
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (i, a.load(Ordering::Relaxed)))
+                .max_by_key(|&(_, w)| {
+                    let (lo, hi) = Self::range(w);
+                    hi.saturating_sub(lo)
+                })?;
+            let (lo, hi) = Self::range(w);
+            if lo >= hi {
+                return None;
+            }
+            let start = hi.saturating_sub(self.block).max(lo);
+            if self.left[share]
+                .compare_exchange(
+                    w,
+                    Self::word(lo, start),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return Some((start, hi));
+            }
+        }
+    }
 }
 
 /// The B panels `q0..q1`, rows `row0..row0+rows`, handed out a slice per microkernel call

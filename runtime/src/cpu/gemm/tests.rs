@@ -611,6 +611,44 @@ fn one_panel_row_major_b_is_read_in_place() {
 }
 
 #[test]
+fn panel_shares_hand_out_every_panel_once() {
+    // Threads that work through their own share and then steal, as run() does; one thread
+    // is slowed so that the others take blocks from its share.
+    for (panels, threads, block) in [(48, 2, 2), (12, 2, 2), (37, 3, 2), (5, 4, 4), (1, 2, 2)] {
+        let shares = PanelShares::new(panels, threads, block);
+        let taken = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let (shares, taken) = (&shares, &taken);
+                s.spawn(move || {
+                    let mut mine = Vec::new();
+                    while let Some(r) = shares.take_own(t) {
+                        if t == 0 {
+                            std::thread::sleep(std::time::Duration::from_millis(2));
+                        }
+                        mine.push(r);
+                    }
+                    while let Some(r) = shares.steal() {
+                        mine.push(r);
+                    }
+                    taken.lock().unwrap().extend(mine);
+                });
+            }
+        });
+        let mut taken = taken.into_inner().unwrap();
+        taken.sort();
+        let mut next = 0;
+        for &(lo, hi) in &taken {
+            assert_eq!(lo, next, "{panels} panels, {threads} threads: {taken:?}");
+            assert!(hi > lo && hi - lo <= block, "{taken:?}");
+            next = hi;
+        }
+        assert_eq!(next, panels, "{taken:?}");
+        assert_eq!(shares.peek_own(0), None);
+    }
+}
+
+#[test]
 fn the_next_block_is_handed_out_line_by_line_within_its_calls() {
     // B of k = 96 rows: the next block is panels 3..5, rows 32..96 (a later K block).
     let k = 96;
