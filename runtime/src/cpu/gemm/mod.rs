@@ -10,16 +10,16 @@
 //! of `NB` panels (this `kc x NB*NR` block of B stays in L2); row panels of `mr` (this
 //! `mr x kc` micro-panel of A stays in L1); B panels (streamed from L2, prefetched by the
 //! kernel); microkernel. Meanwhile the microkernel calls of one N block fetch the task's
-//! next N block into L2, a slice each. A row-major A feeding at most `DIRECT_MAX_PANELS` panels is read in
-//! place rather than packed (attention's `P·V`), and a single row of A (GEMV) goes to a
-//! one-row kernel covering several panels per call.
+//! next N block into L2, a slice each ([`prefetch`]). A row-major A feeding at most
+//! `DIRECT_MAX_PANELS` panels is read in place rather than packed (attention's `P·V`), and a
+//! single row of A (GEMV) goes to a one-row kernel covering several panels per call.
 //!
 //! Threads: a GEMM with enough products, or enough of B to stream, splits its rows or its
 //! panels over `rayon::current_num_threads()` tasks (whichever balances better; panels when
 //! A has few rows). Tasks that split the panels of one M block first pack a share of A's
 //! row panels each into one buffer that all of them read, rather than each packing all of A.
 //! Such threads take their panels a block at a time, and one done early takes blocks from
-//! the back of another's share ([`PanelShares`]).
+//! the back of another's share ([`shares`]).
 //!
 //! Results do not depend on the thread count, nor on which thread computes what: work is
 //! split over M blocks and B panels only,
@@ -32,11 +32,14 @@ mod avx512;
 mod epilogue;
 mod pack;
 mod portable;
+mod prefetch;
+mod shares;
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use epilogue::{Activation, CLayout, Epilogue};
+use prefetch::{NextBlock, Prefetch};
+use shares::PanelShares;
 
 /// Columns of C a microkernel computes at once; B panels are this wide.
 pub const NR: usize = 32;
@@ -47,8 +50,8 @@ const KC_MAX: usize = 512;
 const MC_MAX: usize = 288;
 /// B panels per N block: `NB x KC_MAX x NR` f32 (128 KiB) stays in L2 while every A
 /// micro-panel of the M block passes over it. The block after it is fetched into L2 while
-/// it runs ([`NextBlock`]), so only a task's first block comes cold from L3 or memory: a
-/// small block keeps that part small (MiniLM on 2 threads: 5% faster than 8 panels).
+/// it runs ([`NextBlock`]), so only a thread's first block comes cold from L3 or memory: a
+/// small block keeps that part small, and is the unit threads share panels in.
 const NB: usize = 2;
 /// Largest strided B (floats, 4 MiB) whose packing buffer a thread keeps for the next call.
 const KEEP_BPACK_MAX: usize = 1 << 20;
@@ -82,27 +85,6 @@ type Microkernel = unsafe fn(
     accumulate: bool,
     prefetch: Prefetch,
 );
-
-/// Cache lines (16 floats each, consecutive from `at`) for a microkernel to fetch into L2
-/// while it computes, at most one per step of its K loop. Only a hint: prefetching never
-/// faults, so the addresses need not be valid.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Prefetch {
-    at: *const f32,
-    lines: usize,
-}
-
-impl Prefetch {
-    const NONE: Prefetch = Prefetch {
-        at: std::ptr::null(),
-        lines: 0,
-    };
-
-    /// Line `i` (`< lines`).
-    fn line(self, i: usize) -> *const i8 {
-        self.at.wrapping_add(16 * i).cast()
-    }
-}
 
 /// A microkernel and its register-tile height.
 #[derive(Clone, Copy)]
@@ -918,162 +900,6 @@ unsafe fn block(
             pc += kc;
         }
     });
-}
-
-/// The B panels of a GEMM, split among threads: each owns a contiguous share that it works
-/// through from the front, a block of panels at a time, and a thread done with its own
-/// takes blocks from the back of the share with the most left. A core slowed by another
-/// process then does less of the work instead of holding the others up at the join (on a
-/// shared machine, MiniLM's two halves often differ by 10-15%), and each thread still
-/// walks consecutive blocks, so [`NextBlock`] knows what to prefetch.
-struct PanelShares {
-    /// Per share, its panels left `lo..hi` as `hi << 32 | lo`.
-    left: Vec<AtomicU64>,
-    block: usize,
-}
-
-impl PanelShares {
-    fn new(panels: usize, threads: usize, block: usize) -> PanelShares {
-        assert!(panels < 1 << 32, "sgemm: {panels} panels");
-        let left = (0..threads)
-            .map(|t| AtomicU64::new(Self::word(panels * t / threads, panels * (t + 1) / threads)))
-            .collect();
-        PanelShares { left, block }
-    }
-
-    fn word(lo: usize, hi: usize) -> u64 {
-        (hi as u64) << 32 | lo as u64
-    }
-
-    fn range(word: u64) -> (usize, usize) {
-        ((word & 0xffff_ffff) as usize, (word >> 32) as usize)
-    }
-
-    /// The next block from the front of share `t`.
-    fn take_own(&self, t: usize) -> Option<(usize, usize)> {
-        let mut w = self.left[t].load(Ordering::Relaxed);
-        loop {
-            let (lo, hi) = Self::range(w);
-            if lo >= hi {
-                return None;
-            }
-            let end = (lo + self.block).min(hi);
-            match self.left[t].compare_exchange_weak(
-                w,
-                Self::word(end, hi),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some((lo, end)),
-                Err(now) => w = now,
-            }
-        }
-    }
-
-    /// The block share `t` would hand out next (nothing taken).
-    fn peek_own(&self, t: usize) -> Option<(usize, usize)> {
-        let (lo, hi) = Self::range(self.left[t].load(Ordering::Relaxed));
-        (lo < hi).then(|| (lo, (lo + self.block).min(hi)))
-    }
-
-    /// A block from the back of the share with the most panels left.
-    fn steal(&self) -> Option<(usize, usize)> {
-        loop {
-            let (share, w) = self
-                .left
-                .iter()
-                .enumerate()
-                .map(|(i, a)| (i, a.load(Ordering::Relaxed)))
-                .max_by_key(|&(_, w)| {
-                    let (lo, hi) = Self::range(w);
-                    hi.saturating_sub(lo)
-                })?;
-            let (lo, hi) = Self::range(w);
-            if lo >= hi {
-                return None;
-            }
-            let start = hi.saturating_sub(self.block).max(lo);
-            if self.left[share]
-                .compare_exchange(
-                    w,
-                    Self::word(lo, start),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
-                return Some((start, hi));
-            }
-        }
-    }
-}
-
-/// The B panels `q0..q1`, rows `row0..row0+rows`, handed out a slice per microkernel call
-/// over `calls` calls, to be in L2 by the time they are read: a weight read for the first
-/// time comes from L3 or memory, which the hardware prefetcher does not run far enough
-/// ahead of the kernel to hide. Each panel gets an equal share of the calls, so with at
-/// least one call per panel every line is handed out once within `calls` calls.
-struct NextBlock {
-    b: *const f32,
-    k: usize,
-    row0: usize,
-    /// Lines per panel (`rows * NR / 16`).
-    panel_lines: usize,
-    /// The next line to hand out: panel `q`, line `line` of it.
-    q: usize,
-    line: usize,
-    q1: usize,
-    per_call: usize,
-}
-
-impl NextBlock {
-    const EMPTY: NextBlock = NextBlock {
-        b: std::ptr::null(),
-        k: 0,
-        row0: 0,
-        panel_lines: 0,
-        q: 0,
-        line: 0,
-        q1: 0,
-        per_call: 0,
-    };
-
-    fn new(
-        b: *const f32,
-        k: usize,
-        (q0, q1): (usize, usize),
-        (row0, rows): (usize, usize),
-        calls: usize,
-    ) -> NextBlock {
-        let panel_lines = rows * NR / 16;
-        NextBlock {
-            b,
-            k,
-            row0,
-            panel_lines,
-            q: q0,
-            line: 0,
-            q1,
-            per_call: panel_lines.div_ceil((calls / (q1 - q0).max(1)).max(1)),
-        }
-    }
-
-    /// The next call's slice: consecutive lines inside one panel.
-    fn take(&mut self) -> Prefetch {
-        if self.q >= self.q1 || self.panel_lines == 0 {
-            return Prefetch::NONE;
-        }
-        let lines = self.per_call.min(self.panel_lines - self.line);
-        let at = self
-            .b
-            .wrapping_add((self.q * self.k + self.row0) * NR + self.line * 16);
-        self.line += lines;
-        if self.line == self.panel_lines {
-            self.q += 1;
-            self.line = 0;
-        }
-        Prefetch { at, lines }
-    }
 }
 
 #[cfg(test)]
