@@ -636,11 +636,15 @@ unsafe fn run(
                 *buf = aligned_buffer(len);
             }
             let apack = SharedA(buf.as_mut_ptr().cast::<f32>());
+            // The row panels of A are shared out as B's panels are, one at a time.
+            let rows = PanelShares::new(row_tiles, tn, 1);
             (0..tn).into_par_iter().for_each(|t| {
-                let (q0, q1) = (row_tiles * t / tn, row_tiles * (t + 1) / tn);
-                // SAFETY: task t writes only row panels q0..q1 of every K block of the
-                // buffer (len floats, see pack_shared) and reads rows of A inside 0..m.
-                unsafe { pack_shared(&kernel, blocking, (q0, q1), m, k, sh, rsa, csa, apack) };
+                while let Some(q) = rows.take_own(t).or_else(|| rows.steal()) {
+                    // SAFETY: each row panel is packed once, by whoever takes it: this call
+                    // writes only row panels q of every K block of the buffer (len floats,
+                    // see pack_shared) and reads rows of A inside 0..m.
+                    unsafe { pack_shared(&kernel, blocking, q, m, k, sh, rsa, csa, apack) };
+                }
             });
             share_panels(Some(apack), blocking.nb);
         });
