@@ -7,7 +7,7 @@
 #   bench/minilm.sh [--seq N] [--batch N] [--threads N] [--rounds N] [--runs N]
 #                   [--warmup N] [--model FILE.onnx] [--no-build] [--gemm] [--profile]
 #
-# --rounds (default 5) rounds of --runs (default 20) timed runs each side. Alternating
+# --rounds (default 20) rounds of --runs (default 10) timed runs each side. Alternating
 # rounds lets both engines see the same machine: on a shared VM the speed drifts by tens of
 # percent over minutes, so one long run of each would compare different machines.
 # --gemm also runs the GEMM microbenchmark (cargo bench -p kiln-runtime --bench gemm).
@@ -22,7 +22,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 models=${KILN_MODELS:-$root/../shared/models}
 model=$models/minilm/model.onnx
 venv=${KILN_TOOLS_VENV:-$HOME/.venvs/kiln-tools}
-seq=128 batch=1 threads=2 rounds=5 runs=20 warmup=5 build=1 gemm=0 profile=
+seq=128 batch=1 threads=2 rounds=20 runs=10 warmup=5 build=1 gemm=0 profile=
 
 while [ $# -gt 0 ]; do
     case $1 in
