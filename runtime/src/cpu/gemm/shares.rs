@@ -1,8 +1,9 @@
-//! Sharing a GEMM's B panels among threads.
+//! Sharing a GEMM's panels (B's column panels to multiply, A's row panels to pack) among
+//! threads.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The B panels of a GEMM, split among threads: each owns a contiguous share that it works
+/// A GEMM's panels, split among threads: each owns a contiguous share that it works
 /// through from the front, a block of panels at a time, and a thread done with its own
 /// takes blocks from the back of the share with the most left. A core slowed by another
 /// process then does less of the work instead of holding the others up at the join (on a
