@@ -2,8 +2,6 @@
 //! list on the device model, and compare each output with the reference interpreter's,
 //! relative to the output's magnitude (the device computes in f16/bf16).
 
-use std::collections::HashMap;
-
 use kiln_ir::{Graph, Tensor};
 use kiln_runtime::ascend::cost::KernelCost;
 use kiln_runtime::ascend::{AscendModel, Profile};
@@ -12,7 +10,7 @@ use kiln_runtime::{ElemType, Tensor as RtTensor};
 use crate::ascend::{compile, AscendArtifact, AscendOptions};
 use crate::error::TargetError;
 
-pub use crate::cpu::testing::{floats, graph};
+pub use crate::cpu::testing::{floats, graph, interpret};
 
 fn to_runtime(t: &Tensor) -> RtTensor {
     let e = ElemType::from_name(t.dtype().name()).expect("runtime dtype");
@@ -67,13 +65,7 @@ pub fn check(
     tol: f64,
 ) -> Vec<String> {
     let g = graph(text);
-    let named: HashMap<String, Tensor> = g
-        .inputs()
-        .iter()
-        .map(|&v| g.input_name(v).expect("named input").to_string())
-        .zip(inputs.iter().cloned())
-        .collect();
-    let want = kiln_ir::interp::run(&g, &named).unwrap_or_else(|e| panic!("interpreter: {e}"));
+    let want = interpret(&g, inputs);
     let art =
         build(&g, "ascend910b2", dtype, dims).unwrap_or_else(|e| panic!("compile: {e}\n{text}"));
     let (got, _) = run(&art, inputs);

@@ -68,18 +68,35 @@ pub fn run(model: &Model, inputs: &[Tensor]) -> Vec<Tensor> {
     outs.iter().map(from_runtime).collect()
 }
 
-/// Compiles the graph in `text`, runs it on `inputs` compiled and interpreted, and asserts
-/// every output matches: same dtype and shape; integers and bools exactly; floats within
-/// `|got - want| <= atol + rtol * |want|` (NaN equals NaN).
-pub fn check(text: &str, inputs: &[Tensor], rtol: f64, atol: f64) {
-    let g = graph(text);
+/// The reference interpreter's outputs (name, tensor) for `g` on `inputs`, given in the
+/// order of `g`'s inputs.
+pub fn interpret(g: &Graph, inputs: &[Tensor]) -> Vec<(String, Tensor)> {
     let named: HashMap<String, Tensor> = g
         .inputs()
         .iter()
         .map(|&v| g.input_name(v).expect("named input").to_string())
         .zip(inputs.iter().cloned())
         .collect();
-    let want = kiln_ir::interp::run(&g, &named).unwrap_or_else(|e| panic!("interpreter: {e}"));
+    kiln_ir::interp::run(g, &named).unwrap_or_else(|e| panic!("interpreter: {e}"))
+}
+
+/// A `dense<f32[shape]>[...]` literal of [`floats`]`(shape, seed)`.
+pub fn dense(shape: &[usize], seed: u64) -> String {
+    let v: Vec<String> = floats(shape, seed)
+        .to_f64()
+        .iter()
+        .map(|x| format!("{:?}", *x as f32))
+        .collect();
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    format!("dense<f32[{}]>[{}]", dims.join(", "), v.join(", "))
+}
+
+/// Compiles the graph in `text`, runs it on `inputs` compiled and interpreted, and asserts
+/// every output matches: same dtype and shape; integers and bools exactly; floats within
+/// `|got - want| <= atol + rtol * |want|` (NaN equals NaN).
+pub fn check(text: &str, inputs: &[Tensor], rtol: f64, atol: f64) {
+    let g = graph(text);
+    let want = interpret(&g, inputs);
     let model = load(&g, CpuFeatures::host()).unwrap_or_else(|e| panic!("compile: {e}\n{text}"));
     let got = run(&model, inputs);
     assert_eq!(got.len(), want.len());

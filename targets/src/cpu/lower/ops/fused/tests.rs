@@ -3,7 +3,7 @@
 use kiln_ir::tensor::{Data, Tensor};
 use kiln_ir::DType;
 
-use crate::cpu::testing::{check, floats};
+use crate::cpu::testing::{self, check, floats};
 
 fn bools(shape: &[usize], seed: u64) -> Tensor {
     let f = floats(shape, seed).to_f64();
@@ -414,16 +414,10 @@ fn mha_bias_padding_causal_cache() {
 
 /// A `constant` statement `%name = constant {value = dense<...>}` of pseudo-random floats.
 fn dense(name: &str, shape: &[usize], seed: u64) -> String {
-    let t = floats(shape, seed);
-    let vals: Vec<String> = t
-        .to_f64()
-        .iter()
-        .map(|v| format!("{:?}", *v as f32))
-        .collect();
     let ty = ty("f32", shape);
     format!(
-        "%{name} = constant {{value = dense<{ty}>[{}]}} : {ty}\n",
-        vals.join(", ")
+        "%{name} = constant {{value = {}}} : {ty}\n",
+        testing::dense(shape, seed)
     )
 }
 

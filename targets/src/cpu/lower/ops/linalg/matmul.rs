@@ -963,19 +963,8 @@ fn einsum_labels(equation: &str, ranks: &[usize]) -> Result<Labels, String> {
 
 #[cfg(test)]
 mod tests {
-    use crate::cpu::testing::{check, floats};
+    use crate::cpu::testing::{check, dense, floats};
     use kiln_ir::{DType, Tensor};
-
-    fn dense(shape: &[usize], seed: u64) -> String {
-        let t = floats(shape, seed);
-        let v: Vec<String> = t
-            .to_f64()
-            .iter()
-            .map(|x| format!("{:?}", *x as f32))
-            .collect();
-        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-        format!("dense<f32[{}]>[{}]", dims.join(", "), v.join(", "))
-    }
 
     #[test]
     fn matmul_2d_activation_and_constant_b() {

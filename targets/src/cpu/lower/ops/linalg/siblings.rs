@@ -273,18 +273,8 @@ mod tests {
 
     use crate::cpu::codegen::isa::{x86_64_isa, CpuFeatures};
     use crate::cpu::lower::{lower_bounded, Callee};
-    use crate::cpu::testing::{floats, graph, load_with, run};
+    use crate::cpu::testing::{dense, floats, graph, interpret, load_with, run};
     use crate::cpu::CpuOptions;
-
-    fn dense(shape: &[usize], seed: u64) -> String {
-        let v: Vec<String> = floats(shape, seed)
-            .to_f64()
-            .iter()
-            .map(|x| format!("{:?}", *x as f32))
-            .collect();
-        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-        format!("dense<f32[{}]>[{}]", dims.join(", "), v.join(", "))
-    }
 
     /// One projection of `%{x}` (`[{lead}, k]`) named `p`: MatMul by a constant `[k, n]`, a
     /// bias Add, an activation, and a head split into heads of `d`, each when asked for.
@@ -365,13 +355,7 @@ mod tests {
             .iter()
             .map(|&(s, lo, hi)| (s.to_string(), (lo, hi)))
             .collect();
-        let named: HashMap<String, Tensor> = g
-            .inputs()
-            .iter()
-            .map(|&v| g.input_name(v).expect("named input").to_string())
-            .zip(inputs.iter().cloned())
-            .collect();
-        let want = kiln_ir::interp::run(&g, &named).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let want = interpret(&g, inputs);
         let options = CpuOptions {
             features: CpuFeatures::host(),
             bounds: bounds.clone(),
