@@ -162,6 +162,30 @@ fn aligned_buffer(len: usize) -> Vec<Line> {
     vec![Line([0.0; 16]); len.div_ceil(16)]
 }
 
+/// Runs `f` on a cache-line-aligned buffer of at least `len` floats (contents unspecified): this
+/// thread's in `key`, kept for the next call, when it is free and `keep`; else a fresh one (a
+/// nested call on this thread, from a task it picks up while waiting, or a buffer too big to
+/// keep around).
+fn with_scratch<R>(
+    key: &'static std::thread::LocalKey<RefCell<Vec<Line>>>,
+    len: usize,
+    keep: bool,
+    f: impl FnOnce(*mut f32) -> R,
+) -> R {
+    key.with(|cell| {
+        let mut fresh = Vec::new();
+        let mut borrowed = cell.try_borrow_mut();
+        let buf = match borrowed.as_deref_mut() {
+            Ok(v) if keep => v,
+            _ => &mut fresh,
+        };
+        if buf.len() * 16 < len {
+            *buf = aligned_buffer(len);
+        }
+        f(buf.as_mut_ptr().cast::<f32>())
+    })
+}
+
 /// B packed into panels of [`NR`] columns: panel `p` holds, for each `k`, columns
 /// `p*NR .. p*NR+NR` (zero-padded past `n`), i.e. float `(p*k + kk)*NR + j` is
 /// `B[kk, p*NR + j]`. The buffer starts on a 64-byte boundary (B is read in 64-byte vectors;
@@ -453,20 +477,8 @@ pub unsafe fn sgemm_fused(
                 static BPACK: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
             }
             let len = PackedB::packed_len(k, n);
-            BPACK.with(|cell| {
-                // A nested call on this thread (from a task it picks up while waiting), or a
-                // B too big to keep around, packs into a fresh buffer.
-                let mut fresh = Vec::new();
-                let mut borrowed = cell.try_borrow_mut();
-                let buf = match borrowed.as_deref_mut() {
-                    Ok(v) if len <= KEEP_BPACK_MAX => v,
-                    _ => &mut fresh,
-                };
-                if buf.len() * 16 < len {
-                    *buf = aligned_buffer(len);
-                }
-                let bp = buf.as_mut_ptr().cast::<f32>();
-                // SAFETY: B is readable per the contract; buf holds packed_len(k, n) floats,
+            with_scratch(&BPACK, len, len <= KEEP_BPACK_MAX, |bp| {
+                // SAFETY: B is readable per the contract; bp holds packed_len(k, n) floats,
                 // all written by pack_b before run reads them.
                 unsafe {
                     pack::pack_b(k, n, ptr, rs, cs, bp);
@@ -624,18 +636,9 @@ unsafe fn run(
     } else if tm == 1 && m <= blocking.mc {
         // Each thread would pack all of A: they pack a share of its row panels each into one
         // buffer first, and all read it.
-        SHARED_APACK.with(|cell| {
-            let mut fresh = Vec::new();
-            let mut borrowed = cell.try_borrow_mut();
-            let buf = match borrowed.as_deref_mut() {
-                Ok(v) => v,
-                Err(_) => &mut fresh,
-            };
-            let len = m.next_multiple_of(kernel.mr) * k;
-            if buf.len() * 16 < len {
-                *buf = aligned_buffer(len);
-            }
-            let apack = SharedA(buf.as_mut_ptr().cast::<f32>());
+        let len = m.next_multiple_of(kernel.mr) * k;
+        with_scratch(&SHARED_APACK, len, true, |buf| {
+            let apack = SharedA(buf);
             // The row panels of A are shared out as B's panels are, one at a time.
             let rows = PanelShares::new(row_tiles, tn, 1);
             (0..tn).into_par_iter().for_each(|t| {
@@ -800,17 +803,7 @@ unsafe fn block(
         return;
     }
     let need = mc.min(m.next_multiple_of(mr)) * kc_max;
-    APACK.with(|cell| {
-        let mut fresh = Vec::new();
-        let mut borrowed = cell.try_borrow_mut();
-        let buf = match borrowed.as_deref_mut() {
-            Ok(v) => v,
-            Err(_) => &mut fresh,
-        };
-        if buf.len() * 16 < need {
-            *buf = aligned_buffer(need);
-        }
-        let apack = buf.as_mut_ptr().cast::<f32>();
+    with_scratch(&APACK, need, true, |apack| {
         let mut pc = 0;
         while pc < k {
             let kc = kc_max.min(k - pc);
